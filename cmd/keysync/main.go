@@ -1,0 +1,23 @@
+// Command keysync is the harness CLI: wrap keys with Key Protect, build fixtures, run labs and
+// conformance suites. See `keysync --help`.
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/keysync-dev/keysync/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	s := &cli.Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
+	code := cli.Run(ctx, s, os.Args[1:])// One line per subcommand package under internal/cli/.
+
+	stop()
+	os.Exit(code)
+}
