@@ -11,6 +11,10 @@ BIN := bin
 # Every package but the conformance suites, which need a running lab (make conformance).
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/suites')
 
+# Each area adds its targets in mk/<area>.mk (mockkp.mk, syncer.mk, fixtures.mk, nodelab.mk,
+# suites.mk, kindlab.mk) so the areas never edit one file at once.
+include $(sort $(wildcard mk/*.mk))
+
 .PHONY: help build test lint bench deps k8s-bins clean
 
 help: ## list the targets
