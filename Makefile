@@ -13,6 +13,7 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v '/suites')
 
 # Each area adds its targets in mk/<area>.mk (mockkp.mk, syncer.mk, fixtures.mk, nodelab.mk,
 # suites.mk, kindlab.mk) so the areas never edit one file at once.
+.DEFAULT_GOAL := help
 include $(sort $(wildcard mk/*.mk))
 
 .PHONY: help build test lint bench deps k8s-bins clean
