@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -259,6 +260,11 @@ func RunHook(ctx context.Context, timeout time.Duration, stderr io.Writer, what 
 	var out, errBuf bytes.Buffer
 	cmd := exec.CommandContext(ctx, argv[0], append(append([]string{}, argv[1:]...), args...)...)
 	cmd.Stdout = &out
+	// Kill the hook's whole process group on timeout, and stop waiting for pipes held open by
+	// stray grandchildren.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
 	if stderr == nil {
 		stderr = io.Discard
 	}

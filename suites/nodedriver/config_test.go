@@ -159,7 +159,7 @@ func TestCommandHooks(t *testing.T) {
 		t.Fatalf("list: %+v, %v", es, err)
 	}
 
-	c.RunImageCmd = ParseCommand(`sleep 5`)
+	c.RunImageCmd = ParseCommand(`f() { sleep 5; }; f`)
 	c.CmdTimeout = 100 * time.Millisecond
 	if _, err := New(c).RunImage(ctx, "n1", "x"); err == nil || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("slow hook: err = %v, want a timeout", err)
