@@ -1,0 +1,448 @@
+// Package runtimewrap makes an OCI runtime (runc) usable on hosts whose capability bounding set
+// lacks CAP_SYS_RESOURCE, such as the VMs the keysync labs run on.
+//
+// On such a host runc fails twice: a container asking for CAP_SYS_RESOURCE (every privileged
+// container) fails with "unable to apply caps: operation not permitted", and a container asking
+// for a lower oom_score_adj than its caller's (CRI-O's infra containers ask for -998, static
+// control-plane pods for -997) fails with "failed to update /proc/self/oom_score_adj: Permission
+// denied". containerd has restrict_oom_score_adj for the second; CRI-O and dockerd have nothing.
+//
+// The wrapper sits where the runtime is configured (dockerd "runtimes"/"default-runtime", CRI-O
+// runtime_path). For `create` and `run` it rewrites the bundle's config.json, for `exec` the
+// --process file: it removes CAP_SYS_RESOURCE from every capability set and raises
+// process.oomScoreAdj to the wrapper's own /proc/self/oom_score_adj when it is lower. Then it
+// execs the real runtime with the original arguments. Every other command passes straight
+// through, and on a host whose bounding set has CAP_SYS_RESOURCE nothing is rewritten at all.
+//
+// Install it only on hosts that need it (see Needed); never change a user's daemon silently.
+package runtimewrap
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// CapSysResource is the capability the wrapper removes.
+const CapSysResource = "CAP_SYS_RESOURCE"
+
+// capSysResourceBit is CAP_SYS_RESOURCE's number (linux/capability.h).
+const capSysResourceBit = 24
+
+// RuntimeEnv names the environment variable that overrides the real runtime's path.
+const RuntimeEnv = "KEYSYNC_RUNTIME"
+
+// RuntimeFlag is a wrapper-only flag accepted as the FIRST argument(s), e.g. through dockerd's
+// runtimeArgs: --keysync-runtime=/usr/sbin/runc. It is removed before the real runtime runs.
+const RuntimeFlag = "--keysync-runtime"
+
+// defaultRuntimePaths are tried, after PATH lookup of "runc", when nothing names the runtime.
+func defaultRuntimePaths() []string {
+	return []string{"/usr/bin/runc", "/usr/sbin/runc", "/usr/local/bin/runc", "/usr/local/sbin/runc"}
+}
+
+// BoundingSetHas reports whether the CapBnd line of a /proc/<pid>/status document has
+// capability number bit.
+func BoundingSetHas(status io.Reader, bit int) (bool, error) {
+	sc := bufio.NewScanner(status)
+	for sc.Scan() {
+		v, ok := strings.CutPrefix(sc.Text(), "CapBnd:")
+		if !ok {
+			continue
+		}
+		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err != nil {
+			return false, fmt.Errorf("failed to parse CapBnd %q: %w", strings.TrimSpace(v), err)
+		}
+		return mask&(1<<uint(bit)) != 0, nil
+	}
+	if err := sc.Err(); err != nil {
+		return false, fmt.Errorf("failed to read process status: %w", err)
+	}
+	return false, errors.New("failed to find CapBnd in process status")
+}
+
+// Needed reports whether this host needs the wrapper: its bounding set (read from statusPath,
+// normally /proc/self/status) lacks CAP_SYS_RESOURCE.
+func Needed(statusPath string) (bool, error) {
+	f, err := os.Open(statusPath)
+	if err != nil {
+		return false, fmt.Errorf("failed to open %s: %w", statusPath, err)
+	}
+	defer f.Close()
+	has, err := BoundingSetHas(f, capSysResourceBit)
+	if err != nil {
+		return false, fmt.Errorf("failed to read the capability bounding set from %s: %w", statusPath, err)
+	}
+	return !has, nil
+}
+
+// RewriteSpec applies the wrapper's rules to an OCI runtime spec (a bundle's config.json) and
+// reports whether anything changed. Fields it does not touch are kept byte for byte.
+func RewriteSpec(data []byte, minOOMScoreAdj int) ([]byte, bool, error) {
+	var spec map[string]json.RawMessage
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, false, fmt.Errorf("failed to parse runtime spec: %w", err)
+	}
+	if spec == nil {
+		return nil, false, errors.New("failed to parse runtime spec: not a JSON object")
+	}
+	proc, ok := spec["process"]
+	if !ok || isNull(proc) {
+		return data, false, nil
+	}
+	newProc, changed, err := RewriteProcess(proc, minOOMScoreAdj)
+	if err != nil {
+		return nil, false, err
+	}
+	if !changed {
+		return data, false, nil
+	}
+	spec["process"] = newProc
+	out, err := json.Marshal(spec)
+	if err != nil {
+		return nil, false, fmt.Errorf("failed to encode runtime spec: %w", err)
+	}
+	return out, true, nil
+}
+
+// RewriteProcess applies the wrapper's rules to an OCI process object (the "process" member of
+// a spec, or the file `runc exec --process` reads) and reports whether anything changed.
+func RewriteProcess(data []byte, minOOMScoreAdj int) ([]byte, bool, error) {
+	var proc map[string]json.RawMessage
+	if err := json.Unmarshal(data, &proc); err != nil {
+		return nil, false, fmt.Errorf("failed to parse process: %w", err)
+	}
+	if proc == nil {
+		return nil, false, errors.New("failed to parse process: not a JSON object")
+	}
+	changed := false
+
+	if raw, ok := proc["capabilities"]; ok && !isNull(raw) {
+		var sets map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &sets); err != nil {
+			return nil, false, fmt.Errorf("failed to parse process.capabilities: %w", err)
+		}
+		setsChanged := false
+		for name, rawSet := range sets {
+			if isNull(rawSet) {
+				continue
+			}
+			var caps []string
+			if err := json.Unmarshal(rawSet, &caps); err != nil {
+				return nil, false, fmt.Errorf("failed to parse process.capabilities.%s: %w", name, err)
+			}
+			kept := make([]string, 0, len(caps))
+			for _, c := range caps {
+				if !strings.EqualFold(c, CapSysResource) {
+					kept = append(kept, c)
+				}
+			}
+			if len(kept) == len(caps) {
+				continue
+			}
+			enc, err := json.Marshal(kept)
+			if err != nil {
+				return nil, false, fmt.Errorf("failed to encode process.capabilities.%s: %w", name, err)
+			}
+			sets[name] = enc
+			setsChanged = true
+		}
+		if setsChanged {
+			enc, err := json.Marshal(sets)
+			if err != nil {
+				return nil, false, fmt.Errorf("failed to encode process.capabilities: %w", err)
+			}
+			proc["capabilities"] = enc
+			changed = true
+		}
+	}
+
+	if raw, ok := proc["oomScoreAdj"]; ok && !isNull(raw) {
+		var adj int
+		if err := json.Unmarshal(raw, &adj); err != nil {
+			return nil, false, fmt.Errorf("failed to parse process.oomScoreAdj: %w", err)
+		}
+		if adj < minOOMScoreAdj {
+			proc["oomScoreAdj"] = json.RawMessage(strconv.Itoa(minOOMScoreAdj))
+			changed = true
+		}
+	}
+
+	if !changed {
+		return data, false, nil
+	}
+	out, err := json.Marshal(proc)
+	if err != nil {
+		return nil, false, fmt.Errorf("failed to encode process: %w", err)
+	}
+	return out, true, nil
+}
+
+func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
+
+// Invocation is what the wrapper needs to know about a runtime command line.
+type Invocation struct {
+	// Command is the runtime subcommand (create, run, exec, start, ...); empty for none.
+	Command string
+	// Bundle is the --bundle/-b value of create/run; empty means the working directory.
+	Bundle string
+	// ProcessFile is the --process/-p value of exec; empty when exec takes its process from
+	// the command line.
+	ProcessFile string
+}
+
+// isGlobalValueFlag reports whether runc's global flag name takes a value (runc main.go); the
+// others are booleans.
+func isGlobalValueFlag(name string) bool {
+	switch name {
+	case "root", "log", "log-format", "criu", "rootless":
+		return true
+	}
+	return false
+}
+
+// ParseArgs finds the subcommand and the file arguments the wrapper rewrites in a runc command
+// line (without argv[0]).
+func ParseArgs(args []string) Invocation {
+	var inv Invocation
+	i := 0
+	for ; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			i++
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			break
+		}
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if isGlobalValueFlag(name) {
+			i++
+		}
+	}
+	if i >= len(args) {
+		return inv
+	}
+	inv.Command = args[i]
+	var want []string
+	switch inv.Command {
+	case "create", "run":
+		want = []string{"bundle", "b"}
+	case "exec":
+		want = []string{"process", "p"}
+	default:
+		return inv
+	}
+	val := flagValue(args[i+1:], want)
+	if inv.Command == "exec" {
+		inv.ProcessFile = val
+	} else {
+		inv.Bundle = val
+	}
+	return inv
+}
+
+// flagValue returns the value of the last occurrence of any of names (-n v, --n v, -n=v, --n=v)
+// before the first positional argument's "--".
+func flagValue(args []string, names []string) string {
+	val := ""
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		name := strings.TrimLeft(a, "-")
+		name, v, hasValue := strings.Cut(name, "=")
+		for _, n := range names {
+			if name != n {
+				continue
+			}
+			if hasValue {
+				val = v
+			} else if i+1 < len(args) {
+				val = args[i+1]
+				i++
+			}
+		}
+	}
+	return val
+}
+
+// Wrapper is one run of the wrapper. The zero value is not usable; see NewWrapper.
+type Wrapper struct {
+	// StatusPath is the process status read for CapBnd (/proc/self/status).
+	StatusPath string
+	// OOMScoreAdjPath is the file holding the wrapper's own oom_score_adj (/proc/self/oom_score_adj).
+	OOMScoreAdjPath string
+	// Getenv reads the environment (os.Getenv).
+	Getenv func(string) string
+	// Getwd returns the working directory, the default bundle (os.Getwd).
+	Getwd func() (string, error)
+	// LookPath finds a program on PATH (exec.LookPath).
+	LookPath func(string) (string, error)
+	// Self is the wrapper's own executable, never used as the real runtime.
+	Self string
+}
+
+// Prepare rewrites the files named by args when this host needs it and returns the real
+// runtime's path and its argument vector (argv[0] included).
+func (w *Wrapper) Prepare(args []string) (string, []string, error) {
+	runtime, args := "", append([]string(nil), args...)
+	for len(args) > 0 && (args[0] == RuntimeFlag || strings.HasPrefix(args[0], RuntimeFlag+"=")) {
+		if v, ok := strings.CutPrefix(args[0], RuntimeFlag+"="); ok {
+			runtime, args = v, args[1:]
+			continue
+		}
+		if len(args) < 2 {
+			return "", nil, fmt.Errorf("failed to parse %s: missing value", RuntimeFlag)
+		}
+		runtime, args = args[1], args[2:]
+	}
+	path, err := w.resolveRuntime(runtime)
+	if err != nil {
+		return "", nil, err
+	}
+	argv := append([]string{filepath.Base(path)}, args...)
+
+	inv := ParseArgs(args)
+	var target string
+	var rewrite func([]byte, int) ([]byte, bool, error)
+	switch inv.Command {
+	case "create", "run":
+		bundle := inv.Bundle
+		if bundle == "" {
+			if bundle, err = w.Getwd(); err != nil {
+				return "", nil, fmt.Errorf("failed to find the bundle directory: %w", err)
+			}
+		}
+		target, rewrite = filepath.Join(bundle, "config.json"), RewriteSpec
+	case "exec":
+		if inv.ProcessFile == "" {
+			return path, argv, nil
+		}
+		target, rewrite = inv.ProcessFile, RewriteProcess
+	default:
+		return path, argv, nil
+	}
+
+	needed, err := Needed(w.StatusPath)
+	if err != nil {
+		return "", nil, err
+	}
+	if !needed {
+		return path, argv, nil
+	}
+	minAdj, err := readOOMScoreAdj(w.OOMScoreAdjPath)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := rewriteFile(target, minAdj, rewrite); err != nil {
+		return "", nil, err
+	}
+	return path, argv, nil
+}
+
+func (w *Wrapper) resolveRuntime(fromFlag string) (string, error) {
+	candidates := []string{}
+	if fromFlag != "" {
+		candidates = append(candidates, fromFlag)
+	} else if env := w.Getenv(RuntimeEnv); env != "" {
+		candidates = append(candidates, env)
+	} else {
+		if p, err := w.LookPath("runc"); err == nil {
+			candidates = append(candidates, p)
+		}
+		candidates = append(candidates, defaultRuntimePaths()...)
+	}
+	for _, c := range candidates {
+		if !filepath.IsAbs(c) {
+			p, err := w.LookPath(c)
+			if err != nil {
+				continue
+			}
+			c = p
+		}
+		st, err := os.Stat(c)
+		if err != nil || st.IsDir() || st.Mode().Perm()&0o111 == 0 {
+			continue
+		}
+		if w.Self != "" && sameFile(c, w.Self) {
+			continue
+		}
+		return c, nil
+	}
+	return "", fmt.Errorf("failed to find the real OCI runtime (tried %s; set %s or %s)",
+		strings.Join(candidates, ", "), RuntimeEnv, RuntimeFlag)
+}
+
+func sameFile(a, b string) bool {
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+func readOOMScoreAdj(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("failed to read own oom_score_adj: %w", err)
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("failed to parse own oom_score_adj %q: %w", strings.TrimSpace(string(b)), err)
+	}
+	return v, nil
+}
+
+// rewriteFile rewrites path in place through a temp file in its directory and a rename, so a
+// reader never sees a partial file. Unchanged files are not touched.
+func rewriteFile(path string, minAdj int, rewrite func([]byte, int) ([]byte, bool, error)) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("failed to read %s: %w", path, err)
+	}
+	out, changed, err := rewrite(data, minAdj)
+	if err != nil {
+		return fmt.Errorf("failed to rewrite %s: %w", path, err)
+	}
+	if !changed {
+		return nil
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("failed to stat %s: %w", path, err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".keysync-*")
+	if err != nil {
+		return fmt.Errorf("failed to create temp file for %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(out); err != nil {
+		tmp.Close()
+		return fmt.Errorf("failed to write %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Chmod(st.Mode().Perm()); err != nil {
+		tmp.Close()
+		return fmt.Errorf("failed to chmod %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("failed to close %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("failed to replace %s: %w", path, err)
+	}
+	return nil
+}
