@@ -1,0 +1,262 @@
+// Package lab holds what every keysync lab shares: the lab description that suites read (the
+// env file, see Env), supervision of the host processes a lab runs (Process), and bring-up as
+// ordered steps with a status line and timing per step (Steps).
+//
+// The labs themselves live in subpackages: lab/nodelab (Docker-free: CRI-O and a kube-apiserver
+// as host processes on loopback) and the kind lab.
+package lab
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// DefaultEnvFile is where a lab writes its description, relative to the checkout.
+const DefaultEnvFile = "_out/lab.env"
+
+// Kinds of lab.
+const (
+	KindNode = "node"
+	KindKind = "kind"
+)
+
+// Env is the lab description, written by a lab's bring-up and read by the suites (contract 4).
+// On disk it is an env file: one KEY=VALUE per line, '#' comments, no quoting; each value is
+// the rest of the line after the first '='. The file can be sourced by a shell as long as no
+// value contains spaces (the labs never write such values).
+type Env struct {
+	// Lab is KEYSYNC_LAB: "node" or "kind".
+	Lab string
+	// Kubeconfig is KUBECONFIG: the absolute path of an admin kubeconfig for the lab's cluster.
+	Kubeconfig string
+	// Nodes is NODES: the node names, comma-separated on disk.
+	Nodes []string
+	// CRIEndpoint is CRI_ENDPOINT: node lab, the absolute path of CRI-O's unix socket.
+	CRIEndpoint string
+	// KeysRoot is KEYS_ROOT: node lab, the host path of CRI-O's decryption_keys_path.
+	KeysRoot string
+	// SyncSubdir is SYNC_SUBDIR: the synchronizer's directory under KeysRoot ("synced").
+	SyncSubdir string
+	// Registry is REGISTRY: host:port of the lab registry, as the nodes pull from it.
+	Registry string
+	// MockKPURL, MockKPTokenURL and MockKPAdminURL are MOCKKP_URL, MOCKKP_TOKEN_URL and
+	// MOCKKP_ADMIN_URL: mockkp as reachable from where the suites run.
+	MockKPURL      string
+	MockKPTokenURL string
+	MockKPAdminURL string
+	// MockKPClusterURL and MockKPClusterTokenURL are MOCKKP_CLUSTER_URL and
+	// MOCKKP_CLUSTER_TOKEN_URL: mockkp as the synchronizer reaches it (what goes into the
+	// keyprotect-config Secret).
+	MockKPClusterURL      string
+	MockKPClusterTokenURL string
+	// KPInstanceID, KPAPIKey and KPRootKeyID are KP_INSTANCE_ID, KP_APIKEY and KP_ROOT_KEY_ID:
+	// the seeded mockkp instance, its API key and a root key.
+	KPInstanceID string
+	KPAPIKey     string
+	KPRootKeyID  string
+	// FixturesManifest is FIXTURES_MANIFEST: the absolute path of the pushed fixtures'
+	// manifest.json.
+	FixturesManifest string
+	// SyncerNamespace is SYNCER_NAMESPACE: the namespace the synchronizer watches.
+	SyncerNamespace string
+	// Extra holds keys this version does not know, so that newer writers stay readable.
+	Extra map[string]string
+}
+
+// envField binds one key to its field. Lists are the single source for reading and writing.
+type envField struct {
+	key string
+	get func(*Env) string
+	set func(*Env, string)
+}
+
+func envFields() []envField {
+	str := func(key string, p func(*Env) *string) envField {
+		return envField{key: key, get: func(e *Env) string { return *p(e) }, set: func(e *Env, v string) { *p(e) = v }}
+	}
+	return []envField{
+		str("KEYSYNC_LAB", func(e *Env) *string { return &e.Lab }),
+		str("KUBECONFIG", func(e *Env) *string { return &e.Kubeconfig }),
+		{key: "NODES", get: func(e *Env) string { return strings.Join(e.Nodes, ",") }, set: func(e *Env, v string) {
+			e.Nodes = nil
+			for _, n := range strings.Split(v, ",") {
+				if n = strings.TrimSpace(n); n != "" {
+					e.Nodes = append(e.Nodes, n)
+				}
+			}
+		}},
+		str("CRI_ENDPOINT", func(e *Env) *string { return &e.CRIEndpoint }),
+		str("KEYS_ROOT", func(e *Env) *string { return &e.KeysRoot }),
+		str("SYNC_SUBDIR", func(e *Env) *string { return &e.SyncSubdir }),
+		str("REGISTRY", func(e *Env) *string { return &e.Registry }),
+		str("MOCKKP_URL", func(e *Env) *string { return &e.MockKPURL }),
+		str("MOCKKP_TOKEN_URL", func(e *Env) *string { return &e.MockKPTokenURL }),
+		str("MOCKKP_ADMIN_URL", func(e *Env) *string { return &e.MockKPAdminURL }),
+		str("MOCKKP_CLUSTER_URL", func(e *Env) *string { return &e.MockKPClusterURL }),
+		str("MOCKKP_CLUSTER_TOKEN_URL", func(e *Env) *string { return &e.MockKPClusterTokenURL }),
+		str("KP_INSTANCE_ID", func(e *Env) *string { return &e.KPInstanceID }),
+		str("KP_APIKEY", func(e *Env) *string { return &e.KPAPIKey }),
+		str("KP_ROOT_KEY_ID", func(e *Env) *string { return &e.KPRootKeyID }),
+		str("FIXTURES_MANIFEST", func(e *Env) *string { return &e.FixturesManifest }),
+		str("SYNCER_NAMESPACE", func(e *Env) *string { return &e.SyncerNamespace }),
+	}
+}
+
+// Validate checks what every lab must describe.
+func (e Env) Validate() error {
+	var errs []error
+	switch e.Lab {
+	case KindNode, KindKind:
+	case "":
+		errs = append(errs, errors.New("KEYSYNC_LAB is missing"))
+	default:
+		errs = append(errs, fmt.Errorf("KEYSYNC_LAB is %q, want %q or %q", e.Lab, KindNode, KindKind))
+	}
+	if e.Kubeconfig == "" {
+		errs = append(errs, errors.New("KUBECONFIG is missing"))
+	}
+	if len(e.Nodes) == 0 {
+		errs = append(errs, errors.New("NODES is missing"))
+	}
+	if e.Lab == KindNode {
+		if e.CRIEndpoint == "" {
+			errs = append(errs, errors.New("CRI_ENDPOINT is missing (node lab)"))
+		}
+		if e.KeysRoot == "" {
+			errs = append(errs, errors.New("KEYS_ROOT is missing (node lab)"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// LoadEnv reads and validates a lab env file.
+func LoadEnv(path string) (Env, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Env{}, fmt.Errorf("failed to read lab env file %s: %w", path, err)
+	}
+	env, err := ParseEnv(data)
+	if err != nil {
+		return Env{}, fmt.Errorf("failed to parse lab env file %s: %w", path, err)
+	}
+	if err := env.Validate(); err != nil {
+		return Env{}, fmt.Errorf("invalid lab env file %s: %w", path, err)
+	}
+	return env, nil
+}
+
+// ParseEnv parses env file contents without validating them.
+func ParseEnv(data []byte) (Env, error) {
+	fields := map[string]envField{}
+	for _, f := range envFields() {
+		fields[f.key] = f
+	}
+	var env Env
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		key = strings.TrimSpace(strings.TrimPrefix(key, "export "))
+		if !ok || key == "" || strings.ContainsAny(key, " \t") {
+			return Env{}, fmt.Errorf("line %d: want KEY=VALUE", n)
+		}
+		if f, known := fields[key]; known {
+			f.set(&env, value)
+			continue
+		}
+		if env.Extra == nil {
+			env.Extra = map[string]string{}
+		}
+		env.Extra[key] = value
+	}
+	if err := sc.Err(); err != nil {
+		return Env{}, fmt.Errorf("failed to read env lines: %w", err)
+	}
+	return env, nil
+}
+
+// Marshal renders the env file: known keys in contract order, then Extra sorted by key.
+func (e Env) Marshal() ([]byte, error) {
+	var b bytes.Buffer
+	b.WriteString("# keysync lab description (lab.Env); read by the suites with --lab-env.\n")
+	write := func(k, v string) error {
+		if strings.ContainsAny(v, "\n\r") {
+			return fmt.Errorf("value of %s holds a line break", k)
+		}
+		fmt.Fprintf(&b, "%s=%s\n", k, v)
+		return nil
+	}
+	for _, f := range envFields() {
+		if err := write(f.key, f.get(&e)); err != nil {
+			return nil, err
+		}
+	}
+	keys := make([]string, 0, len(e.Extra))
+	for k := range e.Extra {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if k == "" || strings.ContainsAny(k, "= \t\n#") {
+			return nil, fmt.Errorf("invalid extra key %q", k)
+		}
+		if err := write(k, e.Extra[k]); err != nil {
+			return nil, err
+		}
+	}
+	return b.Bytes(), nil
+}
+
+// WriteEnv validates env and writes it to path atomically with mode 0600 (it names the mock
+// API key), creating the parent directory.
+func WriteEnv(path string, env Env) error {
+	if err := env.Validate(); err != nil {
+		return fmt.Errorf("failed to write lab env file %s: %w", path, err)
+	}
+	data, err := env.Marshal()
+	if err != nil {
+		return fmt.Errorf("failed to render lab env file %s: %w", path, err)
+	}
+	if err := WriteFileAtomic(path, data, 0o600); err != nil {
+		return fmt.Errorf("failed to write lab env file: %w", err)
+	}
+	return nil
+}
+
+// WriteFileAtomic writes data to path through a temp file in the same directory and a rename,
+// creating the directory; readers see the old file or the new one, never a partial one.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("failed to create directory %s: %w", dir, err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("failed to create temp file for %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("failed to write %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return fmt.Errorf("failed to chmod %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("failed to close %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("failed to rename into %s: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package lab
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func sampleEnv() Env {
+	return Env{
+		Lab: KindNode, Kubeconfig: "/w/kubeconfig", Nodes: []string{"node-lab"},
+		CRIEndpoint: "/w/run/crio.sock", KeysRoot: "/w/keys", SyncSubdir: "synced", Registry: "127.0.0.1:5000",
+		MockKPURL: "http://127.0.0.1:7000", MockKPTokenURL: "http://127.0.0.1:7000/identity/token",
+		MockKPAdminURL: "http://127.0.0.1:7001", MockKPClusterURL: "http://127.0.0.1:7000",
+		MockKPClusterTokenURL: "http://127.0.0.1:7000/identity/token", KPInstanceID: "inst", KPAPIKey: "apikey",
+		KPRootKeyID: "root", FixturesManifest: "/w/fixtures/manifest.json", SyncerNamespace: "image-key-synchronizer",
+	}
+}
+
+func TestEnvRoundTrip(t *testing.T) {
+	tests := []struct {
+		name string
+		env  Env
+	}{
+		{name: "node lab", env: sampleEnv()},
+		{name: "kind lab with two nodes and extras", env: func() Env {
+			e := sampleEnv()
+			e.Lab, e.CRIEndpoint, e.KeysRoot = KindKind, "", ""
+			e.Nodes = []string{"kind-worker", "kind-worker2"}
+			e.Extra = map[string]string{"KIND_CLUSTER": "keysync", "A_FIRST": "x=y"}
+			return e
+		}()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "sub", "lab.env")
+			if err := WriteEnv(path, tt.env); err != nil {
+				t.Fatal(err)
+			}
+			st, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode().Perm() != 0o600 {
+				t.Errorf("mode = %v, want 0600", st.Mode().Perm())
+			}
+			got, err := LoadEnv(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.env) {
+				t.Fatalf("round trip:\n got %+v\nwant %+v", got, tt.env)
+			}
+		})
+	}
+}
+
+func TestParseEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		check   func(t *testing.T, e Env)
+		wantErr string
+	}{
+		{name: "comments, blanks, export and spaces around the list", in: "# c\n\nexport KEYSYNC_LAB=node\nNODES= a , b,,\nREGISTRY=h:1\n",
+			check: func(t *testing.T, e Env) {
+				if e.Lab != "node" || !reflect.DeepEqual(e.Nodes, []string{"a", "b"}) || e.Registry != "h:1" {
+					t.Fatalf("got %+v", e)
+				}
+			}},
+		{name: "value keeps later equals signs", in: "KUBECONFIG=/a=b\n", check: func(t *testing.T, e Env) {
+			if e.Kubeconfig != "/a=b" {
+				t.Fatalf("got %q", e.Kubeconfig)
+			}
+		}},
+		{name: "unknown keys kept", in: "FUTURE_KEY=1\n", check: func(t *testing.T, e Env) {
+			if e.Extra["FUTURE_KEY"] != "1" {
+				t.Fatalf("got %+v", e.Extra)
+			}
+		}},
+		{name: "line without equals", in: "KEYSYNC_LAB=node\njunk\n", wantErr: "line 2: want KEY=VALUE"},
+		{name: "empty key", in: "=x\n", wantErr: "line 1"},
+		{name: "key with a space", in: "A B=x\n", wantErr: "line 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := ParseEnv([]byte(tt.in))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, e)
+		})
+	}
+}
+
+func TestLoadEnvErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		content *string
+		wantErr []string
+	}{
+		{name: "missing file", wantErr: []string{"failed to read lab env file"}},
+		{name: "empty file", content: ptr(""), wantErr: []string{"KEYSYNC_LAB is missing", "KUBECONFIG is missing", "NODES is missing"}},
+		{name: "unknown lab", content: ptr("KEYSYNC_LAB=docker\nKUBECONFIG=/k\nNODES=n\n"), wantErr: []string{`KEYSYNC_LAB is "docker"`}},
+		{name: "node lab without CRI endpoint and keys root", content: ptr("KEYSYNC_LAB=node\nKUBECONFIG=/k\nNODES=n\n"),
+			wantErr: []string{"CRI_ENDPOINT is missing", "KEYS_ROOT is missing"}},
+		{name: "garbage", content: ptr("\x00\x01\n"), wantErr: []string{"failed to parse lab env file", "line 1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "lab.env")
+			if tt.content != nil {
+				if err := os.WriteFile(path, []byte(*tt.content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := LoadEnv(path)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.wantErr {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want it to mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestWriteEnvRefuses(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Env)
+		wantErr string
+	}{
+		{name: "invalid", mutate: func(e *Env) { e.Lab = "" }, wantErr: "KEYSYNC_LAB is missing"},
+		{name: "line break in a value", mutate: func(e *Env) { e.Registry = "a\nKUBECONFIG=/evil" }, wantErr: "line break"},
+		{name: "bad extra key", mutate: func(e *Env) { e.Extra = map[string]string{"A=B": "x"} }, wantErr: "invalid extra key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := sampleEnv()
+			tt.mutate(&e)
+			path := filepath.Join(t.TempDir(), "lab.env")
+			err := WriteEnv(path, e)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+			if _, err := os.Stat(path); !os.IsNotExist(err) {
+				t.Fatalf("a file was written: %v", err)
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,305 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// HealthCheck reports nil once a process serves. It is polled until it succeeds, the process
+// exits or the start timeout passes.
+type HealthCheck func(ctx context.Context) error
+
+// Process is one host process of a lab, modelled on controller-runtime envtest's process.State
+// but detached: it outlives the command that started it (own session, output to LogFile) and
+// is found again through PidFile, so `down` (or a second `up`) in another invocation can stop
+// or reuse it.
+type Process struct {
+	// Name names the process in status lines and errors ("etcd", "crio").
+	Name string
+	// Path is the executable; Args its arguments (without argv[0]).
+	Path string
+	Args []string
+	// Env is the complete environment; nil means the caller's.
+	Env []string
+	// Dir is the working directory; empty means the caller's.
+	Dir string
+	// LogFile receives stdout and stderr (appended, one header line per start).
+	LogFile string
+	// PidFile records the pid and the process start time (guarding against pid reuse).
+	PidFile string
+	// Health is polled every PollInterval after start; nil means started is enough.
+	Health HealthCheck
+	// StartTimeout bounds the wait for Health (default 60 s).
+	StartTimeout time.Duration
+	// StopTimeout bounds the wait after SIGTERM before SIGKILL (default 10 s).
+	StopTimeout time.Duration
+	// PollInterval is the health poll period (default 100 ms).
+	PollInterval time.Duration
+}
+
+// ExitError says a process exited before it became healthy. It carries the exit code, the log
+// file and the log's last lines from this start.
+type ExitError struct {
+	Name    string
+	Code    int
+	LogFile string
+	Tail    string
+}
+
+func (e *ExitError) Error() string {
+	return fmt.Sprintf("%s exited early with code %d (log %s); last lines:\n%s", e.Name, e.Code, e.LogFile, e.Tail)
+}
+
+// TimeoutError says a process did not become healthy in time; it was stopped.
+type TimeoutError struct {
+	Name    string
+	Timeout time.Duration
+	LogFile string
+	Health  error
+	Tail    string
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("%s not healthy after %s (last check: %v; log %s); last lines:\n%s",
+		e.Name, e.Timeout, e.Health, e.LogFile, e.Tail)
+}
+
+func (e *TimeoutError) Unwrap() error { return e.Health }
+
+const tailLines = 20
+
+func (p *Process) startTimeout() time.Duration { return orDefault(p.StartTimeout, 60*time.Second) }
+func (p *Process) stopTimeout() time.Duration  { return orDefault(p.StopTimeout, 10*time.Second) }
+func (p *Process) pollInterval() time.Duration {
+	return orDefault(p.PollInterval, 100*time.Millisecond)
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// Start starts the process and waits until Health passes. It races the health poll against
+// the process exiting (→ *ExitError) and StartTimeout (→ *TimeoutError, the process is
+// stopped). A cancelled ctx stops the process too. Start refuses when the pid file names a
+// running process; see Running and Ensure.
+func (p *Process) Start(ctx context.Context) error {
+	if pid, ok := p.Running(); ok {
+		return fmt.Errorf("failed to start %s: already running as pid %d (pid file %s)", p.Name, pid, p.PidFile)
+	}
+	logf, err := os.OpenFile(p.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("failed to open log file for %s: %w", p.Name, err)
+	}
+	defer logf.Close()
+	st, err := logf.Stat()
+	if err != nil {
+		return fmt.Errorf("failed to stat log file %s: %w", p.LogFile, err)
+	}
+	logStart := st.Size()
+	fmt.Fprintf(logf, "=== %s start %s: %s %s\n", time.Now().UTC().Format(time.RFC3339), p.Name, p.Path, strings.Join(p.Args, " "))
+
+	cmd := exec.Command(p.Path, p.Args...)
+	cmd.Env, cmd.Dir = p.Env, p.Dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Own session and process group: not killed with the starting terminal, stoppable as a group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("failed to start %s (log %s): %w", p.Name, p.LogFile, err)
+	}
+	pid := cmd.Process.Pid
+	exited := make(chan int, 1)
+	go func() {
+		_ = cmd.Wait()
+		exited <- cmd.ProcessState.ExitCode()
+	}()
+	if err := p.writePidFile(pid); err != nil {
+		p.kill(pid, exited)
+		return err
+	}
+
+	tail := func() string { return logTail(p.LogFile, logStart, tailLines) }
+	deadline := time.NewTimer(p.startTimeout())
+	defer deadline.Stop()
+	tick := time.NewTicker(p.pollInterval())
+	defer tick.Stop()
+	var healthErr error = errors.New("not checked yet")
+	for {
+		if p.Health == nil {
+			healthErr = nil
+		} else {
+			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			healthErr = p.Health(hctx)
+			cancel()
+		}
+		if healthErr == nil {
+			// The process may have died while the check ran (a port answered by someone else).
+			select {
+			case code := <-exited:
+				os.Remove(p.PidFile)
+				return &ExitError{Name: p.Name, Code: code, LogFile: p.LogFile, Tail: tail()}
+			default:
+			}
+			return nil
+		}
+		select {
+		case code := <-exited:
+			os.Remove(p.PidFile)
+			return &ExitError{Name: p.Name, Code: code, LogFile: p.LogFile, Tail: tail()}
+		case <-deadline.C:
+			p.kill(pid, exited)
+			return &TimeoutError{Name: p.Name, Timeout: p.startTimeout(), LogFile: p.LogFile, Health: healthErr, Tail: tail()}
+		case <-ctx.Done():
+			p.kill(pid, exited)
+			return fmt.Errorf("failed to start %s: %w", p.Name, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// kill stops a child this invocation started and reaps it.
+func (p *Process) kill(pid int, exited <-chan int) {
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	select {
+	case <-exited:
+	case <-time.After(p.stopTimeout()):
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-exited
+	}
+	os.Remove(p.PidFile)
+}
+
+// Ensure reuses the process when its pid file names a running one that passes Health, and
+// starts it otherwise (stopping a running but unhealthy one first). It reports whether it
+// reused.
+func (p *Process) Ensure(ctx context.Context) (reused bool, err error) {
+	if _, ok := p.Running(); ok {
+		if p.Health == nil || p.Health(ctx) == nil {
+			return true, nil
+		}
+		if err := p.Stop(ctx); err != nil {
+			return false, err
+		}
+	}
+	return false, p.Start(ctx)
+}
+
+// Running reports the pid of the process named by PidFile if it is still the process that was
+// started (same pid and start time) and not a zombie.
+func (p *Process) Running() (int, bool) {
+	data, err := os.ReadFile(p.PidFile)
+	if err != nil {
+		return 0, false
+	}
+	fields := strings.Fields(string(data))
+	if len(fields) != 2 {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(fields[0])
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	start, state, err := procStat(pid)
+	if err != nil || state == "Z" || state == "X" || start != fields[1] {
+		return 0, false
+	}
+	return pid, true
+}
+
+// Stop stops the process named by PidFile: SIGTERM to its process group, then SIGKILL after
+// StopTimeout. It removes the pid file; a process that is not running is not an error.
+func (p *Process) Stop(ctx context.Context) error {
+	pid, ok := p.Running()
+	if !ok {
+		if err := os.Remove(p.PidFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("failed to remove pid file of %s: %w", p.Name, err)
+		}
+		return nil
+	}
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	if !p.waitGone(ctx, pid, p.stopTimeout()) {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		if !p.waitGone(ctx, pid, 5*time.Second) {
+			return fmt.Errorf("failed to stop %s: pid %d still running after SIGKILL", p.Name, pid)
+		}
+	}
+	if err := os.Remove(p.PidFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("failed to remove pid file of %s: %w", p.Name, err)
+	}
+	return nil
+}
+
+func (p *Process) waitGone(ctx context.Context, pid int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, ok := p.Running(); !ok {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (p *Process) writePidFile(pid int) error {
+	start, _, err := procStat(pid)
+	if err != nil {
+		return fmt.Errorf("failed to read start time of %s: %w", p.Name, err)
+	}
+	if err := WriteFileAtomic(p.PidFile, []byte(fmt.Sprintf("%d %s\n", pid, start)), 0o644); err != nil {
+		return fmt.Errorf("failed to write pid file of %s: %w", p.Name, err)
+	}
+	return nil
+}
+
+// procStat returns a process's start time (clock ticks since boot) and state from
+// /proc/<pid>/stat.
+func procStat(pid int) (start, state string, err error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", "", err
+	}
+	// The command name (field 2) may hold spaces and parentheses; fields resume after the last ')'.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return "", "", fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(data[i+1:]))
+	// f[0] is field 3 (state); starttime is field 22.
+	if len(f) < 20 {
+		return "", "", fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	return f[19], f[0], nil
+}
+
+// logTail returns the last n lines of path from offset on.
+func logTail(path string, offset int64, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(cannot read log: %v)", err)
+	}
+	if offset > int64(len(data)) {
+		offset = 0
+	}
+	return LastLines(data[offset:], n)
+}
+
+// LastLines returns the last n lines of data, without a trailing newline.
+func LastLines(data []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
