@@ -379,7 +379,10 @@ func TestErrorCodes(t *testing.T) {
 			return err
 		}, 400, mockkp.CodeInvalidField},
 		{"wrong instance", func() error { _, err := wrongInstance.GetKey(ctx, id); return err }, 403, mockkp.CodeUnauthorized},
-		{"foreign token", func() error { _, err := c.GetKey(kp.NewContextWithAuth(ctx, "Bearer forged.token.sig"), id); return err }, 401, mockkp.CodeUnauthorized},
+		{"foreign token", func() error {
+			_, err := c.GetKey(kp.NewContextWithAuth(ctx, "Bearer forged.token.sig"), id)
+			return err
+		}, 401, mockkp.CodeUnauthorized},
 	}
 	for _, tc := range clientCases {
 		t.Run(tc.name, func(t *testing.T) {
