@@ -1,0 +1,106 @@
+package kindlab
+
+import (
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
+	"sigs.k8s.io/yaml"
+)
+
+func TestClusterConfig(t *testing.T) {
+	tests := []struct {
+		name        string
+		image       string
+		workers     int
+		wantErr     string
+		wantWorkers int
+	}{
+		{name: "default one worker", image: "keysync/kind-node:v1", workers: 1, wantWorkers: 1},
+		{name: "control plane only", image: "keysync/kind-node:v1", workers: 0, wantWorkers: 0},
+		{name: "three workers", image: "keysync/kind-node:v1", workers: 3, wantWorkers: 3},
+		{name: "negative workers", image: "keysync/kind-node:v1", workers: -1, wantErr: "invalid worker count"},
+		{name: "no image", workers: 1, wantErr: "missing node image"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := ClusterConfig("lab", tt.image, tt.workers)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Name != "lab" || !cfg.Networking.DisableDefaultCNI {
+				t.Errorf("name %q, disableDefaultCNI %v", cfg.Name, cfg.Networking.DisableDefaultCNI)
+			}
+			var cp, workers int
+			for _, n := range cfg.Nodes {
+				if n.Image != tt.image {
+					t.Errorf("node image %q, want %q", n.Image, tt.image)
+				}
+				switch n.Role {
+				case v1alpha4.ControlPlaneRole:
+					cp++
+				case v1alpha4.WorkerRole:
+					workers++
+				}
+			}
+			if cp != 1 || workers != tt.wantWorkers {
+				t.Errorf("control planes %d workers %d, want 1 and %d", cp, workers, tt.wantWorkers)
+			}
+		})
+	}
+}
+
+// TestKubeadmPatches checks each patch names its kind and points the runtime at CRI-O's socket.
+func TestKubeadmPatches(t *testing.T) {
+	cfg, err := ClusterConfig("lab", "img", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKind := map[string]map[string]any{}
+	for _, p := range cfg.KubeadmConfigPatches {
+		var m map[string]any
+		if err := yaml.Unmarshal([]byte(p), &m); err != nil {
+			t.Fatalf("patch does not parse: %v\n%s", err, p)
+		}
+		byKind[m["kind"].(string)] = m
+	}
+	tests := []struct {
+		kind string
+		path []string
+		want string
+	}{
+		{"InitConfiguration", []string{"nodeRegistration", "criSocket"}, CRISocket},
+		{"JoinConfiguration", []string{"nodeRegistration", "criSocket"}, CRISocket},
+		{"KubeletConfiguration", []string{"containerRuntimeEndpoint"}, CRISocket},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind, func(t *testing.T) {
+			var v any = byKind[tt.kind]
+			for _, k := range tt.path {
+				m, ok := v.(map[string]any)
+				if !ok {
+					t.Fatalf("%s: no %v", tt.kind, tt.path)
+				}
+				v = m[k]
+			}
+			if v != tt.want {
+				t.Errorf("%s %v = %v, want %q", tt.kind, tt.path, v, tt.want)
+			}
+		})
+	}
+	phases, _ := byKind["InitConfiguration"]["skipPhases"].([]any)
+	var got []string
+	for _, p := range phases {
+		got = append(got, p.(string))
+	}
+	// kind's own default (preflight) must survive the merge patch, and CoreDNS is skipped.
+	if strings.Join(got, ",") != "preflight,addon/coredns" {
+		t.Errorf("skipPhases = %v, want [preflight addon/coredns]", got)
+	}
+}
