@@ -3,6 +3,8 @@ package lab
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -33,7 +35,8 @@ type Process struct {
 	Dir string
 	// LogFile receives stdout and stderr (appended, one header line per start).
 	LogFile string
-	// PidFile records the pid and the process start time (guarding against pid reuse).
+	// PidFile records the pid, the process start time (guarding against pid reuse) and the
+	// Fingerprint.
 	PidFile string
 	// Health is polled every PollInterval after start; nil means started is enough.
 	Health HealthCheck
@@ -43,6 +46,22 @@ type Process struct {
 	StopTimeout time.Duration
 	// PollInterval is the health poll period (default 100 ms).
 	PollInterval time.Duration
+	// Fingerprint identifies the configuration the process runs with (e.g. a hash of its
+	// config files); it is recorded in the pid file and Ensure restarts a running process whose
+	// fingerprint differs. Empty means a hash of Path, Args and Env.
+	Fingerprint string
+}
+
+func (p *Process) fingerprint() string {
+	if p.Fingerprint != "" {
+		return p.Fingerprint
+	}
+	h := sha256.New()
+	for _, s := range append(append([]string{p.Path}, p.Args...), p.Env...) {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
 // ExitError says a process exited before it became healthy. It carries the exit code, the log
@@ -179,12 +198,12 @@ func (p *Process) kill(pid int, exited <-chan int) {
 	os.Remove(p.PidFile)
 }
 
-// Ensure reuses the process when its pid file names a running one that passes Health, and
-// starts it otherwise (stopping a running but unhealthy one first). It reports whether it
-// reused.
+// Ensure reuses the process when its pid file names a running one with the same Fingerprint
+// that passes Health, and starts it otherwise (stopping a running but unhealthy or differently
+// configured one first). It reports whether it reused.
 func (p *Process) Ensure(ctx context.Context) (reused bool, err error) {
 	if _, ok := p.Running(); ok {
-		if p.Health == nil || p.Health(ctx) == nil {
+		if p.runningFingerprint() == p.fingerprint() && (p.Health == nil || p.Health(ctx) == nil) {
 			return true, nil
 		}
 		if err := p.Stop(ctx); err != nil {
@@ -202,7 +221,7 @@ func (p *Process) Running() (int, bool) {
 		return 0, false
 	}
 	fields := strings.Fields(string(data))
-	if len(fields) != 2 {
+	if len(fields) < 2 {
 		return 0, false
 	}
 	pid, err := strconv.Atoi(fields[0])
@@ -214,6 +233,18 @@ func (p *Process) Running() (int, bool) {
 		return 0, false
 	}
 	return pid, true
+}
+
+// runningFingerprint is the fingerprint recorded in the pid file.
+func (p *Process) runningFingerprint() string {
+	data, err := os.ReadFile(p.PidFile)
+	if err != nil {
+		return ""
+	}
+	if f := strings.Fields(string(data)); len(f) >= 3 {
+		return f[2]
+	}
+	return ""
 }
 
 // Stop stops the process named by PidFile: SIGTERM to its process group, then SIGKILL after
@@ -257,7 +288,7 @@ func (p *Process) writePidFile(pid int) error {
 	if err != nil {
 		return fmt.Errorf("failed to read start time of %s: %w", p.Name, err)
 	}
-	if err := WriteFileAtomic(p.PidFile, []byte(fmt.Sprintf("%d %s\n", pid, start)), 0o644); err != nil {
+	if err := WriteFileAtomic(p.PidFile, []byte(fmt.Sprintf("%d %s %s\n", pid, start, p.fingerprint())), 0o644); err != nil {
 		return fmt.Errorf("failed to write pid file of %s: %w", p.Name, err)
 	}
 	return nil

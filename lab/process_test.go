@@ -160,6 +160,19 @@ func TestProcessEnsure(t *testing.T) {
 	if !ok || pid3 == pid1 {
 		t.Fatalf("not restarted: pid %d → %d (running %v)", pid1, pid3, ok)
 	}
+	// Healthy but configured differently: Ensure replaces it.
+	p.Fingerprint = "config-v2"
+	reused, err = p.Ensure(context.Background())
+	if err != nil || reused {
+		t.Fatalf("fourth Ensure: reused=%v err=%v", reused, err)
+	}
+	pid4, ok := p.Running()
+	if !ok || pid4 == pid3 {
+		t.Fatalf("not restarted on a new fingerprint: pid %d → %d (running %v)", pid3, pid4, ok)
+	}
+	if reused, err = p.Ensure(context.Background()); err != nil || !reused {
+		t.Fatalf("fifth Ensure: reused=%v err=%v", reused, err)
+	}
 }
 
 func TestProcessRunningIgnoresStalePidFiles(t *testing.T) {

@@ -10,13 +10,17 @@ import (
 	"syscall"
 
 	"github.com/keysync-dev/keysync/internal/cli"
+	labcmd "github.com/keysync-dev/keysync/internal/cli/lab"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	s := &cli.Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
-	code := cli.Run(ctx, s, os.Args[1:])// One line per subcommand package under internal/cli/.
+	code := cli.Run(ctx, s, os.Args[1:],
+		// One line per subcommand package under internal/cli/.
+		labcmd.NewCommand,
+	)
 
 	stop()
 	os.Exit(code)

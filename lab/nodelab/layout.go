@@ -1,0 +1,91 @@
+package nodelab
+
+import "path/filepath"
+
+// Layout names every path of a node lab under its work dir. Nothing the lab writes or mounts
+// lives outside it, except the env file.
+type Layout struct{ Dir string }
+
+func (l Layout) path(p ...string) string { return filepath.Join(append([]string{l.Dir}, p...)...) }
+
+// LogDir holds one log file per process (<name>.log) and the supervisor's status log.
+func (l Layout) LogDir() string { return l.path("logs") }
+
+// Log is a process's log file.
+func (l Layout) Log(name string) string { return l.path("logs", name+".log") }
+
+// RunDir holds pid files, the ready marker and sockets.
+func (l Layout) RunDir() string { return l.path("run") }
+
+// PidFile is a process's pid file.
+func (l Layout) PidFile(name string) string { return l.path("run", name+".pid") }
+
+// ReadyFile exists while the supervisor has the lab up.
+func (l Layout) ReadyFile() string { return l.path("run", "ready") }
+
+// StateFile records the ports chosen on the first up, so later ups keep the same addresses.
+func (l Layout) StateFile() string { return l.path("state.json") }
+
+// Kubeconfig is the lab's admin kubeconfig.
+func (l Layout) Kubeconfig() string { return l.path("kubeconfig") }
+
+// RegistryDir holds the registry's storage.
+func (l Layout) RegistryDir() string { return l.path("registry") }
+
+// ControlPlaneDir holds etcd's data and kube-apiserver's certificates.
+func (l Layout) ControlPlaneDir() string { return l.path("control-plane") }
+
+// MockKPDir holds mockkp's seed and state.
+func (l Layout) MockKPDir() string { return l.path("mockkp") }
+
+// FixturesDir holds the pushed fixtures' manifest.json and keys.
+func (l Layout) FixturesDir() string { return l.path("fixtures") }
+
+// FixturesManifest is the pushed fixtures' manifest.
+func (l Layout) FixturesManifest() string { return l.path("fixtures", "manifest.json") }
+
+// KeysRoot is CRI-O's decryption_keys_path.
+func (l Layout) KeysRoot() string { return l.path("keys") }
+
+// SyncedDir is the synchronizer's directory under KeysRoot.
+func (l Layout) SyncedDir() string { return l.path("keys", SyncSubdir) }
+
+// StagingDir is the synchronizer's staging directory: outside the keys tree (CRI-O walks all
+// of it), on the same filesystem (rename).
+func (l Layout) StagingDir() string { return l.path("keys-staging") }
+
+// CRIODir holds CRI-O's config, storage and state.
+func (l Layout) CRIODir() string { return l.path("crio") }
+
+// CRIOMainConf is CRI-O's (empty) main config file.
+func (l Layout) CRIOMainConf() string { return l.path("crio", "crio.conf") }
+
+// CRIOConfDir is CRI-O's drop-in directory.
+func (l Layout) CRIOConfDir() string { return l.path("crio", "crio.conf.d") }
+
+// RegistriesConf is the containers registries.conf CRI-O reads.
+func (l Layout) RegistriesConf() string { return l.path("crio", "registries.conf") }
+
+// RegistriesConfDir is the (empty) registries.conf.d.
+func (l Layout) RegistriesConfDir() string { return l.path("crio", "registries.conf.d") }
+
+// CRIOPolicy is the signature policy.
+func (l Layout) CRIOPolicy() string { return l.path("crio", "policy.json") }
+
+// CRIORoot is the containers-storage root.
+func (l Layout) CRIORoot() string { return l.path("crio", "storage") }
+
+// CRIORunRoot is the containers-storage run root.
+func (l Layout) CRIORunRoot() string { return l.path("crio", "run", "storage") }
+
+// CRIORunDir holds CRI-O's runtime state (exits, attach sockets, namespaces, runc state).
+func (l Layout) CRIORunDir() string { return l.path("crio", "run") }
+
+// CRIOLogDir is CRI-O's container log dir.
+func (l Layout) CRIOLogDir() string { return l.path("crio", "pod-logs") }
+
+// CNIConfDir is CRI-O's network_dir.
+func (l Layout) CNIConfDir() string { return l.path("crio", "net.d") }
+
+// CRISocket is CRI-O's listen socket.
+func (l Layout) CRISocket() string { return l.path("run", "crio.sock") }
