@@ -10,7 +10,9 @@ import (
 	"syscall"
 
 	"github.com/keysync-dev/keysync/internal/cli"
+	kpcmd "github.com/keysync-dev/keysync/internal/cli/kp"
 	labcmd "github.com/keysync-dev/keysync/internal/cli/lab"
+	"github.com/keysync-dev/keysync/internal/cli/wrap"
 )
 
 func main() {
@@ -20,6 +22,8 @@ func main() {
 	code := cli.Run(ctx, s, os.Args[1:],
 		// One line per subcommand package under internal/cli/.
 		labcmd.NewCommand,
+		wrap.NewCommand,
+		kpcmd.NewCommand,
 	)
 
 	stop()
