@@ -1,10 +1,33 @@
 # Node lab (lab/, lab/nodelab/): a Docker-free lab on loopback — registry, etcd, kube-apiserver,
-# mockkp, CRI-O and the syncer as host processes under one work dir. Also the pieces the kind
-# lab shares: CRI-O + crictl builds and the OCI runtime wrapper.
-.PHONY: crio runtime-wrapper
+# mockkp, CRI-O and the synchronizer as host processes under one work dir ($(NODE_LAB_DIR)),
+# described for the suites by the env file $(LAB_ENV). Also the pieces the kind lab shares:
+# the CRI-O + crictl build and the OCI runtime wrapper.
+.PHONY: crio runtime-wrapper node-lab-bins node-lab-up node-lab-down node-lab-status
+
+NODE_LAB_DIR ?= _out/node-lab
+LAB_ENV ?= _out/lab.env
+NODE_LAB_CMDS = ./cmd/keysync ./cmd/mockkp ./cmd/keysync-syncer ./cmd/keysync-runtime-wrapper
+NODE_LAB_FLAGS = --work-dir $(NODE_LAB_DIR) --env-file $(LAB_ENV) --bin-dir $(BIN)
 
 crio: deps ## build (or reuse) CRI-O, pinns and crictl into the cache; prints the bin dir
 	@hack/build-crio.sh
 
 runtime-wrapper: ## build the static OCI runtime wrapper (hosts lacking CAP_SYS_RESOURCE) into bin/
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/keysync-runtime-wrapper ./cmd/keysync-runtime-wrapper
+
+node-lab-bins: ## build the binaries the node lab runs into bin/
+	@CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(NODE_LAB_CMDS)
+
+node-lab-up: deps node-lab-bins ## start (or reuse) the node lab; writes $(LAB_ENV) (root)
+	@crio=$$(hack/build-crio.sh) && k8s=$$(hack/build-k8s.sh kube-apiserver) && \
+	  $(BIN)/keysync lab node up $(NODE_LAB_FLAGS) --crio-bin-dir "$$crio" --k8s-bin-dir "$$k8s"
+
+node-lab-down: ## stop the node lab's processes and unmount what CRI-O mounted (keeps caches)
+	@[ -x $(BIN)/keysync ] || CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/keysync
+	@$(BIN)/keysync lab node down $(NODE_LAB_FLAGS)
+
+node-lab-status: ## show the node lab's processes
+	@$(BIN)/keysync lab node status $(NODE_LAB_FLAGS)
+
+# The node lab's integration test (lab/nodelab) runs in `make test` and needs CRI-O built.
+test: crio node-lab-bins

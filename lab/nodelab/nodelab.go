@@ -206,9 +206,11 @@ func Down(ctx context.Context, opts Options) error {
 		if !ok {
 			return "not running", sup.Stop(ctx)
 		}
-		f := &follower{path: sup.LogFile, out: io.Discard}
+		// Show the supervisor's own tear-down lines, indented under this step.
+		f := &follower{path: sup.LogFile, out: &indent{w: out}}
 		_ = f.skipToEnd()
 		err := sup.Stop(ctx)
+		f.copy()
 		return fmt.Sprintf("pid %d", pid), err
 	}}}
 	// Whatever the supervisor did not stop (it died, or was killed): by pid file.
@@ -334,4 +336,14 @@ func isStatusLine(line string) bool {
 		}
 	}
 	return false
+}
+
+// indent prefixes every write (one status line) with two spaces.
+type indent struct{ w io.Writer }
+
+func (i *indent) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(i.w, "  "); err != nil {
+		return 0, err
+	}
+	return i.w.Write(p)
 }
