@@ -68,7 +68,6 @@ stream_port = "0"
 
 [crio.runtime]
 cgroup_manager = "cgroupfs"
-conmon_cgroup = "pod"
 decryption_keys_path = %s
 container_exits_dir = %s
 container_attach_socket_dir = %s
