@@ -1,0 +1,137 @@
+// Package conformance is keysync's conformance suite as a library: the features an image key
+// synchronizer must pass, written once against a Context (the lab, a Kubernetes client and a
+// node driver) and a small T interface, so that `go test ./suites/...` (through
+// e2e-framework, see E2E) and `keysync conformance` (through Run, with JUnit output) execute
+// the same bodies.
+//
+// Every feature carries one label area=plain|kp|revocation|rotation|hygiene|bad-input and ends
+// with the hygiene assessment (the keys tree holds only usable private keys, no symlink or
+// temp file, and a plain image still pulls). Features create their Secrets in the
+// synchronizer's namespace under a run-ID name prefix and undo everything they create, in
+// reverse order, even when a step fails.
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/keysync-dev/keysync/lab"
+	"github.com/keysync-dev/keysync/suites/nodedriver"
+)
+
+// LabelArea is the label key every feature sets; its values are the Area constants.
+const LabelArea = "area"
+
+// Area groups features for selection (--labels area=kp).
+type Area string
+
+// The areas.
+const (
+	AreaPlain      Area = "plain"
+	AreaKP         Area = "kp"
+	AreaRevocation Area = "revocation"
+	AreaRotation   Area = "rotation"
+	AreaHygiene    Area = "hygiene"
+	AreaBadInput   Area = "bad-input"
+)
+
+// Areas lists every area in suite order.
+var Areas = []Area{AreaPlain, AreaKP, AreaRevocation, AreaRotation, AreaHygiene, AreaBadInput}
+
+// Event reasons a synchronizer records on Secrets.
+const (
+	ReasonKeySynced     = "KeySynced"
+	ReasonKeyRejected   = "KeyRejected"
+	ReasonUnwrapFailed  = "UnwrapFailed"
+	ReasonConfigMissing = "ConfigMissing"
+)
+
+// DefaultNamespace is the synchronizer's namespace when the lab does not name one.
+const DefaultNamespace = "image-key-synchronizer"
+
+// MissingKeyMessage is what CRI-O answers when no key in its tree decrypts an image.
+const MissingKeyMessage = "missing private key needed for decryption"
+
+// T is the part of *testing.T the features use. *testing.T implements it; Run supplies its
+// own for the CLI.
+type T interface {
+	Helper()
+	Name() string
+	Logf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	FailNow()
+	Failed() bool
+	Cleanup(func())
+}
+
+// Context is everything a feature may use. Build it with NewContext (or by hand in tests).
+type Context struct {
+	// Lab is the lab description (env file).
+	Lab lab.Env
+	// Client talks to the lab's cluster.
+	Client kubernetes.Interface
+	// Driver reaches the nodes.
+	Driver nodedriver.Driver
+	// Fixtures are the images and keys the features use.
+	Fixtures Fixtures
+	// RunID prefixes every object name this run creates ("ks-<id>-...").
+	RunID string
+	// Namespace is the synchronizer's namespace (Lab.SyncerNamespace or DefaultNamespace).
+	Namespace string
+	// SyncTimeout bounds every wait for the synchronizer (file appears/goes, Event recorded).
+	SyncTimeout time.Duration
+	// PollInterval is how often waits poll.
+	PollInterval time.Duration
+	// Logger narrates steps (default: discard).
+	Logger *slog.Logger
+}
+
+// StepFunc is one step of a feature.
+type StepFunc func(ctx context.Context, t T, c *Context)
+
+// Step is a named assessment.
+type Step struct {
+	Name string
+	Fn   StepFunc
+}
+
+// Feature is one behaviour with its setup (run on the feature's T: register cleanups there
+// with t.Cleanup) and its assessments (each on its own T; a fatal one stops the feature).
+type Feature struct {
+	Name   string
+	Area   Area
+	Setup  StepFunc
+	Assess []Step
+}
+
+// nameFor returns an object name unique to this run and feature ("ks-<run>-<short>").
+func (c *Context) nameFor(short string) string {
+	return fmt.Sprintf("ks-%s-%s", c.RunID, short)
+}
+
+func (c *Context) logger() *slog.Logger {
+	if c.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Logger
+}
+
+func (c *Context) syncTimeout() time.Duration {
+	if c.SyncTimeout <= 0 {
+		return 90 * time.Second
+	}
+	return c.SyncTimeout
+}
+
+func (c *Context) pollInterval() time.Duration {
+	if c.PollInterval <= 0 {
+		return 250 * time.Millisecond
+	}
+	return c.PollInterval
+}
