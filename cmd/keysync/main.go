@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/keysync-dev/keysync/internal/cli"
+	kindlabcmd "github.com/keysync-dev/keysync/internal/cli/kindlab"
 	kpcmd "github.com/keysync-dev/keysync/internal/cli/kp"
 	labcmd "github.com/keysync-dev/keysync/internal/cli/lab"
 	"github.com/keysync-dev/keysync/internal/cli/wrap"
@@ -24,6 +25,7 @@ func main() {
 		labcmd.NewCommand,
 		wrap.NewCommand,
 		kpcmd.NewCommand,
+		kindlabcmd.NewCommand,
 	)
 
 	stop()

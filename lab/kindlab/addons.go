@@ -1,0 +1,248 @@
+package kindlab
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keysync-dev/keysync/lab"
+)
+
+// Parts are the checkout's pieces the addon steps build and run.
+type Parts struct {
+	// Root is the checkout (cmd/mockkp, cmd/keysync-syncer, syncer/deploy, syncer/Dockerfile).
+	Root string
+	// Keysync is the keysync CLI (for `keysync fixtures push`).
+	Keysync string
+	// Kubectl is a kubectl binary (hack/build-k8s.sh builds one).
+	Kubectl string
+}
+
+// buildStatic builds a static binary of pkg (relative to root) into dir.
+func buildStatic(ctx context.Context, root, pkg, out string) error {
+	if _, err := os.Stat(filepath.Join(root, pkg)); err != nil {
+		return fmt.Errorf("failed to find %s in the checkout: %w", pkg, err)
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "./"+pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("failed to build %s: %w: %s", pkg, err, lab.LastLines(b, 20))
+	}
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// FixturesStep pushes the fixtures to the lab registry through its host port; the references
+// in the manifest (127.0.0.1:5001/...) resolve on the nodes to the registry container.
+func FixturesStep(p Parts) func(*Lab) lab.Step {
+	return func(l *Lab) lab.Step {
+		return lab.Step{Name: "Pushing the fixtures", Run: func(ctx context.Context) (string, error) {
+			out := filepath.Join(l.Opts.OutDir, "fixtures")
+			cmd := exec.CommandContext(ctx, p.Keysync, "fixtures", "push", "--registry", RegistryHostAddr,
+				"--tls-verify=false", "--out", out)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				return "", fmt.Errorf("failed to push fixtures (keysync fixtures push): %w: %s", err, lab.LastLines(b, 20))
+			}
+			l.Env.FixturesManifest = filepath.Join(out, "manifest.json")
+			if _, err := os.Stat(l.Env.FixturesManifest); err != nil {
+				return "", fmt.Errorf("fixtures push wrote no manifest: %w", err)
+			}
+			return RegistryHostAddr, nil
+		}}
+	}
+}
+
+// MockKPStep runs mockkp (FROM scratch, the static cmd/mockkp) on the kind network with a seed
+// made for this lab: one instance, one API key, one root key.
+func MockKPStep(p Parts) func(*Lab) lab.Step {
+	return func(l *Lab) lab.Step {
+		return lab.Step{Name: "Starting mockkp", Run: func(ctx context.Context) (string, error) {
+			seedPath := filepath.Join(l.Opts.OutDir, "mockkp-seed.json")
+			note := "reused"
+			if ok, err := containerExists(ctx, MockKPContainer); err != nil {
+				return "", err
+			} else if !ok {
+				note = ""
+				bin := filepath.Join(l.Opts.OutDir, "bin", "mockkp")
+				if err := buildStatic(ctx, p.Root, "cmd/mockkp", bin); err != nil {
+					return "", err
+				}
+				tag, _, err := ScratchImage{Repo: "keysync/mockkp", Files: map[string]string{"/mockkp": bin},
+					Entrypoint: []string{"/mockkp"}}.Ensure(ctx)
+				if err != nil {
+					return "", err
+				}
+				seed := map[string]any{"instances": []map[string]any{{
+					"id":       "lab-" + randomHex(8),
+					"apiKeys":  []string{"lab-apikey-" + randomHex(16)},
+					"rootKeys": []map[string]any{{"id": "lab-root-" + randomHex(8), "name": "keysync-lab-root"}},
+				}}}
+				data, err := json.MarshalIndent(seed, "", "  ")
+				if err != nil {
+					return "", fmt.Errorf("failed to render mockkp seed: %w", err)
+				}
+				if err := lab.WriteFileAtomic(seedPath, data, 0o600); err != nil {
+					return "", fmt.Errorf("failed to write mockkp seed: %w", err)
+				}
+				if _, err := docker(ctx, nil, "run", "-d", "--name", MockKPContainer, "--network", KindNetwork,
+					"--restart", "unless-stopped", "-p", MockKPHostAddr+":8080", "-p", MockKPAdminAddr+":8081",
+					"-v", seedPath+":/seed.json:ro", tag,
+					"--addr", ":8080", "--admin-addr", ":8081", "--seed", "/seed.json"); err != nil {
+					return "", fmt.Errorf("failed to start mockkp: %w", err)
+				}
+			} else if _, err := docker(ctx, nil, "start", MockKPContainer); err != nil {
+				return "", err
+			}
+			var seed struct {
+				Instances []struct {
+					ID       string   `json:"id"`
+					APIKeys  []string `json:"apiKeys"`
+					RootKeys []struct {
+						ID string `json:"id"`
+					} `json:"rootKeys"`
+				} `json:"instances"`
+			}
+			data, err := os.ReadFile(seedPath)
+			if err == nil {
+				err = json.Unmarshal(data, &seed)
+			}
+			if err != nil || len(seed.Instances) == 0 || len(seed.Instances[0].APIKeys) == 0 || len(seed.Instances[0].RootKeys) == 0 {
+				return "", fmt.Errorf("failed to read mockkp seed %s (remove the %s container to recreate it): %v", seedPath, MockKPContainer, err)
+			}
+			ip, err := containerIP(ctx, MockKPContainer, KindNetwork)
+			if err != nil {
+				return "", err
+			}
+			l.Env.MockKPURL = "http://" + MockKPHostAddr
+			l.Env.MockKPTokenURL = l.Env.MockKPURL + "/identity/token"
+			l.Env.MockKPAdminURL = "http://" + MockKPAdminAddr
+			l.Env.MockKPClusterURL = "http://" + ip + ":8080"
+			l.Env.MockKPClusterTokenURL = l.Env.MockKPClusterURL + "/identity/token"
+			l.Env.KPInstanceID = seed.Instances[0].ID
+			l.Env.KPAPIKey = seed.Instances[0].APIKeys[0]
+			l.Env.KPRootKeyID = seed.Instances[0].RootKeys[0].ID
+			if err := waitHTTP(ctx, l.Env.MockKPAdminURL+"/healthz", 30*time.Second); err != nil {
+				// The admin API's health path is mockkp's; a 404 still proves it listens.
+				if !strings.Contains(err.Error(), "404") {
+					return "", fmt.Errorf("mockkp did not answer: %w", err)
+				}
+			}
+			if note == "" {
+				note = l.Env.MockKPClusterURL + " in the cluster"
+			}
+			return note, nil
+		}}
+	}
+}
+
+// SyncerImageName is the image name syncer/deploy's manifests use (kustomize images: name).
+const SyncerImageName = "keysync-syncer"
+
+// syncerRepo is the synchronizer's repository in the lab registry.
+const syncerRepo = "keysync/syncer"
+
+// SyncerStep builds the synchronizer image (syncer/Dockerfile, the static cmd/keysync-syncer),
+// pushes it to the lab registry and applies syncer/deploy with that image.
+func SyncerStep(p Parts) func(*Lab) lab.Step {
+	return func(l *Lab) lab.Step {
+		return lab.Step{Name: "Deploying the synchronizer addon", Run: func(ctx context.Context) (string, error) {
+			ctxDir := filepath.Join(l.Opts.OutDir, "syncer-image")
+			if err := os.RemoveAll(ctxDir); err != nil {
+				return "", fmt.Errorf("failed to clean %s: %w", ctxDir, err)
+			}
+			if err := os.MkdirAll(ctxDir, 0o755); err != nil {
+				return "", fmt.Errorf("failed to create %s: %w", ctxDir, err)
+			}
+			if err := buildStatic(ctx, p.Root, "cmd/keysync-syncer", filepath.Join(ctxDir, "keysync-syncer")); err != nil {
+				return "", err
+			}
+			df, err := os.ReadFile(filepath.Join(p.Root, "syncer", "Dockerfile"))
+			if err != nil {
+				return "", fmt.Errorf("failed to read syncer/Dockerfile: %w", err)
+			}
+			if err := os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), df, 0o644); err != nil {
+				return "", fmt.Errorf("failed to stage syncer/Dockerfile: %w", err)
+			}
+			local := "keysync/syncer:lab"
+			if _, err := docker(ctx, nil, "build", "-q", "-t", local, ctxDir); err != nil {
+				return "", err
+			}
+			id, err := docker(ctx, nil, "image", "inspect", "--format", "{{.Id}}", local)
+			if err != nil {
+				return "", err
+			}
+			newTag := strings.TrimPrefix(id, "sha256:")[:12]
+			ref := RegistryHostAddr + "/" + syncerRepo + ":" + newTag
+			if _, err := docker(ctx, nil, "tag", local, ref); err != nil {
+				return "", err
+			}
+			if _, err := docker(ctx, nil, "push", ref); err != nil {
+				return "", err
+			}
+			overlay := filepath.Join(l.Opts.OutDir, "syncer-overlay")
+			if err := os.MkdirAll(overlay, 0o755); err != nil {
+				return "", fmt.Errorf("failed to create %s: %w", overlay, err)
+			}
+			rel, err := filepath.Rel(overlay, filepath.Join(p.Root, "syncer", "deploy"))
+			if err != nil {
+				return "", fmt.Errorf("failed to locate syncer/deploy: %w", err)
+			}
+			k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel + "\n" +
+				"images:\n  - name: " + SyncerImageName + "\n    newName: " + RegistryHostAddr + "/" + syncerRepo + "\n    newTag: \"" + newTag + "\"\n"
+			if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+				return "", fmt.Errorf("failed to write the syncer overlay: %w", err)
+			}
+			cmd := exec.CommandContext(ctx, p.Kubectl, "--kubeconfig", l.KubeconfigPath(), "apply", "-k", overlay)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				return "", fmt.Errorf("failed to apply the syncer addon: %w: %s", err, lab.LastLines(b, 20))
+			}
+			return ref, nil
+		}}
+	}
+}
+
+// WaitSyncerStep waits until the synchronizer DaemonSet has one ready pod per node.
+func WaitSyncerStep(p Parts, timeout time.Duration) func(*Lab) lab.Step {
+	return func(l *Lab) lab.Step {
+		return lab.Step{Name: "Waiting for one synchronizer pod per node", Run: func(ctx context.Context) (string, error) {
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			var last string
+			for {
+				cmd := exec.CommandContext(ctx, p.Kubectl, "--kubeconfig", l.KubeconfigPath(), "-n", SyncerNamespace,
+					"get", "daemonsets", "-o", "jsonpath={range .items[*]}{.status.numberReady} {.status.desiredNumberScheduled}{\"\\n\"}{end}")
+				var out bytes.Buffer
+				cmd.Stdout = &out
+				if err := cmd.Run(); err == nil {
+					last = strings.TrimSpace(out.String())
+					ready, desired, _ := strings.Cut(last, " ")
+					r, _ := strconv.Atoi(ready)
+					d, _ := strconv.Atoi(desired)
+					if r == len(l.Env.Nodes) && d == len(l.Env.Nodes) {
+						return fmt.Sprintf("%d/%d", r, d), nil
+					}
+				}
+				select {
+				case <-ctx.Done():
+					return "", fmt.Errorf("synchronizer pods not ready on %d nodes within %s (ready desired: %q)", len(l.Env.Nodes), timeout, last)
+				case <-time.After(time.Second):
+				}
+			}
+		}}
+	}
+}

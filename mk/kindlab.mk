@@ -1,0 +1,31 @@
+# Kind lab (lab/kindlab, hack/prepare-docker.sh, hack/build-node-image.sh): a real Kubernetes
+# cluster (kind v0.33.0 through its Go API) on CRI-O nodes built offline, with a registry
+# container, the fixtures, mockkp and the synchronizer addon; described for the suites by
+# $(LAB_ENV). `make lab-up` prepares Docker where it must (root on Debian; says what it changes).
+.PHONY: docker-prepare kind-node-image lab-up lab-down kindlab-test
+
+LAB_ENV ?= _out/lab.env
+KIND_LAB_NAME ?= keysync
+KIND_WORKERS ?= 1
+# Steps of lab-up to leave out while their parts are missing: fixtures,mockkp,syncer.
+KIND_LAB_SKIP ?=
+
+docker-prepare: deps ## install/start dockerd; on hosts lacking CAP_SYS_RESOURCE make the runtime wrapper its default runtime
+	@hack/prepare-docker.sh
+
+kind-node-image: docker-prepare ## build (or reuse) the CRI-O kind node image; prints its tag
+	@hack/build-node-image.sh
+
+lab-up: docker-prepare ## the kind lab: build/reuse the node image, create the cluster and addons; writes $(LAB_ENV)
+	@img=$$(hack/build-node-image.sh) && k8s=$$(hack/build-k8s.sh kubectl) && \
+	  CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/keysync ./cmd/keysync && \
+	  $(BIN)/keysync kind-lab up --name $(KIND_LAB_NAME) --image "$$img" --workers $(KIND_WORKERS) \
+	    --kubectl "$$k8s/kubectl" --lab-env $(LAB_ENV) $(if $(KIND_LAB_SKIP),--skip $(KIND_LAB_SKIP))
+
+lab-down: ## delete the kind lab (cluster, registry, mockkp, $(LAB_ENV))
+	@CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/keysync ./cmd/keysync && \
+	  $(BIN)/keysync kind-lab down --name $(KIND_LAB_NAME) --lab-env $(LAB_ENV)
+
+kindlab-test: docker-prepare ## the kind lab's own tests (Docker needed: registry image, node driver)
+	@hack/build-node-image.sh --base >/dev/null
+	$(GO) test -count=1 ./lab/kindlab/... ./suites/nodedriver/kind/... ./internal/cli/kindlab/...
