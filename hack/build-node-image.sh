@@ -67,7 +67,7 @@ mapfile -t want < <("$k8sbin/kubeadm" config images list --kubernetes-version "$
 [ ${#want[@]} -ge 6 ] || { log "failed to list kubeadm's images: got '${want[*]}'"; exit 1; }
 build_image() { # build_image REF DIR
   local ref=$1 dir=$2
-  DOCKER_BUILDKIT=0 docker build -q -t "$ref" "$dir" >/dev/null 2>"$dir.log" || { log "failed to build $ref: $(cat "$dir.log")"; exit 1; }
+  DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$base_tag" -t "$ref" "$dir" >/dev/null 2>"$dir.log" || { log "failed to build $ref: $(cat "$dir.log")"; exit 1; }
 }
 : >"$ctx/images/list"
 for ref in "${want[@]}"; do
@@ -83,7 +83,7 @@ for ref in "${want[@]}"; do
       printf 'FROM scratch\nENV PATH=/usr/local/bin\nCOPY etcd /usr/local/bin/etcd\nENTRYPOINT ["/usr/local/bin/etcd"]\n' >"$d/Dockerfile" ;;
     kube-proxy)
       cp "$k8sbin/kube-proxy" "$d/kube-proxy"
-      printf 'FROM %s\nCOPY kube-proxy /usr/local/bin/kube-proxy\nENTRYPOINT ["/usr/local/bin/kube-proxy"]\n' "$base_tag" >"$d/Dockerfile" ;;
+      cp "$ctxsrc/kube-proxy/Dockerfile" "$ctxsrc/kube-proxy/iptables-wrapper" "$d/" ;;
     kube-apiserver|kube-controller-manager|kube-scheduler)
       cp "$k8sbin/$name" "$d/$name"
       printf 'FROM scratch\nENV PATH=/usr/local/bin\nCOPY %s /usr/local/bin/%s\nENTRYPOINT ["/usr/local/bin/%s"]\n' "$name" "$name" "$name" >"$d/Dockerfile" ;;
