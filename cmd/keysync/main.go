@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/keysync-dev/keysync/internal/cli"
+	conformancecmd "github.com/keysync-dev/keysync/internal/cli/conformance"
 	kindlabcmd "github.com/keysync-dev/keysync/internal/cli/kindlab"
 	kpcmd "github.com/keysync-dev/keysync/internal/cli/kp"
 	labcmd "github.com/keysync-dev/keysync/internal/cli/lab"
@@ -26,6 +27,7 @@ func main() {
 		wrap.NewCommand,
 		kpcmd.NewCommand,
 		kindlabcmd.NewCommand,
+		conformancecmd.NewCommand,
 	)
 
 	stop()

@@ -1,0 +1,24 @@
+# Suites (suites/): the conformance features as a library (suites/conformance), their
+# `go test` entry point (suites/e2e, sigs.k8s.io/e2e-framework) and `keysync conformance`.
+# `make conformance` runs `go test ./suites/...` against the current lab ($(LAB_ENV)), writes
+# JUnit to _out/junit.xml and prints "N passed, N failed, N skipped". Without a lab it fails
+# and says how to start one (make node-lab-up).
+#   make conformance SUITE_ARGS="--labels area=kp"      # select (e2e-framework flags)
+#   make conformance SUITE_ARGS="--skip-features rotat"
+LAB_ENV ?= _out/lab.env
+SUITE_ARGS ?=
+CONFORMANCE_TIMEOUT ?= 30m
+
+.PHONY: conformance suites-unit
+
+conformance: ## run the conformance suites against the current lab ($(LAB_ENV)); JUnit in _out/junit.xml
+	@mkdir -p _out
+	@rc=0; KEYSYNC_LAB_ENV=$(abspath $(LAB_ENV)) KEYSYNC_SUITE_ARGS="$(SUITE_ARGS)" \
+	  $(GO) test -count=1 -json -timeout $(CONFORMANCE_TIMEOUT) ./suites/... > _out/suites.json || rc=$$?; \
+	  $(GO) run ./cmd/keysync conformance report --go-test-json _out/suites.json --junit _out/junit.xml || rc=1; \
+	  exit $$rc
+
+# The suites' own unit tests (JUnit writer, hooks, tracker, ...) need no lab: part of make test.
+test: suites-unit
+suites-unit: ## unit tests of the suites' library (no lab needed)
+	$(GO) test -count=1 $$($(GO) list ./suites/... | grep -v '/suites/e2e')

@@ -1,0 +1,33 @@
+package e2e
+
+import (
+	"testing"
+
+	"github.com/keysync-dev/keysync/suites/conformance"
+)
+
+// One test per area, in suite order; each runs that area's features.
+
+func TestPlain(t *testing.T) {
+	testenv.Test(t, conformance.E2E(conformance.FeaturesIn(conformance.AreaPlain)...)...)
+}
+
+func TestKP(t *testing.T) {
+	testenv.Test(t, conformance.E2E(conformance.FeaturesIn(conformance.AreaKP)...)...)
+}
+
+func TestRevocation(t *testing.T) {
+	testenv.Test(t, conformance.E2E(conformance.FeaturesIn(conformance.AreaRevocation)...)...)
+}
+
+func TestRotation(t *testing.T) {
+	testenv.Test(t, conformance.E2E(conformance.FeaturesIn(conformance.AreaRotation)...)...)
+}
+
+func TestBadInput(t *testing.T) {
+	testenv.Test(t, conformance.E2E(conformance.FeaturesIn(conformance.AreaBadInput)...)...)
+}
+
+func TestHygiene(t *testing.T) {
+	testenv.Test(t, conformance.E2E(conformance.FeaturesIn(conformance.AreaHygiene)...)...)
+}

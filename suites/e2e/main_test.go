@@ -1,0 +1,61 @@
+// Package e2e runs the conformance features (package conformance) with `go test` and
+// sigs.k8s.io/e2e-framework against the lab described by the lab env file.
+//
+//	go test ./suites/e2e -args --lab-env _out/lab.env --labels area=kp
+//
+// Flags: --lab-env (else $KEYSYNC_LAB_ENV, else <checkout>/_out/lab.env), --kubeconfig
+// (overrides the env file's), the node hooks of package nodedriver (--hook-pull-image, ...),
+// --sync-timeout, and e2e-framework's own (--labels, --skip-labels, --feature,
+// --skip-features, --assess, --fail-fast, ...). $KEYSYNC_SUITE_ARGS adds flags when `go test`
+// runs several packages at once (make conformance). Without a lab the run FAILS and says how
+// to start one.
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/e2e-framework/pkg/env"
+	"sigs.k8s.io/e2e-framework/pkg/envconf"
+
+	"github.com/keysync-dev/keysync/suites/conformance"
+	"github.com/keysync-dev/keysync/suites/nodedriver"
+)
+
+var testenv env.Environment
+
+func TestMain(m *testing.M) {
+	opts := conformance.Options{Hooks: nodedriver.NewConfig(),
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	opts.Hooks.FromEnv(os.Getenv)
+	flag.StringVar(&opts.LabEnv, "lab-env", "", "lab env file (default $"+conformance.EnvLabEnv+", else <checkout>/_out/lab.env)")
+	flag.DurationVar(&opts.SyncTimeout, "sync-timeout", 90*time.Second, "how long to wait for the synchronizer")
+	opts.Hooks.RegisterFlags(flag.CommandLine)
+	if extra := strings.Fields(os.Getenv("KEYSYNC_SUITE_ARGS")); len(extra) > 0 {
+		os.Args = append(os.Args, extra...)
+	}
+	cfg, err := envconf.NewFromFlags()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: failed to parse flags: %v\n", err)
+		os.Exit(2)
+	}
+	testenv = env.NewWithConfig(cfg)
+	testenv.Setup(func(ctx context.Context, c *envconf.Config) (context.Context, error) {
+		ctx, err := conformance.SetupEnv(opts)(ctx, c)
+		if err != nil {
+			// Say it plainly on stderr too: no lab is a failure, never a skip.
+			fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
+		}
+		return ctx, err
+	})
+	testenv.BeforeEachTest(conformance.BeforeEachTest())
+	testenv.AfterEachTest(conformance.AfterEachTest())
+	testenv.Finish(conformance.FinishEnv())
+	os.Exit(testenv.Run(m))
+}
