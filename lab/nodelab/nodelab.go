@@ -226,13 +226,18 @@ func Down(ctx context.Context, opts Options) error {
 // procNames are the detached processes, in start order.
 func procNames() []string { return []string{"mockkp", "crio", "syncer"} }
 
-// teardownSteps stops the detached processes named by pid files (reverse order), removing
-// CRI-O's pods first, and unmounts leftovers under the work dir.
+// teardownSteps stops the detached processes that their pid files name as running (reverse
+// order), removing CRI-O's pods first, and unmounts whatever is mounted under the work dir.
 func teardownSteps(l Layout, names []string) []lab.Step {
 	var steps []lab.Step
 	for i := len(names) - 1; i >= 0; i-- {
 		name := names[i]
 		p := &lab.Process{Name: name, PidFile: l.PidFile(name), StopTimeout: 30 * time.Second}
+		if _, ok := p.Running(); !ok {
+			// Not running: only a stale pid file to drop, nothing to show.
+			_ = p.Stop(context.Background())
+			continue
+		}
 		if name == "crio" {
 			steps = append(steps, lab.Step{Name: "Removing CRI-O pods", Run: func(ctx context.Context) (string, error) {
 				if _, ok := p.Running(); !ok {
@@ -292,6 +297,8 @@ type follower struct {
 	path   string
 	out    io.Writer
 	offset int64
+	// failed is set once an ERROR line was seen: every later line belongs to the error.
+	failed bool
 }
 
 func (f *follower) skipToEnd() error {
@@ -323,14 +330,17 @@ func (f *follower) copy() {
 		}
 		f.offset += int64(len(line))
 		// The supervisor's log holds the status lines and its slog output; show status lines.
-		if isStatusLine(line) {
+		if strings.HasPrefix(line, "ERROR") {
+			f.failed = true
+		}
+		if f.failed || isStatusLine(line) {
 			io.WriteString(f.out, line)
 		}
 	}
 }
 
 func isStatusLine(line string) bool {
-	for _, p := range []string{"• ", "✓ ", "✗ ", "total ", "ERROR", "  "} {
+	for _, p := range []string{"• ", "✓ ", "✗ ", "total ", "  "} {
 		if strings.HasPrefix(line, p) {
 			return true
 		}

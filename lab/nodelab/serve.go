@@ -90,7 +90,7 @@ func Serve(ctx context.Context, opts Options) error {
 	fmt.Fprintln(out, "• tearing the node lab down")
 	_, downErr := lab.RunSteps(downCtx, out, true, s.downSteps())
 	if upErr != nil {
-		fmt.Fprintf(out, "ERROR: %v\n", upErr)
+		// The CLI prints the error (once) on stderr, which is this log too.
 		return upErr
 	}
 	return downErr
@@ -110,22 +110,19 @@ func (s *supervisor) upSteps() []lab.Step {
 	}
 }
 
+// downSteps are the tear-down steps for what is running (only those).
 func (s *supervisor) downSteps() []lab.Step {
 	steps := teardownSteps(s.l, procNames())
-	steps = append(steps,
-		lab.Step{Name: "Stopping etcd and kube-apiserver", Run: func(context.Context) (string, error) {
-			if s.cp == nil {
-				return "not started", nil
-			}
+	if s.cp != nil {
+		steps = append(steps, lab.Step{Name: "Stopping etcd and kube-apiserver", Run: func(context.Context) (string, error) {
 			return "", s.cp.Stop()
-		}},
-		lab.Step{Name: "Stopping the registry", Run: func(context.Context) (string, error) {
-			if s.reg == nil {
-				return "not started", nil
-			}
+		}})
+	}
+	if s.reg != nil {
+		steps = append(steps, lab.Step{Name: "Stopping the registry", Run: func(context.Context) (string, error) {
 			return "", s.reg.Stop()
-		}},
-	)
+		}})
+	}
 	return steps
 }
 
