@@ -545,3 +545,54 @@ func TestTokenExpiryAndRefresh(t *testing.T) {
 		}
 	})
 }
+
+func TestCiphertextEnvelopeForms(t *testing.T) {
+	env := mockkptest.Start(t)
+	c := env.Client(t, nil)
+	plain := b64("envelope forms")
+	ct, err := c.Wrap(t.Context(), env.RootKeyID, plain, nil)
+	if err != nil {
+		t.Fatalf("Wrap: %v", err)
+	}
+	rawCT, _ := base64.StdEncoding.DecodeString(string(ct))
+	var fields map[string]string
+	if err := json.Unmarshal(rawCT, &fields); err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	reencode := func(mutate func(map[string]string)) string {
+		m := map[string]string{}
+		for k, v := range fields {
+			m[k] = v
+		}
+		mutate(m)
+		out, _ := json.MarshalIndent(m, "", "  ") // another layout: sorted keys, whitespace
+		return base64.StdEncoding.EncodeToString(out)
+	}
+	tests := []struct {
+		name   string
+		ct     string
+		status int // 0: unwraps
+	}{
+		{"as wrapped", string(ct), 0},
+		{"other JSON layout", reencode(func(map[string]string) {}), 0},
+		{"trailing garbage", base64.StdEncoding.EncodeToString(append(append([]byte{}, rawCT...), "x"...)), 422},
+		{"no handle", reencode(func(m map[string]string) { delete(m, "handle") }), 422},
+		{"unknown handle", reencode(func(m map[string]string) { m["handle"] = "00000000-0000-4000-8000-000000000000" }), 422},
+		{"other format version", reencode(func(m map[string]string) { m["version"] = "3.0.0" }), 422},
+		{"short iv", reencode(func(m map[string]string) { m["iv"] = "AAAA" }), 422},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := c.Unwrap(t.Context(), env.RootKeyID, []byte(tc.ct), nil)
+			if tc.status == 0 {
+				if err != nil || !bytes.Equal(got, plain) {
+					t.Fatalf("Unwrap: %v", err)
+				}
+				return
+			}
+			if status, code := kpStatus(t, err); status != tc.status || code != mockkp.CodeUnprocessableCipher {
+				t.Fatalf("got %d %s, want %d", status, code, tc.status)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ciphertextFormatVersion is the "version" field of the service's ciphertext.
@@ -66,8 +67,13 @@ func parseCiphertext(s string) (envelope, []byte, []byte, error) {
 	if err != nil {
 		return envelope{}, nil, nil, errBadCiphertext
 	}
-	var env envelope
-	if err := json.Unmarshal(raw, &env); err != nil || env.Handle == "" {
+	env, ok := parseOwnEnvelope(raw)
+	if !ok {
+		if err := json.Unmarshal(raw, &env); err != nil {
+			return envelope{}, nil, nil, errBadCiphertext
+		}
+	}
+	if env.Handle == "" {
 		return envelope{}, nil, nil, errBadCiphertext
 	}
 	ct, err1 := base64.StdEncoding.DecodeString(env.Ciphertext)
@@ -92,4 +98,31 @@ func open(keyID string, v *version, ct, iv []byte, aad []string) ([]byte, error)
 		return nil, errBadCiphertext
 	}
 	return pt, nil
+}
+
+// parseOwnEnvelope is the fast path for the exact layout seal writes
+// ({"ciphertext":"…","iv":"…","version":"…","handle":"…"} with values that need no JSON
+// escapes); anything else goes through encoding/json. Unwrap is the hot path of mockkp and
+// this halves its JSON work.
+func parseOwnEnvelope(raw []byte) (envelope, bool) {
+	var env envelope
+	rest := string(raw)
+	for _, f := range []struct {
+		prefix string
+		dst    *string
+	}{
+		{`{"ciphertext":"`, &env.Ciphertext}, {`","iv":"`, &env.IV},
+		{`","version":"`, &env.Version}, {`","handle":"`, &env.Handle},
+	} {
+		var ok bool
+		if rest, ok = strings.CutPrefix(rest, f.prefix); !ok {
+			return envelope{}, false
+		}
+		end := strings.IndexByte(rest, '"')
+		if end < 0 || strings.IndexByte(rest[:end], '\\') >= 0 {
+			return envelope{}, false
+		}
+		*f.dst, rest = rest[:end], rest[end:]
+	}
+	return env, rest == `"}`
 }
