@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/keysync-dev/keysync/internal/crikeys"
 )
 
 // Image is one encrypted fixture and the one private key that decrypts it.
@@ -34,8 +36,7 @@ type manifestVariant struct {
 	Recipients []string `json:"recipients"`
 	KeyFiles   []string `json:"keyFiles"`
 	Marker     string   `json:"marker"`
-	Plain      string   `json:"plain"`
-	PlainRef   string   `json:"plainReference"`
+	PlainTwin  string   `json:"plainTwin"`
 }
 
 // ParseManifest decodes a fixtures manifest: either {"variants": [...]} or a bare array.
@@ -58,50 +59,52 @@ func ParseManifest(data []byte) ([]manifestVariant, error) {
 }
 
 // SelectFixtures picks the images the features use from a manifest's variants: A is the first
-// encrypted variant with exactly one key file, B the first such variant for another key file,
-// and the plain image is A's plain twin or else the first unencrypted variant. readFile reads
-// key files (os.ReadFile).
+// encrypted variant with exactly one key file that CRI-O accepts, B the first such variant for
+// another key, and the plain image is A's plain twin or else the first unencrypted variant.
+// readFile reads key files (os.ReadFile).
 func SelectFixtures(vs []manifestVariant, readFile func(string) ([]byte, error)) (Fixtures, error) {
 	var f Fixtures
 	var haveA, haveB bool
-	plainTwin := ""
+	var normA []byte
+	var errs []error
 	for _, v := range vs {
-		switch {
-		case v.Encrypted && len(v.KeyFiles) == 1 && v.Reference != "":
-			img := Image{Name: v.Name, Ref: v.Reference, Marker: v.Marker, KeyFile: v.KeyFiles[0]}
-			switch {
-			case !haveA:
-				f.A, haveA = img, true
-				plainTwin = v.PlainRef
-				if plainTwin == "" {
-					plainTwin = v.Plain
-				}
-			case !haveB && img.KeyFile != f.A.KeyFile:
-				f.B, haveB = img, true
+		if !v.Encrypted {
+			if v.Reference != "" && f.Plain == "" {
+				f.Plain = v.Reference
 			}
-		case !v.Encrypted && v.Reference != "" && f.Plain == "":
-			f.Plain = v.Reference
+			continue
+		}
+		if haveB || len(v.KeyFiles) != 1 || v.Reference == "" {
+			continue
+		}
+		key, err := readFile(v.KeyFiles[0])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("failed to read key of fixture %s: %w", v.Name, err))
+			continue
+		}
+		norm, err := crikeys.Normalize(key)
+		if err != nil {
+			continue // a certificate or a key CRI-O rejects: not a single-key fixture
+		}
+		img := Image{Name: v.Name, Ref: v.Reference, Marker: v.Marker, KeyFile: v.KeyFiles[0], Key: key}
+		switch {
+		case !haveA:
+			f.A, haveA, normA = img, true, norm
+			if v.PlainTwin != "" {
+				f.Plain = v.PlainTwin
+			}
+		case !bytes.Equal(norm, normA):
+			f.B, haveB = img, true
 		}
 	}
-	if plainTwin != "" {
-		f.Plain = plainTwin
-	}
-	var errs []error
 	if !haveA || !haveB {
-		errs = append(errs, errors.New("need two encrypted variants with one key file each, for different keys"))
+		errs = append(errs, errors.New("need two encrypted variants, each decrypted by one private key CRI-O accepts, for different keys"))
 	}
 	if f.Plain == "" {
 		errs = append(errs, errors.New("need an unencrypted variant (or a plain twin)"))
 	}
-	if err := errors.Join(errs...); err != nil {
-		return Fixtures{}, fmt.Errorf("fixtures manifest is not usable: %w", err)
-	}
-	for _, img := range []*Image{&f.A, &f.B} {
-		key, err := readFile(img.KeyFile)
-		if err != nil {
-			return Fixtures{}, fmt.Errorf("failed to read key of fixture %s: %w", img.Name, err)
-		}
-		img.Key = key
+	if !haveA || !haveB || f.Plain == "" {
+		return Fixtures{}, fmt.Errorf("fixtures manifest is not usable: %w", errors.Join(errs...))
 	}
 	return f, nil
 }
