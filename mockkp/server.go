@@ -190,6 +190,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w}
 	rt := s.route(r)
+	if id := r.Header.Get("correlation-id"); id != "" {
+		rec.Header().Set("Correlation-Id", id)
+	}
 	defer func() {
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
