@@ -20,6 +20,7 @@ import (
 
 	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/suites/nodedriver"
+	"github.com/keysync-dev/keysync/suites/nodedriver/kind"
 	"github.com/keysync-dev/keysync/suites/nodedriver/nodelab"
 )
 
@@ -36,7 +37,7 @@ const StartHint = "start the node lab with `make node-lab-up` (it writes _out/la
 var ErrNoLab = errors.New("no lab")
 
 // DriverFactory builds the node driver of one kind of lab.
-type DriverFactory func(env lab.Env, logger *slog.Logger) (nodedriver.Driver, error)
+type DriverFactory func(env lab.Env, client kubernetes.Interface, logger *slog.Logger) (nodedriver.Driver, error)
 
 // Options say where the lab is and how to reach its nodes. Settings are resolved in this
 // order, first non-empty wins:
@@ -61,10 +62,13 @@ type Options struct {
 	Getwd  func() (string, error)
 }
 
-// DefaultDrivers knows the node lab.
+// DefaultDrivers knows the node lab (host paths + CRI socket) and the kind lab (docker exec).
 func DefaultDrivers() map[string]DriverFactory {
 	return map[string]DriverFactory{
-		lab.KindNode: func(env lab.Env, logger *slog.Logger) (nodedriver.Driver, error) {
+		lab.KindKind: func(env lab.Env, client kubernetes.Interface, logger *slog.Logger) (nodedriver.Driver, error) {
+			return kind.New(kind.Options{Nodes: env.Nodes, Client: client, Logger: logger})
+		},
+		lab.KindNode: func(env lab.Env, _ kubernetes.Interface, logger *slog.Logger) (nodedriver.Driver, error) {
 			if len(env.Nodes) != 1 {
 				return nil, fmt.Errorf("the node lab has exactly one node, the env file lists %d", len(env.Nodes))
 			}
@@ -186,7 +190,7 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 			drivers = DefaultDrivers()
 		}
 		if factory, ok := drivers[env.Lab]; ok {
-			base, err := factory(env, o.Logger)
+			base, err := factory(env, cs, o.Logger)
 			if err != nil {
 				return nil, nil, fmt.Errorf("failed to create the %s lab's node driver: %w", env.Lab, err)
 			}

@@ -69,7 +69,7 @@ func Snapshot(ctx context.Context, r Reader, node string) ([]string, error) {
 // never leave in the tree.
 func IsTempName(base string) bool {
 	return strings.HasPrefix(base, ".") || strings.HasSuffix(base, "~") ||
-		strings.Contains(base, ".tmp") || strings.HasSuffix(base, ".swp") || strings.HasSuffix(base, ".part")
+		strings.Contains(base, ".tmp-") || strings.HasSuffix(base, ".tmp") || strings.HasSuffix(base, ".swp") || strings.HasSuffix(base, ".part")
 }
 
 // Audit lists every problem in the node's tree: what crikeys.Audit reports (symlinks,
