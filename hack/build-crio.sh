@@ -24,9 +24,12 @@ module_dir() {
   echo "$dir"
 }
 
+# Download both modules first, so a refused download fails before the long build.
+crio_src=$(module_dir "github.com/cri-o/cri-o@$CRIO_VERSION")
+crictl_src=$(GONOSUMDB=sigs.k8s.io/cri-tools module_dir "sigs.k8s.io/cri-tools@$CRICTL_VERSION")
+
 log "building CRI-O $CRIO_VERSION + pinns (~5 min on 2 idle cores)"
-src=$(module_dir "github.com/cri-o/cri-o@$CRIO_VERSION")
-cp -r "$src" "$work/cri-o"
+cp -r "$crio_src" "$work/cri-o"
 chmod -R u+w "$work/cri-o"
 (
   cd "$work/cri-o"
@@ -39,10 +42,17 @@ chmod -R u+w "$work/cri-o"
   cp bin/pinns "$work/out/bin/pinns"
 )
 
+# Built from a copy of the module, like CRI-O: `go install pkg@version` also asks the proxy for
+# the module's version list (deprecation check), which is refused for cri-tools.
 log "building crictl $CRICTL_VERSION"
-GOBIN="$work/out/bin" GONOSUMDB=sigs.k8s.io/cri-tools CGO_ENABLED=0 \
-  go install -trimpath -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
-  "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+cp -r "$crictl_src" "$work/cri-tools"
+chmod -R u+w "$work/cri-tools"
+(
+  cd "$work/cri-tools"
+  GONOSUMDB=sigs.k8s.io/cri-tools CGO_ENABLED=0 go build -trimpath \
+    -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+    -o "$work/out/bin/crictl" ./cmd/crictl
+)
 
 "$work/out/bin/crio" --version >/dev/null
 publish "$work/out" "$out"
