@@ -301,4 +301,3 @@ func TestBadFlagsAndLayouts(t *testing.T) {
 		})
 	}
 }
-
