@@ -380,14 +380,27 @@ func (s *Server) serveKP(w http.ResponseWriter, r *http.Request, rt route) {
 		writeKPError(w, errf(http.StatusForbidden, CodeUnauthorized, "the user does not have access to the specified instance (bluemix-instance)"))
 		return
 	}
+	persist := rt.write && s.statePath != ""
+	var before []byte
+	if persist {
+		// A change that cannot be persisted is rolled back, so memory and file agree.
+		if before, err = json.Marshal(s.st); err != nil {
+			writeKPError(w, errf(http.StatusInternalServerError, CodeInternal, "failed to snapshot state"))
+			return
+		}
+	}
 	status, resp, aerr := rt.handle(r.Context(), &kpRequest{r: r, inst: inst, keyID: rt.keyID, body: body, now: now})
 	if aerr != nil {
 		writeKPError(w, aerr)
 		return
 	}
-	if rt.write && s.statePath != "" {
+	if persist {
 		if err := s.st.save(s.statePath); err != nil {
 			s.log.LogAttrs(r.Context(), slog.LevelError, "failed to persist state", slog.String("error", err.Error()))
+			var restored state
+			if json.Unmarshal(before, &restored) == nil {
+				*s.st = restored
+			}
 			writeKPError(w, errf(http.StatusInternalServerError, CodeInternal, "failed to persist state"))
 			return
 		}

@@ -384,3 +384,35 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+func TestPersistFailureIsReported(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env := mockkptest.Start(t, mockkptest.WithOptions(func(o *mockkp.Options) { o.StatePath = filepath.Join(dir, "state.json") }))
+	c := env.Client(t, nil)
+	if _, err := c.CreateRootKey(t.Context(), "persisted", nil); err != nil {
+		t.Fatalf("CreateRootKey: %v", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	withRetries(t, 0)
+	status, code := kpStatus(t, func() error { _, err := c.CreateRootKey(t.Context(), "not-persisted", nil); return err }())
+	if status != 500 || code != mockkp.CodeInternal {
+		t.Fatalf("create with a lost state dir = %d %s, want 500 %s", status, code, mockkp.CodeInternal)
+	}
+	keys, err := c.GetKeys(t.Context(), 0, 0)
+	if err != nil {
+		t.Fatalf("GetKeys: %v", err)
+	}
+	for _, k := range keys.Keys {
+		if k.Name == "not-persisted" {
+			t.Fatalf("a change that failed to persist stayed in memory")
+		}
+	}
+	if len(keys.Keys) != 2 {
+		t.Fatalf("GetKeys = %d keys, want the seeded and the persisted one", len(keys.Keys))
+	}
+}
