@@ -193,16 +193,23 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if id := r.Header.Get("correlation-id"); id != "" {
 		rec.Header().Set("Correlation-Id", id)
 	}
+	var fault FaultKind
 	defer func() {
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		attrs := []slog.Attr{
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.String("op", rt.op), slog.Int("status", rec.status),
 			slog.Duration("duration", time.Since(start)),
-			slog.String("correlation_id", r.Header.Get("correlation-id")))
+			slog.String("correlation_id", r.Header.Get("correlation-id")),
+		}
+		if fault != "" {
+			attrs = append(attrs, slog.String("fault", string(fault)))
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	}()
 	if rt.op != "" {
 		s.counters[rt.op].Add(1)
 		if f := s.takeFault(rt.op); f != nil {
+			fault = f.Kind
 			if done := s.applyFault(r.Context(), rec, f, rt.iam); done {
 				return
 			}
