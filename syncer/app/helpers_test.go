@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -94,6 +95,20 @@ type env struct {
 	keys       string // <root>/keys/synced
 	staging    string // <root>/.keysync-staging
 	kubeconfig string // the syncer's: impersonates the addon's ServiceAccount
+	// bin, when set, is the built keysync-syncer binary to run instead of this test binary.
+	bin string
+}
+
+// buildSyncer builds cmd/keysync-syncer as `make syncer` does (static, stripped).
+func buildSyncer(t testing.TB) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "keysync-syncer")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "github.com/keysync-dev/keysync/cmd/keysync-syncer")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("failed to build keysync-syncer: %v\n%s", err, msg)
+	}
+	return out
 }
 
 func newEnv(t testing.TB) *env {
@@ -259,13 +274,24 @@ func (l *lockedBuffer) String() string {
 // unless noWait. extraEnv adds KEY=VALUE pairs (pauseEnv).
 func (e *env) start(t testing.TB, extraEnv ...string) *child {
 	t.Helper()
-	args, _ := json.Marshal([]string{"--kubeconfig=" + e.kubeconfig, "--keys-dir=" + e.keys,
+	flags := []string{"--kubeconfig=" + e.kubeconfig, "--keys-dir=" + e.keys,
 		"--staging-dir=" + e.staging, "--namespace=" + ns, "--node-name=node-1",
 		"--metrics-addr=127.0.0.1:0", "--probe-addr=127.0.0.1:0",
-		"--retry-base-delay=50ms", "--retry-max-delay=1s", "--unwrap-timeout=500ms", "--log-level=debug"})
+		"--retry-base-delay=50ms", "--retry-max-delay=1s", "--unwrap-timeout=500ms", "--log-level=debug"}
+	args, _ := json.Marshal(flags)
 	addrFile := filepath.Join(t.TempDir(), "addr")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childArgsEnv+"="+string(args), addrEnv+"="+addrFile)
+	if e.bin != "" {
+		// The real binary has no address hook: give it fixed free ports.
+		ports := freeAddrs(t, 2)
+		flags[5], flags[6] = "--metrics-addr="+ports[0], "--probe-addr="+ports[1]
+		cmd = exec.Command(e.bin, flags...)
+		cmd.Env = os.Environ()
+		if err := os.WriteFile(addrFile, []byte(ports[0]+" "+ports[1]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cmd.Env = append(cmd.Env, extraEnv...)
 	c := &child{t: t, cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = c.log, c.log
@@ -415,4 +441,18 @@ func tree(t testing.TB, dir string) map[string]string {
 func appMain(t testing.TB, args []string, out *strings.Builder) int {
 	t.Helper()
 	return app.Main(t.Context(), args, out)
+}
+
+func freeAddrs(t testing.TB, n int) []string {
+	t.Helper()
+	var out []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, l.Addr().String())
+		defer l.Close()
+	}
+	return out
 }

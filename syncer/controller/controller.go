@@ -104,6 +104,11 @@ func (c *Controller) Run(ctx context.Context) error {
 	secrets := factory.Core().V1().Secrets()
 	informer := secrets.Informer()
 	c.lister = secrets.Lister().Secrets(ropts.Namespace)
+	// Keep only what the sync needs in the cache: managed fields and kubectl's
+	// last-applied-configuration (a second copy of the data) are dropped.
+	if err := informer.SetTransform(trimSecret); err != nil {
+		return fmt.Errorf("failed to set informer transform: %w", err)
+	}
 	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { c.enqueue(obj, true) },
 		UpdateFunc: func(old, obj any) {
@@ -234,4 +239,12 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	}
 	c.mu.Unlock()
 	return true
+}
+
+func trimSecret(obj any) (any, error) {
+	if sec, ok := obj.(*corev1.Secret); ok {
+		sec.ManagedFields = nil
+		delete(sec.Annotations, corev1.LastAppliedConfigAnnotation)
+	}
+	return obj, nil
 }
