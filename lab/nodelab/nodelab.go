@@ -56,6 +56,9 @@ type Options struct {
 	K8sBinDir string
 	// Self is the keysync binary (supervisor, fixtures push); empty means os.Executable.
 	Self string
+	// SourceDir is a directory inside the keysync checkout (the fixtures' marker program is
+	// built from it); empty means the working directory.
+	SourceDir string
 	// Out receives the status lines.
 	Out io.Writer
 	// Logger receives debug detail; nil discards it.
@@ -106,7 +109,17 @@ func (o Options) self() (string, error) {
 // serveArgs is the supervisor's command line.
 func (o Options) serveArgs() []string {
 	return []string{"lab", "node", "serve", "--work-dir", o.WorkDir, "--env-file", o.EnvFile, "--bin-dir", o.BinDir,
-		"--crio-bin-dir", o.CRIOBinDir, "--k8s-bin-dir", o.K8sBinDir}
+		"--crio-bin-dir", o.CRIOBinDir, "--k8s-bin-dir", o.K8sBinDir, "--source-dir", o.sourceDir()}
+}
+
+func (o Options) sourceDir() string {
+	if o.SourceDir != "" {
+		return o.SourceDir
+	}
+	if wd, err := os.Getwd(); err == nil {
+		return wd
+	}
+	return o.WorkDir
 }
 
 func (o Options) supervisor() (*lab.Process, error) {
@@ -120,7 +133,7 @@ func (o Options) supervisor() (*lab.Process, error) {
 		timeout = 10 * time.Minute
 	}
 	return &lab.Process{
-		Name: "lab supervisor", Path: self, Args: o.serveArgs(), Dir: o.WorkDir,
+		Name: "lab supervisor", Path: self, Args: o.serveArgs(), Dir: o.sourceDir(),
 		LogFile: l.Log(supervisorName), PidFile: l.PidFile(supervisorName),
 		StartTimeout: timeout, StopTimeout: 3 * time.Minute, PollInterval: 200 * time.Millisecond,
 	}, nil
@@ -213,10 +226,11 @@ func Down(ctx context.Context, opts Options) error {
 		f.copy()
 		return fmt.Sprintf("pid %d", pid), err
 	}}}
-	// Whatever the supervisor did not stop (it died, or was killed): by pid file.
-	steps = append(steps, teardownSteps(l, procNames())...)
-	_, err = lab.RunSteps(ctx, out, true, steps)
-	if err != nil {
+	_, supErr := lab.RunSteps(ctx, out, true, steps)
+	// Whatever the supervisor did not stop (it died, or was killed): by pid file, listed once
+	// the supervisor is gone.
+	_, err = lab.RunSteps(ctx, out, true, teardownSteps(l, procNames()))
+	if err := errors.Join(supErr, err); err != nil {
 		return fmt.Errorf("failed to bring the node lab down: %w", err)
 	}
 	_ = os.Remove(l.ReadyFile())

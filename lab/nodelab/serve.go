@@ -251,7 +251,11 @@ func (s *supervisor) startControlPlane(ctx context.Context) (string, error) {
 		return "", err
 	}
 	s.cp = cp
-	if err := lab.WriteFileAtomic(s.l.Kubeconfig(), cp.Kubeconfig(), 0o600); err != nil {
+	kubeconfig, err := cp.Kubeconfig()
+	if err != nil {
+		return "", err
+	}
+	if err := lab.WriteFileAtomic(s.l.Kubeconfig(), kubeconfig, 0o600); err != nil {
 		return "", fmt.Errorf("failed to write kubeconfig: %w", err)
 	}
 	if err := cp.EnsureNamespace(ctx, Namespace); err != nil {
@@ -447,7 +451,8 @@ func (s *supervisor) pushFixtures(ctx context.Context) (string, error) {
 	}
 	defer logf.Close()
 	cmd := exec.CommandContext(ctx, s.self, "fixtures", "push", "--registry", s.reg.Addr(), "--tls-verify=false",
-		"--out", s.l.FixturesDir())
+		"--out", s.l.FixturesDir(), "--source-dir", s.opts.sourceDir())
+	cmd.Dir = s.opts.sourceDir()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("failed to push the fixtures (%s fixtures push, log %s): %w; last lines:\n%s",

@@ -30,6 +30,7 @@ type flagpole struct {
 	binDir     string
 	crioBinDir string
 	k8sBinDir  string
+	sourceDir  string
 }
 
 func newNodeCommand(s *cli.Streams) *cobra.Command {
@@ -48,6 +49,7 @@ which build the binaries it needs.`,
 	pf.StringVar(&f.envFile, "env-file", lab.DefaultEnvFile, "where to write the lab description (lab env file)")
 	pf.StringVar(&f.binDir, "bin-dir", "", "directory with mockkp, keysync-syncer and keysync-runtime-wrapper (default: next to this binary)")
 	pf.StringVar(&f.crioBinDir, "crio-bin-dir", os.Getenv("KEYSYNC_CRIO_BIN"), "directory with crio and pinns (hack/build-crio.sh; env KEYSYNC_CRIO_BIN)")
+	pf.StringVar(&f.sourceDir, "source-dir", "", "directory inside the keysync checkout, to build the fixtures from (default: the working directory)")
 	pf.StringVar(&f.k8sBinDir, "k8s-bin-dir", os.Getenv("KEYSYNC_K8S_BIN"), "directory with kube-apiserver and etcd (hack/build-k8s.sh; env KEYSYNC_K8S_BIN)")
 
 	node.AddCommand(
@@ -123,7 +125,7 @@ func (f *flagpole) options(s *cli.Streams) (nodelab.Options, error) {
 		dst *string
 		src string
 	}{{&opts.WorkDir, f.workDir}, {&opts.EnvFile, f.envFile}, {&opts.BinDir, f.binDir},
-		{&opts.CRIOBinDir, f.crioBinDir}, {&opts.K8sBinDir, f.k8sBinDir}} {
+		{&opts.CRIOBinDir, f.crioBinDir}, {&opts.K8sBinDir, f.k8sBinDir}, {&opts.SourceDir, f.sourceDir}} {
 		if p.src == "" {
 			continue
 		}
