@@ -269,6 +269,14 @@ func teardownSteps(l Layout, names []string) []lab.Step {
 			return fmt.Sprintf("pid %d", pid), p.Stop(ctx)
 		}})
 	}
+	// Containers whose CRI-O died (SIGKILL) keep running under conmon: kill them through runc's
+	// state in the lab's runtime root.
+	if ids := leftoverContainers(l); len(ids) > 0 {
+		steps = append(steps, lab.Step{Name: "Killing leftover containers", Run: func(ctx context.Context) (string, error) {
+			n, err := killContainers(ctx, l)
+			return fmt.Sprintf("%d containers", n), err
+		}})
+	}
 	steps = append(steps, lab.Step{Name: "Unmounting under the work dir", Run: func(ctx context.Context) (string, error) {
 		n, err := unmountUnder(l.Dir)
 		return fmt.Sprintf("%d mounts", n), err
