@@ -424,7 +424,8 @@ func (s *supervisor) startSyncer(ctx context.Context) (string, error) {
 		"--node-name", NodeName, "--namespace", Namespace, "--metrics-addr", metrics, "--probe-addr", probe})
 	// A new control plane (new certificates) means a new syncer.
 	p.Fingerprint = fingerprint(append(append([]string{p.Path}, p.Args...), string(kubeconfig))...)
-	p.Health = httpHealth(s.client, "http://"+probe+"/healthz")
+	// /readyz: the informer has synced, so the keys tree matches the Secrets.
+	p.Health = httpHealth(s.client, "http://"+probe+"/readyz")
 	reused, err := p.Ensure(ctx)
 	if err != nil {
 		return "", err
