@@ -1,0 +1,47 @@
+package app_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/keysync-dev/keysync/syncer/app"
+)
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want app.Config
+	}{
+		{"defaults", nil, nil, app.Config{KeysDir: "/etc/crio/keys/synced", Namespace: "image-key-synchronizer",
+			MetricsAddr: ":9090", ProbeAddr: ":8081", LogLevel: "info", ResyncPeriod: 10 * time.Minute,
+			UnwrapTimeout: 30 * time.Second, RetryBase: time.Second, RetryMax: 5 * time.Minute}},
+		{"env", nil, map[string]string{"POD_NAMESPACE": "other", "NODE_NAME": "n1"}, app.Config{KeysDir: "/etc/crio/keys/synced",
+			Namespace: "other", NodeName: "n1", MetricsAddr: ":9090", ProbeAddr: ":8081", LogLevel: "info",
+			ResyncPeriod: 10 * time.Minute, UnwrapTimeout: 30 * time.Second, RetryBase: time.Second, RetryMax: 5 * time.Minute}},
+		{"flags win", []string{"--namespace=x", "--node-name=y", "--keys-dir=/k", "--staging-dir=/s", "--owner=1:2",
+			"--kubeconfig=/kc", "--metrics-addr=", "--probe-addr=:1"}, map[string]string{"POD_NAMESPACE": "other"},
+			app.Config{KeysDir: "/k", StagingDir: "/s", Namespace: "x", NodeName: "y", Kubeconfig: "/kc", ProbeAddr: ":1",
+				Owner: "1:2", LogLevel: "info", ResyncPeriod: 10 * time.Minute, UnwrapTimeout: 30 * time.Second,
+				RetryBase: time.Second, RetryMax: 5 * time.Minute}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := app.ParseFlags(tc.args, func(k string) string { return tc.env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.KeysDir != tc.want.KeysDir || got.StagingDir != tc.want.StagingDir || got.Namespace != tc.want.Namespace ||
+				got.NodeName != tc.want.NodeName || got.Kubeconfig != tc.want.Kubeconfig || got.MetricsAddr != tc.want.MetricsAddr ||
+				got.ProbeAddr != tc.want.ProbeAddr || got.Owner != tc.want.Owner || got.LogLevel != tc.want.LogLevel ||
+				got.ResyncPeriod != tc.want.ResyncPeriod || got.UnwrapTimeout != tc.want.UnwrapTimeout ||
+				got.RetryBase != tc.want.RetryBase || got.RetryMax != tc.want.RetryMax {
+				t.Errorf("ParseFlags = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	if _, err := app.ParseFlags([]string{"extra"}, func(string) string { return "" }); err == nil {
+		t.Errorf("positional argument accepted")
+	}
+}
