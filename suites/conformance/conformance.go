@@ -53,8 +53,13 @@ const (
 // DefaultNamespace is the synchronizer's namespace when the lab does not name one.
 const DefaultNamespace = "image-key-synchronizer"
 
-// MissingKeyMessage is what CRI-O answers when no key in its tree decrypts an image.
-const MissingKeyMessage = "missing private key needed for decryption"
+// What CRI-O (ocicrypt) answers when its keys tree cannot decrypt an image:
+// MissingKeyMessage when the tree holds no private key at all, NoUsableKeyMessage when it
+// holds keys but none for this image.
+const (
+	MissingKeyMessage  = "missing private key needed for decryption"
+	NoUsableKeyMessage = "none of the private keys could be used for decryption"
+)
 
 // T is the part of *testing.T the features use. *testing.T implements it; Run supplies its
 // own for the CLI.

@@ -31,6 +31,9 @@ import (
 // keyDataKey is the data entry name the suites use in key Secrets.
 const keyDataKey = "key.pem"
 
+// fixtureOnceArg makes a fixture's program print its marker and exit (fixtures/cmd/marker).
+const fixtureOnceArg = "-once"
+
 // Features returns every feature in suite order, each with fresh state (call it once per
 // run). Every feature ends with the hygiene assessment.
 func Features() []Feature {
@@ -192,16 +195,28 @@ func (c *Context) pullEverywhere(ctx context.Context, t T, ref string) {
 	}
 }
 
-// pullFailsEverywhere pulls ref on every node and requires CRI-O's missing-key error.
+// pullFailsEverywhere pulls ref on every node and requires CRI-O's no-key error: exactly
+// MissingKeyMessage when the node's tree holds no key file, else that or NoUsableKeyMessage.
 func (c *Context) pullFailsEverywhere(ctx context.Context, t T, ref string) {
 	t.Helper()
 	for _, n := range c.nodes(ctx, t) {
-		err := c.Driver.PullImage(ctx, n, ref)
-		switch {
-		case err == nil:
-			t.Fatalf("node %s: pulling %s succeeded, want %q", n, ref, MissingKeyMessage)
-		case !strings.Contains(err.Error(), MissingKeyMessage):
-			t.Fatalf("node %s: pulling %s failed with %v, want %q", n, ref, err, MissingKeyMessage)
+		entries, err := c.Driver.ListKeys(ctx, n)
+		if err != nil {
+			t.Fatalf("node %s: failed to list keys tree: %v", n, err)
+		}
+		want := []string{MissingKeyMessage}
+		for _, e := range entries {
+			if e.Type == nodedriver.TypeFile {
+				want = append(want, NoUsableKeyMessage)
+				break
+			}
+		}
+		err = c.Driver.PullImage(ctx, n, ref)
+		if err == nil {
+			t.Fatalf("node %s: pulling %s succeeded, want it to fail with %q", n, ref, want)
+		}
+		if !slices.ContainsFunc(want, func(m string) bool { return strings.Contains(err.Error(), m) }) {
+			t.Fatalf("node %s: pulling %s failed with %v, want %q", n, ref, err, want)
 		}
 	}
 }
@@ -299,7 +314,7 @@ func featureKeySecret() Feature {
 					t.Skipf("the fixtures manifest gives no marker for %s", c.Fixtures.A.Name)
 				}
 				for _, n := range c.nodes(ctx, t) {
-					out, err := c.Driver.RunImage(ctx, n, c.Fixtures.A.Ref)
+					out, err := nodedriver.RunImage(ctx, c.Driver, n, c.Fixtures.A.Ref, fixtureOnceArg)
 					if errors.Is(err, nodedriver.ErrUnsupported) {
 						t.Skipf("node driver %s cannot run containers: %v", c.Driver.Name(), err)
 					}

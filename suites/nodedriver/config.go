@@ -35,7 +35,7 @@ import (
 //
 //	NodesCmd                  → one node name per line
 //	PullImageCmd NODE REF     → nothing (exit status only)
-//	RunImageCmd NODE REF      → the container's output
+//	RunImageCmd NODE REF [ARG...] → the container's output (ARGs replace the image's CMD)
 //	ListKeysCmd NODE          → one line per entry: "TYPE MODE SIZE PATH", TYPE one of
 //	                            file|directory|symlink|other, MODE octal permission bits,
 //	                            SIZE decimal bytes, PATH relative to the keys tree (may hold spaces)
@@ -46,7 +46,7 @@ type Config struct {
 
 	NodesFunc     func(ctx context.Context) ([]string, error)
 	PullImageFunc func(ctx context.Context, node, ref string) error
-	RunImageFunc  func(ctx context.Context, node, ref string) (string, error)
+	RunImageFunc  func(ctx context.Context, node, ref string, args ...string) (string, error)
 	ListKeysFunc  func(ctx context.Context, node string) ([]Entry, error)
 	ReadKeyFunc   func(ctx context.Context, node, relpath string) ([]byte, error)
 
@@ -148,7 +148,10 @@ func New(c Config) Driver {
 
 type hooked struct{ c Config }
 
-var _ Driver = (*hooked)(nil)
+var (
+	_ Driver     = (*hooked)(nil)
+	_ ArgsRunner = (*hooked)(nil)
+)
 
 func (h *hooked) Name() string {
 	if h.c.Base != nil {
@@ -201,14 +204,20 @@ func (h *hooked) PullImage(ctx context.Context, node, ref string) error {
 }
 
 func (h *hooked) RunImage(ctx context.Context, node, ref string) (string, error) {
+	return h.RunImageArgs(ctx, node, ref, nil)
+}
+
+// RunImageArgs implements ArgsRunner: the func hook gets args, the command hook gets them
+// after NODE REF, the base driver through RunImage (the function).
+func (h *hooked) RunImageArgs(ctx context.Context, node, ref string, args []string) (string, error) {
 	switch {
 	case h.c.RunImageFunc != nil:
-		return h.c.RunImageFunc(ctx, node, ref)
+		return h.c.RunImageFunc(ctx, node, ref, args...)
 	case h.c.RunImageCmd != nil:
-		out, err := h.run(ctx, "run image", h.c.RunImageCmd, node, ref)
+		out, err := h.run(ctx, "run image", h.c.RunImageCmd, append([]string{node, ref}, args...)...)
 		return string(out), err
 	case h.c.Base != nil:
-		return h.c.Base.RunImage(ctx, node, ref)
+		return RunImage(ctx, h.c.Base, node, ref, args...)
 	}
 	return "", h.unsupported("RunImage", "hook-run-image", EnvHookRunImage)
 }

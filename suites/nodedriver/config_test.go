@@ -159,6 +159,14 @@ func TestCommandHooks(t *testing.T) {
 		t.Fatalf("list: %+v, %v", es, err)
 	}
 
+	c.RunImageCmd = ParseCommand(`f() { echo "run $*"; }; f`)
+	if out, err := RunImage(ctx, New(c), "n1", "img", "-once"); err != nil || out != "run n1 img -once\n" {
+		t.Fatalf("run with args: %q, %v", out, err)
+	}
+	if _, err := RunImage(ctx, stub{}, "n1", "img", "-once"); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("args on a driver without ArgsRunner: %v, want ErrUnsupported", err)
+	}
+
 	c.RunImageCmd = ParseCommand(`f() { sleep 5; }; f`)
 	c.CmdTimeout = 100 * time.Millisecond
 	if _, err := New(c).RunImage(ctx, "n1", "x"); err == nil || !strings.Contains(err.Error(), "timed out") {

@@ -47,6 +47,26 @@ type Driver interface {
 	ReadKey(ctx context.Context, node, relpath string) ([]byte, error)
 }
 
+// ArgsRunner is implemented by drivers that can pass arguments to the image's entrypoint
+// (replacing the image's CMD, like a Pod's args). The suites run the fixtures with "-once" so
+// that their program prints its marker and exits instead of sleeping. Use RunImage (the
+// function) to call it.
+type ArgsRunner interface {
+	RunImageArgs(ctx context.Context, node, ref string, args []string) (string, error)
+}
+
+// RunImage runs ref on node with args through d's ArgsRunner when it has one; without args it
+// calls d.RunImage. A driver that cannot pass args yields ErrUnsupported.
+func RunImage(ctx context.Context, d Driver, node, ref string, args ...string) (string, error) {
+	if len(args) == 0 {
+		return d.RunImage(ctx, node, ref)
+	}
+	if ar, ok := d.(ArgsRunner); ok {
+		return ar.RunImageArgs(ctx, node, ref, args)
+	}
+	return "", fmt.Errorf("node driver %s cannot pass arguments to a container (implement nodedriver.ArgsRunner): %w", d.Name(), ErrUnsupported)
+}
+
 // EntryType is the closed set of kinds an entry of a keys tree can be.
 type EntryType string
 

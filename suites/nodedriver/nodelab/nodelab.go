@@ -51,7 +51,10 @@ type Driver struct {
 	rt     runtimeapi.RuntimeServiceClient
 }
 
-var _ nodedriver.Driver = (*Driver)(nil)
+var (
+	_ nodedriver.Driver     = (*Driver)(nil)
+	_ nodedriver.ArgsRunner = (*Driver)(nil)
+)
 
 // New connects to the CRI socket lazily (the first call dials) and returns the driver.
 func New(opts Options) (*Driver, error) {
@@ -140,6 +143,11 @@ func (d *Driver) removeImage(ctx context.Context, imageRef string) {
 // container to exit and returns its log. A sandbox the lab cannot create yields
 // ErrUnsupported with CRI-O's reason.
 func (d *Driver) RunImage(ctx context.Context, node, ref string) (string, error) {
+	return d.RunImageArgs(ctx, node, ref, nil)
+}
+
+// RunImageArgs implements nodedriver.ArgsRunner: RunImage with args replacing the image's CMD.
+func (d *Driver) RunImageArgs(ctx context.Context, node, ref string, args []string) (string, error) {
 	if err := d.checkNode(node); err != nil {
 		return "", err
 	}
@@ -166,17 +174,20 @@ func (d *Driver) RunImage(ctx context.Context, node, ref string) (string, error)
 			return "", fmt.Errorf("failed to create log dir: %w", err)
 		}
 	}
+	// The container must ask for the namespaces the sandbox has: CRI-O refuses a pod-level PID
+	// namespace in a sandbox without an infra container.
+	nsOpts := &runtimeapi.NamespaceOption{
+		Network: runtimeapi.NamespaceMode_NODE,
+		Pid:     runtimeapi.NamespaceMode_CONTAINER,
+		Ipc:     runtimeapi.NamespaceMode_POD,
+	}
 	sbConfig := &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "keysync-run-" + id, Namespace: "keysync-suites", Uid: id},
 		Hostname:     "keysync-run",
 		LogDirectory: logDir,
 		Labels:       map[string]string{"app.kubernetes.io/managed-by": "keysync-suites"},
 		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-			NamespaceOptions: &runtimeapi.NamespaceOption{
-				Network: runtimeapi.NamespaceMode_NODE,
-				Pid:     runtimeapi.NamespaceMode_CONTAINER,
-				Ipc:     runtimeapi.NamespaceMode_POD,
-			},
+			NamespaceOptions: nsOpts,
 		}},
 	}
 	sb, err := d.rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sbConfig})
@@ -200,8 +211,11 @@ func (d *Driver) RunImage(ctx context.Context, node, ref string) (string, error)
 		Config: &runtimeapi.ContainerConfig{
 			Metadata: &runtimeapi.ContainerMetadata{Name: "run"},
 			Image:    &runtimeapi.ImageSpec{Image: imageRef, UserSpecifiedImage: ref},
+			Args:     args,
 			LogPath:  "run.log",
-			Linux:    &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{}},
+			Linux: &runtimeapi.LinuxContainerConfig{SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				NamespaceOptions: nsOpts,
+			}},
 		},
 	})
 	if err != nil {
