@@ -51,7 +51,7 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 		&kp.Error{StatusCode: 503}, &kp.Error{StatusCode: 429}, &kp.Error{StatusCode: 500}, &kp.Error{StatusCode: 502},
 	}}
 	c, err := controller.New(controller.Options{Client: client,
-		Reconciler: controller.ReconcilerOptions{Namespace: ns, NodeName: "n1", Store: store, Metrics: metrics.New(), NewUnwrapper: u.factory()},
+		Reconciler:     controller.ReconcilerOptions{Namespace: ns, NodeName: "n1", Store: store, Metrics: metrics.New(), NewUnwrapper: u.factory()},
 		RetryBaseDelay: 40 * time.Millisecond, RetryMaxDelay: time.Second})
 	if err != nil {
 		t.Fatal(err)
