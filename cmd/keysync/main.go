@@ -11,6 +11,7 @@ import (
 
 	"github.com/keysync-dev/keysync/internal/cli"
 	conformancecmd "github.com/keysync-dev/keysync/internal/cli/conformance"
+	fixturescmd "github.com/keysync-dev/keysync/internal/cli/fixtures"
 	kindlabcmd "github.com/keysync-dev/keysync/internal/cli/kindlab"
 	kpcmd "github.com/keysync-dev/keysync/internal/cli/kp"
 	labcmd "github.com/keysync-dev/keysync/internal/cli/lab"
@@ -28,6 +29,7 @@ func main() {
 		kpcmd.NewCommand,
 		kindlabcmd.NewCommand,
 		conformancecmd.NewCommand,
+		fixturescmd.NewCommand,
 	)
 
 	stop()
