@@ -27,6 +27,12 @@ nodeRegistration:
 containerRuntimeEndpoint: ` + CRISocket + `
 failCgroupV1: false
 `,
+	// kube-proxy runs without privileged (see kubeProxyCapsPatch), so it cannot write the
+	// route_localnet sysctl that localhost NodePorts need.
+	`kind: KubeProxyConfiguration
+iptables:
+  localhostNodePorts: false
+`,
 }
 
 // ClusterConfig is the kind cluster of the lab: one control plane and workers workers, the

@@ -104,3 +104,28 @@ func TestKubeadmPatches(t *testing.T) {
 		t.Errorf("skipPhases = %v, want [preflight addon/coredns]", got)
 	}
 }
+
+func TestRouteCommands(t *testing.T) {
+	nets := parseNodeNets("a 10.244.0.0/24 172.18.0.2\nb 10.244.1.0/24 172.18.0.3\nbad line\nc 10.244.2.0/24 172.18.0.4\n")
+	if len(nets) != 3 {
+		t.Fatalf("parsed %v, want 3 nodes", nets)
+	}
+	cmds := routeCommands(nets)
+	tests := []struct {
+		node string
+		want []string
+	}{
+		{"a", []string{"ip route replace 10.244.1.0/24 via 172.18.0.3", "ip route replace 10.244.2.0/24 via 172.18.0.4"}},
+		{"b", []string{"ip route replace 10.244.0.0/24 via 172.18.0.2", "ip route replace 10.244.2.0/24 via 172.18.0.4"}},
+		{"c", []string{"ip route replace 10.244.0.0/24 via 172.18.0.2", "ip route replace 10.244.1.0/24 via 172.18.0.3"}},
+	}
+	for _, tt := range tests {
+		var got []string
+		for _, c := range cmds[tt.node] {
+			got = append(got, strings.Join(c, " "))
+		}
+		if strings.Join(got, ";") != strings.Join(tt.want, ";") {
+			t.Errorf("node %s: %q, want %q", tt.node, got, tt.want)
+		}
+	}
+}

@@ -54,6 +54,8 @@ type Options struct {
 	OutDir string
 	// EnvPath is where the lab description goes (default <checkout>/_out/lab.env).
 	EnvPath string
+	// Retain keeps the node containers when cluster creation fails (for debugging).
+	Retain bool
 	// Steps, when set, run after the cluster and registry are up, before the env file is
 	// written (fixtures, mockkp, the addon). Each may fill in the env.
 	Steps []func(*Lab) lab.Step
@@ -120,6 +122,7 @@ func New(opts Options) (*Lab, error) {
 func (l *Lab) Up(ctx context.Context) ([]lab.StepResult, error) {
 	steps := []lab.Step{
 		{Name: fmt.Sprintf("Creating cluster %s (1 control plane + %d workers)", l.Opts.Name, l.Opts.Workers), Run: l.createCluster},
+		{Name: "Configuring the pod network", Run: l.configureNetwork},
 		{Name: "Starting the registry", Run: l.startRegistry},
 	}
 	for _, s := range l.Opts.Steps {
@@ -203,6 +206,7 @@ func (l *Lab) createCluster(ctx context.Context) (string, error) {
 			cluster.CreateWithV1Alpha4Config(cfg),
 			cluster.CreateWithKubeconfigPath(l.KubeconfigPath()),
 			cluster.CreateWithWaitForReady(0),
+			cluster.CreateWithRetain(l.Opts.Retain),
 			cluster.CreateWithDisplayUsage(false),
 			cluster.CreateWithDisplaySalutation(false),
 		); err != nil {

@@ -92,6 +92,7 @@ func NewCommand(s *cli.Streams) *cobra.Command {
 	}
 	flags(up)
 	up.Flags().StringVar(&opts.NodeImage, "image", "", "node image (hack/build-node-image.sh prints it)")
+	up.Flags().BoolVar(&opts.Retain, "retain", false, "keep the node containers when creation fails (debugging)")
 	up.Flags().IntVar(&opts.Workers, "workers", 1, "number of worker nodes")
 	up.Flags().StringVar(&root, "root", ".", "the keysync checkout (cmd/mockkp, cmd/keysync-syncer, syncer/deploy)")
 	up.Flags().StringVar(&kubectl, "kubectl", "", "kubectl binary")
