@@ -104,6 +104,7 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("failed to open keys directory: %w", err)
 	}
+	defer store.Close()
 	restCfg, err := restConfig(c.Kubeconfig)
 	if err != nil {
 		return err

@@ -47,6 +47,7 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer store.Close()
 	u := &scripted{pem: testkeys.PKCS8(t), errs: []error{
 		&kp.Error{StatusCode: 503}, &kp.Error{StatusCode: 429}, &kp.Error{StatusCode: 500}, &kp.Error{StatusCode: 502},
 	}}

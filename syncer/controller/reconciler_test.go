@@ -77,12 +77,16 @@ func newHarness(t *testing.T, factory controller.UnwrapperFactory) *harness {
 	h := &harness{t: t, keys: filepath.Join(root, "crio", "keys", "synced"),
 		staging: filepath.Join(root, "crio", ".keysync-staging"), events: &sink{}, factory: factory}
 	h.restart()
+	t.Cleanup(func() { h.store.Close() })
 	return h
 }
 
 // restart builds a new store and reconciler on the same directories (a process restart).
 func (h *harness) restart() {
 	h.t.Helper()
+	if h.store != nil {
+		h.store.Close()
+	}
 	var err error
 	h.store, err = keyfile.Open(keyfile.Options{Dir: h.keys, StagingDir: h.staging})
 	if err != nil {

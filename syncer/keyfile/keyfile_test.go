@@ -17,6 +17,7 @@ func open(t *testing.T, o keyfile.Options) *keyfile.Store {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
@@ -134,6 +135,10 @@ func TestOwnershipSurvivesRestartAndProtectsForeignFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := keyfile.Open(keyfile.Options{Dir: keys, StagingDir: staging}); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("second Open on the same staging dir: %v, want in use", err)
+	}
+	s.Close()
 	s2 := open(t, keyfile.Options{Dir: keys, StagingDir: staging})
 	owned := s2.Owned()
 	if len(owned) != 1 || owned[mine].Secret != "s" {
@@ -153,10 +158,26 @@ func TestOwnershipSurvivesRestartAndProtectsForeignFiles(t *testing.T) {
 	if s2.Len() != 0 {
 		t.Errorf("record kept after remove")
 	}
+	// The removal is durable: a torn journal line from a crash is ignored, the rest replays.
+	if _, err := s2.Put(keyfile.Name("ns", "t", "k"), keyfile.Record{Namespace: "ns", Secret: "t", DataKey: "k"}, []byte("z")); err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	jf, err := os.OpenFile(filepath.Join(staging, keyfile.JournalFile), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jf.WriteString(`{"put":"keysync-0000`)
+	jf.Close()
+	s3 := open(t, keyfile.Options{Dir: keys, StagingDir: staging})
+	if got := s3.Owned(); len(got) != 1 || got[keyfile.Name("ns", "t", "k")].Secret != "t" {
+		t.Errorf("after reopen Owned = %v, want only t's file", got)
+	}
+	// Opening folds the journal into the snapshot.
 	var st map[string]keyfile.Record
 	data, _ := os.ReadFile(filepath.Join(staging, keyfile.StateFile))
-	if err := json.Unmarshal(data, &st); err != nil || len(st) != 0 {
-		t.Errorf("state file = %s (%v), want {}", data, err)
+	if err := json.Unmarshal(data, &st); err != nil || len(st) != 1 {
+		t.Errorf("state file = %s (%v), want t's record", data, err)
 	}
 }
 
@@ -197,6 +218,7 @@ func TestOpenRemovesStagedLeftoversAndDefaultsStaging(t *testing.T) {
 	if err := os.WriteFile(left, []byte("partial"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	s.Close()
 	open(t, keyfile.Options{Dir: keys})
 	if _, err := os.Stat(left); !os.IsNotExist(err) {
 		t.Errorf("staged leftover still there: %v", err)

@@ -3,8 +3,9 @@
 // files the synchronizer wrote.
 //
 // Ownership. A file in the keys tree is the synchronizer's when its name is listed in the
-// state file (state.json) kept in the staging directory, which lies outside the keys tree (CRI-O
-// reads every file under decryption_keys_path, so no bookkeeping file may live in it). The name
+// state (state.json snapshot + state.journal) kept in the staging directory, which lies
+// outside the keys tree (CRI-O reads every file under decryption_keys_path, so no bookkeeping
+// file may live in it). The name
 // is recorded BEFORE the file is renamed into the tree and dropped only AFTER the file is
 // removed, so a crash at any point leaves at worst a record without a file, never an owned
 // file without a record. A file a person put in the tree is never in the state file, so

@@ -14,8 +14,20 @@ import (
 	"syscall"
 )
 
-// StateFile is the ownership record's file name inside the staging directory.
-const StateFile = "state.json"
+// StateFile is the ownership records' snapshot inside the staging directory; JournalFile
+// holds the changes since the snapshot (one JSON object per line, fsynced per change) and is
+// folded into the snapshot when the store opens and when it grows.
+const (
+	StateFile   = "state.json"
+	JournalFile = "state.journal"
+	LockFile    = "lock"
+)
+
+type journalEntry struct {
+	Put    string  `json:"put,omitempty"`
+	Delete string  `json:"del,omitempty"`
+	Record *Record `json:"rec,omitempty"`
+}
 
 // stagePattern names staged files; Open removes leftovers of a crash.
 const stagePattern = ".stage-*"
@@ -70,9 +82,12 @@ func DefaultStagingDir(dir string) string {
 // Store writes, replaces and removes the synchronizer's key files. It is safe for concurrent
 // use.
 type Store struct {
-	opts  Options
-	mu    sync.Mutex
-	state map[string]Record
+	opts    Options
+	mu      sync.Mutex
+	state   map[string]Record
+	journal *os.File
+	entries int      // lines in the journal
+	lock    *os.File // flock on LockFile: one syncer per staging directory
 }
 
 // Open prepares the keys and staging directories (0700), checks that they share a
@@ -118,13 +133,27 @@ func Open(opts Options) (*Store, error) {
 	if err := sameFilesystem(realDir, realStage); err != nil {
 		return nil, err
 	}
+	lock, err := os.OpenFile(filepath.Join(opts.StagingDir, LockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("failed to open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("staging directory %s is in use by another synchronizer: %w", opts.StagingDir, err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Close()
+		}
+	}()
 	leftovers, _ := filepath.Glob(filepath.Join(opts.StagingDir, stagePattern))
 	for _, f := range leftovers {
 		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("failed to remove staged leftover: %w", err)
 		}
 	}
-	s := &Store{opts: opts, state: map[string]Record{}}
+	s := &Store{opts: opts, state: map[string]Record{}, lock: lock}
 	data, err := os.ReadFile(filepath.Join(opts.StagingDir, StateFile))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -134,13 +163,66 @@ func Open(opts Options) (*Store, error) {
 		if err := json.Unmarshal(data, &s.state); err != nil {
 			return nil, fmt.Errorf("failed to parse state file %s: %w", filepath.Join(opts.StagingDir, StateFile), err)
 		}
-		for name := range s.state {
-			if !IsName(name) {
-				return nil, fmt.Errorf("state file %s lists an invalid name", filepath.Join(opts.StagingDir, StateFile))
-			}
+	}
+	if err := s.replay(); err != nil {
+		return nil, err
+	}
+	for name := range s.state {
+		if !IsName(name) {
+			return nil, fmt.Errorf("state file %s lists an invalid name", filepath.Join(opts.StagingDir, StateFile))
 		}
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.compactLocked(); err != nil {
+		return nil, err
+	}
+	ok = true
 	return s, nil
+}
+
+// replay applies the journal to the snapshot. A torn last line (a crash while appending) is
+// ignored: its rename never happened.
+func (s *Store) replay() error {
+	data, err := os.ReadFile(filepath.Join(s.opts.StagingDir, JournalFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("failed to read state journal: %w", err)
+	}
+	lines := bytes.Split(data, []byte("\n"))
+	for i, line := range lines {
+		if len(line) == 0 {
+			continue
+		}
+		var e journalEntry
+		if err := json.Unmarshal(line, &e); err != nil {
+			if i == len(lines)-1 {
+				break
+			}
+			return fmt.Errorf("failed to parse state journal line %d: %w", i+1, err)
+		}
+		switch {
+		case e.Put != "" && e.Record != nil:
+			s.state[e.Put] = *e.Record
+		case e.Delete != "":
+			delete(s.state, e.Delete)
+		}
+	}
+	return nil
+}
+
+// Close releases the journal and the lock; the Store is unusable afterwards.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.journal == nil {
+		return nil
+	}
+	err := errors.Join(s.journal.Close(), s.lock.Close())
+	s.journal = nil
+	return err
 }
 
 // Dir is the keys directory.
@@ -298,8 +380,11 @@ func (s *Store) Remove(name string) (bool, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.appendLocked(journalEntry{Delete: name}); err != nil {
+		return removed, err
+	}
 	delete(s.state, name)
-	return removed, s.saveLocked()
+	return removed, s.maybeCompactLocked()
 }
 
 // record stores rec for name (persisting the state file when it changes).
@@ -309,8 +394,53 @@ func (s *Store) record(name string, rec Record) error {
 	if cur, ok := s.state[name]; ok && cur == rec {
 		return nil
 	}
+	if err := s.appendLocked(journalEntry{Put: name, Record: &rec}); err != nil {
+		return err
+	}
 	s.state[name] = rec
-	return s.saveLocked()
+	return s.maybeCompactLocked()
+}
+
+// appendLocked appends one change to the journal and fsyncs it.
+func (s *Store) appendLocked(e journalEntry) error {
+	if s.journal == nil {
+		return errors.New("store is closed")
+	}
+	line, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("failed to encode state change: %w", err)
+	}
+	if _, err := s.journal.Write(append(line, '\n')); err != nil {
+		return fmt.Errorf("failed to append to state journal: %w", err)
+	}
+	if err := s.journal.Sync(); err != nil {
+		return fmt.Errorf("failed to sync state journal: %w", err)
+	}
+	s.entries++
+	return nil
+}
+
+func (s *Store) maybeCompactLocked() error {
+	if s.entries < 1000+2*len(s.state) {
+		return nil
+	}
+	return s.compactLocked()
+}
+
+// compactLocked writes the snapshot, then starts an empty journal.
+func (s *Store) compactLocked() error {
+	if err := s.saveLocked(); err != nil {
+		return err
+	}
+	if s.journal != nil {
+		_ = s.journal.Close()
+	}
+	f, err := os.OpenFile(filepath.Join(s.opts.StagingDir, JournalFile), os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("failed to open state journal: %w", err)
+	}
+	s.journal, s.entries = f, 0
+	return syncDir(s.opts.StagingDir)
 }
 
 // saveLocked writes the state file atomically inside the staging directory.
