@@ -33,7 +33,8 @@ type Driver interface {
 	Nodes(ctx context.Context) ([]string, error)
 	// PullImage pulls ref on node through the CRI (ImageService.PullImage), as the kubelet
 	// would. The error carries the runtime's message verbatim (the suites match
-	// "missing private key needed for decryption").
+	// "missing private key needed for decryption"). An image the pull added should be removed
+	// again, leaving the node as it was found.
 	PullImage(ctx context.Context, node, ref string) error
 	// RunImage runs one container from ref on node to completion and returns what it
 	// printed (stdout and stderr). It returns an error wrapping ErrUnsupported where the lab

@@ -105,37 +105,65 @@ func (d *Driver) checkNode(node string) error {
 	return nil
 }
 
-// PullImage implements nodedriver.Driver with CRI PullImage, then removes the image again so
-// that the next pull of the same reference fetches and decrypts its layers anew.
+// PullImage implements nodedriver.Driver with CRI PullImage. An image the pull added is
+// removed again, so the node is left as it was found (CRI-O decrypts on every pull of a
+// reference anyway, present or not).
 func (d *Driver) PullImage(ctx context.Context, node, ref string) error {
 	if err := d.checkNode(node); err != nil {
 		return err
 	}
-	imageRef, err := d.pull(ctx, ref)
+	imageRef, added, err := d.pull(ctx, ref)
 	if err != nil {
 		return err
 	}
-	d.removeImage(ctx, imageRef)
+	if added {
+		d.removeImage(ctx, imageRef)
+	}
 	return nil
 }
 
-func (d *Driver) pull(ctx context.Context, ref string) (string, error) {
+// pull pulls ref and reports whether the image was new on the node.
+func (d *Driver) pull(ctx context.Context, ref string) (imageRef string, added bool, err error) {
+	before, err := d.images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+	if err != nil {
+		return "", false, fmt.Errorf("failed to get image status of %s: %w", ref, err)
+	}
 	d.opts.Logger.DebugContext(ctx, "CRI PullImage", "image", ref)
 	resp, err := d.images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
 	if err != nil {
-		return "", fmt.Errorf("failed to pull image %s: %w", ref, err)
+		return "", false, fmt.Errorf("failed to pull image %s: %w", ref, err)
 	}
-	return resp.GetImageRef(), nil
+	return resp.GetImageRef(), before.GetImage() == nil, nil
 }
 
+// removeImage removes a pulled image by its ID: CRI-O answers RemoveImage of a repo-digest
+// reference with success but keeps the image.
 func (d *Driver) removeImage(ctx context.Context, imageRef string) {
 	if imageRef == "" {
 		return
 	}
-	if _, err := d.images.RemoveImage(context.WithoutCancel(ctx), &runtimeapi.RemoveImageRequest{
-		Image: &runtimeapi.ImageSpec{Image: imageRef}}); err != nil {
+	ctx = context.WithoutCancel(ctx)
+	id := imageRef
+	st, err := d.images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: imageRef}})
+	if err == nil && st.GetImage().GetId() != "" {
+		id = st.GetImage().GetId()
+	}
+	if _, err := d.images.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{
+		Image: &runtimeapi.ImageSpec{Image: id}}); err != nil {
 		d.opts.Logger.WarnContext(ctx, "failed to remove pulled image", "image", imageRef, "err", err)
 	}
+}
+
+// HasImage reports whether the node's runtime holds an image for ref (CRI ImageStatus).
+func (d *Driver) HasImage(ctx context.Context, node, ref string) (bool, error) {
+	if err := d.checkNode(node); err != nil {
+		return false, err
+	}
+	st, err := d.images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+	if err != nil {
+		return false, fmt.Errorf("failed to get image status of %s: %w", ref, err)
+	}
+	return st.GetImage() != nil, nil
 }
 
 // RunImage implements nodedriver.Driver: it pulls ref, runs its default command in a
@@ -153,11 +181,13 @@ func (d *Driver) RunImageArgs(ctx context.Context, node, ref string, args []stri
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.opts.RunTimeout)
 	defer cancel()
-	imageRef, err := d.pull(ctx, ref)
+	imageRef, added, err := d.pull(ctx, ref)
 	if err != nil {
 		return "", err
 	}
-	defer d.removeImage(ctx, imageRef)
+	if added {
+		defer d.removeImage(ctx, imageRef)
+	}
 
 	id := randomID()
 	logDir := d.opts.LogDir
