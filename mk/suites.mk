@@ -18,7 +18,8 @@ conformance: ## run the conformance suites against the current lab ($(LAB_ENV));
 	  $(GO) run ./cmd/keysync conformance report --go-test-json _out/suites.json --junit _out/junit.xml || rc=1; \
 	  exit $$rc
 
-# The suites' own unit tests (JUnit writer, hooks, tracker, ...) need no lab: part of make test.
+# The suites' own tests (JUnit writer, hooks, tracker, Secret client and Event waiter against a
+# real kube-apiserver, ...) need no lab: part of make test.
 test: suites-unit
-suites-unit: ## unit tests of the suites' library (no lab needed)
-	$(GO) test -count=1 $$($(GO) list ./suites/... | grep -v '/suites/e2e')
+suites-unit: k8s-bins ## the suites' library tests (no lab needed; real kube-apiserver + etcd)
+	KEYSYNC_K8S_BIN=$$(hack/build-k8s.sh kube-apiserver) $(GO) test -count=1 $$($(GO) list ./suites/... | grep -v '/suites/e2e')
