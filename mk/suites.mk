@@ -11,9 +11,10 @@ CONFORMANCE_TIMEOUT ?= 30m
 
 .PHONY: conformance suites-unit
 
-conformance: ## run the conformance suites against the current lab ($(LAB_ENV)); JUnit in _out/junit.xml
+conformance: k8s-bins ## run the conformance suites against the current lab ($(LAB_ENV)); JUnit in _out/junit.xml
 	@mkdir -p _out
 	@rc=0; KEYSYNC_LAB_ENV=$(abspath $(LAB_ENV)) KEYSYNC_SUITE_ARGS="$(SUITE_ARGS)" \
+	  KEYSYNC_K8S_BIN=$$(hack/build-k8s.sh kube-apiserver) \
 	  $(GO) test -count=1 -json -timeout $(CONFORMANCE_TIMEOUT) ./suites/... > _out/suites.json || rc=$$?; \
 	  $(GO) run ./cmd/keysync conformance report --go-test-json _out/suites.json --junit _out/junit.xml || rc=1; \
 	  exit $$rc
