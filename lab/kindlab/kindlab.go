@@ -112,7 +112,7 @@ func New(opts Options) (*Lab, error) {
 	return &Lab{Opts: opts, Provider: p, Env: lab.Env{
 		Lab:             lab.KindKind,
 		SyncSubdir:      "synced",
-		Registry:        RegistryNodeAddr,
+		Registry:        RegistryHostAddr, // nodes map it to the registry container too
 		SyncerNamespace: SyncerNamespace,
 	}}, nil
 }

@@ -47,7 +47,10 @@ type Options struct {
 // Driver is the kind lab's nodedriver.Driver.
 type Driver struct{ opts Options }
 
-var _ nodedriver.Driver = (*Driver)(nil)
+var (
+	_ nodedriver.Driver     = (*Driver)(nil)
+	_ nodedriver.ArgsRunner = (*Driver)(nil)
+)
 
 // New validates the options.
 func New(opts Options) (*Driver, error) {
@@ -145,6 +148,12 @@ func (d *Driver) PullImage(ctx context.Context, node, ref string) error {
 // RunImage implements nodedriver.Driver: a Pod pinned to node (nodeName, imagePullPolicy
 // Always, restartPolicy Never) runs the image to completion; its logs are the output.
 func (d *Driver) RunImage(ctx context.Context, node, ref string) (string, error) {
+	return d.RunImageArgs(ctx, node, ref, nil)
+}
+
+// RunImageArgs implements nodedriver.ArgsRunner: RunImage with args replacing the image's CMD
+// (the Pod's args).
+func (d *Driver) RunImageArgs(ctx context.Context, node, ref string, args []string) (string, error) {
 	if err := d.checkNode(node); err != nil {
 		return "", err
 	}
@@ -167,6 +176,7 @@ func (d *Driver) RunImage(ctx context.Context, node, ref string) (string, error)
 				Name:            "run",
 				Image:           ref,
 				ImagePullPolicy: corev1.PullAlways,
+				Args:            args,
 			}},
 		},
 	}
