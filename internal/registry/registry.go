@@ -37,6 +37,9 @@ type Options struct {
 	Dir string
 	// Addr is host:port to listen on; empty means 127.0.0.1 and a free port.
 	Addr string
+	// Htpasswd is an htpasswd file (bcrypt entries); when set, the registry requires basic
+	// authentication (realm "keysync"). Empty means no authentication.
+	Htpasswd string
 	// StartTimeout bounds the wait for /v2/ to answer; zero means 15 s.
 	StartTimeout time.Duration
 	// Logger receives progress; nil discards it.
@@ -58,7 +61,7 @@ type Registry struct {
 	stopErr  error
 }
 
-// Start launches the registry and returns once GET /v2/ answers 200. If the process exits
+// Start launches the registry and returns once GET /v2/ answers (200, or 401 with Htpasswd). If the process exits
 // first, the error carries its exit status and the tail of its output. When Addr is empty and
 // the chosen port is taken in the meantime, Start retries with another port.
 func Start(ctx context.Context, opts Options) (*Registry, error) {
@@ -95,7 +98,7 @@ func Start(ctx context.Context, opts Options) (*Registry, error) {
 			}
 		}
 		var r *Registry
-		r, err = start(ctx, bin, dir, addr, timeout, log)
+		r, err = start(ctx, bin, dir, addr, opts.Htpasswd, timeout, log)
 		if err == nil {
 			r.ownsDir = ownsDir
 			return r, nil
@@ -136,7 +139,11 @@ func freeAddr() (string, error) {
 
 // config is distribution 2.8's configuration: filesystem storage, deletes allowed, no auth,
 // plain HTTP on loopback, quiet logs.
-func config(storage, addr string) string {
+func config(storage, addr, htpasswd string) string {
+	auth := ""
+	if htpasswd != "" {
+		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: keysync\n    path: %q\n", htpasswd)
+	}
 	return fmt.Sprintf(`version: 0.1
 log:
   level: warn
@@ -154,12 +161,12 @@ http:
   addr: %q
   headers:
     X-Content-Type-Options: [nosniff]
-`, storage, addr)
+%s`, storage, addr, auth)
 }
 
-func start(ctx context.Context, bin, dir, addr string, timeout time.Duration, log *slog.Logger) (*Registry, error) {
+func start(ctx context.Context, bin, dir, addr, htpasswd string, timeout time.Duration, log *slog.Logger) (*Registry, error) {
 	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(config(filepath.Join(dir, "storage"), addr)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(config(filepath.Join(dir, "storage"), addr, htpasswd)), 0o644); err != nil {
 		return nil, fmt.Errorf("failed to write registry config: %w", err)
 	}
 	out := &tailBuffer{max: 8 << 10}
@@ -199,7 +206,8 @@ func (r *Registry) waitReady(ctx context.Context, timeout time.Duration) error {
 		if resp, err := client.Do(req); err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
+			// 401 is a ready registry that requires authentication.
+			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
 				return nil
 			}
 		}

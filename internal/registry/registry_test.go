@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 func TestStartServesAndStops(t *testing.T) {
@@ -90,5 +92,49 @@ func TestGivenDirIsKept(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "config.yml")); err != nil {
 		t.Fatalf("given dir not kept: %v", err)
+	}
+}
+
+func TestHtpasswdRequiresCredentials(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte("tester:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Start(context.Background(), Options{Htpasswd: htpasswd})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	t.Cleanup(func() { _ = r.Stop() })
+	tests := []struct {
+		name       string
+		user, pass string
+		want       int
+	}{
+		{"anonymous", "", "", http.StatusUnauthorized},
+		{"wrong password", "tester", "nope", http.StatusUnauthorized},
+		{"right password", "tester", "s3cret", http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodGet, r.URL()+"/v2/", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.user != "" {
+				req.SetBasicAuth(tt.user, tt.pass)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.want {
+				t.Fatalf("GET /v2/ = %d, want %d", resp.StatusCode, tt.want)
+			}
+		})
 	}
 }
