@@ -110,4 +110,8 @@ rm -rf "$ctx/images"
 log "building $tag"
 DOCKER_BUILDKIT=0 docker build -q --build-arg "BASE=$base_tag" -t "$tag" "$ctx" >/dev/null
 log "built $tag in $(( $(date +%s) - start )) s"
+# Older node images of this checkout: remove those no container uses (docker refuses the others).
+for old in $(docker images --format '{{.Repository}}:{{.Tag}}' keysync/kind-node); do
+  [ "$old" = "$tag" ] || docker rmi "$old" >/dev/null 2>&1 || true
+done
 echo "$tag"
