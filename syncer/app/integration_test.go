@@ -128,18 +128,12 @@ func TestFollowsSecrets(t *testing.T) {
 	// Delete.
 	e.del(t, "app")
 	e.del(t, "wrapped")
-	waitFor(t, 10*time.Second, "files removed", func() bool {
-		_, errA := os.Stat(fa)
-		_, errK := os.Stat(fkp)
-		return os.IsNotExist(errA) && os.IsNotExist(errK)
+	waitFor(t, 10*time.Second, "only the foreign file left", func() bool {
+		got := tree(t, e.keys)
+		return len(got) == 1 && got[filepath.Base(foreign)] == string(k2)
 	})
-	if got := tree(t, e.keys); len(got) != 1 || got[filepath.Base(foreign)] != string(k2) {
-		t.Errorf("tree after deletes: %d files, want only the foreign one", len(got))
-	}
 	assertCleanTree(t, filepath.Join(e.root, "keys"))
-	if v := c.metric("keysync_syncer_keys_on_disk"); v != 0 {
-		t.Errorf("keys_on_disk %v, want 0", v)
-	}
+	waitFor(t, 5*time.Second, "keys_on_disk 0", func() bool { return c.metric("keysync_syncer_keys_on_disk") == 0 })
 	if v := c.metric("keysync_syncer_secret_to_file_seconds_count"); v < 3 {
 		t.Errorf("latency histogram count %v, want >= 3", v)
 	}

@@ -38,6 +38,9 @@ type Options struct {
 	RetryBaseDelay, RetryMaxDelay time.Duration
 	// Workers is the number of concurrent syncs (default 2).
 	Workers int
+	// AfterFullSync, when set, runs once the first full sync is done, before Ready reports
+	// true (the program returns the initial list's garbage to the OS there).
+	AfterFullSync func()
 }
 
 // Controller watches the Secrets of one namespace with an informer and syncs each change.
@@ -130,6 +133,9 @@ func (c *Controller) Run(ctx context.Context) error {
 		return err
 	}
 	c.log.Info("full sync done", "duration", time.Since(start).String(), "files", c.o.Reconciler.Store.Len())
+	if c.o.AfterFullSync != nil {
+		c.o.AfterFullSync()
+	}
 	c.ready.Store(true)
 
 	var wg sync.WaitGroup
@@ -176,13 +182,26 @@ func (c *Controller) fullSync(ctx context.Context) error {
 		return fmt.Errorf("failed to list Secrets: %w", err)
 	}
 	present := map[string]bool{}
+	work := make(chan *corev1.Secret)
+	var wg sync.WaitGroup
+	for range c.o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for sec := range work {
+				if err := c.rec.Sync(ctx, sec.Name, sec, time.Time{}); err != nil {
+					c.log.Warn("sync failed, will retry", "secret", sec.Name, "error", err)
+					c.queue.AddRateLimited(sec.Name)
+				}
+			}
+		}()
+	}
 	for _, sec := range all {
 		present[sec.Name] = true
-		if err := c.rec.Sync(ctx, sec.Name, sec, time.Time{}); err != nil {
-			c.log.Warn("sync failed, will retry", "secret", sec.Name, "error", err)
-			c.queue.AddRateLimited(sec.Name)
-		}
+		work <- sec
 	}
+	close(work)
+	wg.Wait()
 	if err := c.rec.Prune(present); err != nil {
 		return fmt.Errorf("failed to prune key files: %w", err)
 	}
