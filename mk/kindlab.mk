@@ -27,5 +27,4 @@ lab-down: ## delete the kind lab (cluster, registry, mockkp, $(LAB_ENV))
 	  $(BIN)/keysync kind-lab down --name $(KIND_LAB_NAME) --lab-env $(LAB_ENV)
 
 kindlab-test: docker-prepare ## the kind lab's own tests (Docker needed: registry image, node driver)
-	@hack/build-node-image.sh --base >/dev/null
 	$(GO) test -count=1 ./lab/kindlab/... ./suites/nodedriver/kind/... ./internal/cli/kindlab/...

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keysync-dev/keysync/lab/kindlab"
 	"github.com/keysync-dev/keysync/suites/nodedriver"
 )
 
@@ -61,18 +62,37 @@ func TestNewValidates(t *testing.T) {
 	}
 }
 
-// nodeImage is any local image with sh, find and cat: the node base image the kind lab builds.
+// nodeImage builds a FROM-scratch stand-in for a node holding only what the driver runs inside
+// nodes (sh, find, cat) and what the test uses to set up a tree: the host's binaries and the
+// libraries ldd names for them.
 func nodeImage(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "keysync/kind-node-base").Output()
+	img := kindlab.ScratchImage{Repo: "keysync/kind-driver-test", Files: map[string]string{}, Entrypoint: []string{"/bin/sleep", "600"}}
+	for _, name := range []string{"sh", "find", "cat", "sleep", "mkdir", "chmod", "ln"} {
+		bin, err := exec.LookPath(name)
+		if err != nil {
+			t.Fatalf("failed to find %s on the host: %v", name, err)
+		}
+		img.Files["/bin/"+name] = bin
+		out, err := exec.Command("ldd", bin).Output()
+		if err != nil {
+			t.Fatalf("failed to list libraries of %s: %v", bin, err)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			for _, f := range strings.Fields(line) {
+				if strings.HasPrefix(f, "/") {
+					img.Files[f] = f
+				}
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tag, _, err := img.Ensure(ctx)
 	if err != nil {
-		t.Fatalf("failed to list images: %v", err)
+		t.Fatal(err)
 	}
-	f := strings.Fields(string(out))
-	if len(f) == 0 {
-		t.Fatal("no keysync/kind-node-base image: run hack/build-node-image.sh --base")
-	}
-	return f[0]
+	return tag
 }
 
 // TestKeysTree runs a container standing in for a node (same docker exec path as a kind node)
@@ -83,7 +103,7 @@ func TestKeysTree(t *testing.T) {
 	node := "keysync-kind-driver-test"
 	exec.Command("docker", "rm", "-f", node).Run()
 	if out, err := exec.CommandContext(ctx, "docker", "run", "-d", "--name", node, "--network", "none",
-		"--entrypoint", "sleep", nodeImage(t), "600").CombinedOutput(); err != nil {
+		nodeImage(t)).CombinedOutput(); err != nil {
 		t.Fatalf("failed to start node container: %v: %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("docker", "rm", "-f", node).Run() })
