@@ -2,10 +2,6 @@
 # keys, built without pulling anything (`keysync fixtures build|push|verify`).
 .PHONY: fixtures fixtures-push fixtures-test
 
-# containers/image (the library skopeo and CRI-O encrypt and decrypt with) links gpgme through
-# cgo unless its pure-Go OpenPGP backend is chosen. Every static (CGO_ENABLED=0) build, vet or
-# test of a package importing fixtures/ needs this tag; exporting it here covers every target.
-export GOFLAGS := $(strip $(GOFLAGS) -tags=containers_image_openpgp)
 
 FIXTURES_OUT ?= _out/fixtures
 FIXTURES_PREFIX ?= keysync-fixtures

@@ -9,7 +9,6 @@ LAB_ENV ?= _out/lab.env
 NODE_LAB_CMDS = ./cmd/keysync ./cmd/mockkp ./cmd/keysync-syncer ./cmd/keysync-runtime-wrapper
 NODE_LAB_FLAGS = --work-dir $(NODE_LAB_DIR) --env-file $(LAB_ENV) --bin-dir $(BIN)
 # The keysync CLI links the fixtures package (containers/image): OpenPGP in Go, no gpgme/cgo.
-NODE_LAB_TAGS = containers_image_openpgp
 
 crio: deps ## build (or reuse) CRI-O, pinns and crictl into the cache; prints the bin dir
 	@hack/build-crio.sh
@@ -18,14 +17,14 @@ runtime-wrapper: ## build the static OCI runtime wrapper (hosts lacking CAP_SYS_
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/keysync-runtime-wrapper ./cmd/keysync-runtime-wrapper
 
 node-lab-bins: ## build the binaries the node lab runs into bin/
-	@CGO_ENABLED=0 $(GO) build -trimpath -tags $(NODE_LAB_TAGS) -o $(BIN)/ $(NODE_LAB_CMDS)
+	@CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(NODE_LAB_CMDS)
 
 node-lab-up: deps node-lab-bins ## start (or reuse) the node lab; writes $(LAB_ENV) (root)
 	@crio=$$(hack/build-crio.sh) && k8s=$$(hack/build-k8s.sh kube-apiserver) && \
 	  $(BIN)/keysync lab node up $(NODE_LAB_FLAGS) --crio-bin-dir "$$crio" --k8s-bin-dir "$$k8s"
 
 node-lab-down: ## stop the node lab's processes and unmount what CRI-O mounted (keeps caches)
-	@[ -x $(BIN)/keysync ] || CGO_ENABLED=0 $(GO) build -trimpath -tags $(NODE_LAB_TAGS) -o $(BIN)/ ./cmd/keysync
+	@[ -x $(BIN)/keysync ] || CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/keysync
 	@$(BIN)/keysync lab node down $(NODE_LAB_FLAGS)
 
 node-lab-status: ## show the node lab's processes
