@@ -129,3 +129,20 @@ func TestRouteCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerRunArgs checks that an added node carries what kind needs to treat it as its own.
+func TestWorkerRunArgs(t *testing.T) {
+	args := strings.Join(workerRunArgs("lab", "lab-worker3", "img:1"), " ")
+	for _, want := range []string{
+		"--label io.x-k8s.kind.cluster=lab", "--label io.x-k8s.kind.role=worker", "--net kind",
+		"--hostname lab-worker3", "--name lab-worker3", "--privileged", "--volume /var",
+		"--cgroupns=private", "--tmpfs /run",
+	} {
+		if !strings.Contains(args, want) {
+			t.Errorf("run args %q lack %q", args, want)
+		}
+	}
+	if !strings.HasSuffix(args, " img:1") {
+		t.Errorf("run args %q do not end with the image", args)
+	}
+}

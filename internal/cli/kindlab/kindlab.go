@@ -111,6 +111,26 @@ func NewCommand(s *cli.Streams) *cobra.Command {
 		},
 	}
 	flags(down)
-	cmd.AddCommand(up, down)
+	var addTimeout time.Duration
+	add := &cobra.Command{
+		Use:   "add-worker NAME",
+		Short: "add a worker node to the running lab (kubeadm join over CRI-O) and update the lab env file",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			l, err := newLab()
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			if err := l.AddWorker(c.Context(), args[0], addTimeout); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "node %s joined in %.1fs; nodes: %s\n", args[0], time.Since(start).Seconds(), strings.Join(l.Env.Nodes, ", "))
+			return nil
+		},
+	}
+	flags(add)
+	add.Flags().DurationVar(&addTimeout, "timeout", 4*time.Minute, "how long the node may take to join and become Ready")
+	cmd.AddCommand(up, down, add)
 	return cmd
 }
