@@ -2,7 +2,7 @@
 # cluster (kind v0.33.0 through its Go API) on CRI-O nodes built offline, with a registry
 # container, the fixtures, mockkp and the synchronizer addon; described for the suites by
 # $(LAB_ENV). `make lab-up` prepares Docker where it must (root on Debian; says what it changes).
-.PHONY: docker-prepare kind-node-image lab-up lab-down kindlab-test
+.PHONY: docker-prepare kind-node-image lab-up lab-down lab-add-worker kindlab-test
 
 LAB_ENV ?= _out/lab.env
 KIND_LAB_NAME ?= keysync
@@ -28,3 +28,8 @@ lab-down: ## delete the kind lab (cluster, registry, mockkp, $(LAB_ENV))
 
 kindlab-test: docker-prepare ## the kind lab's own tests (Docker needed: registry image, node driver)
 	$(GO) test -count=1 ./lab/kindlab/... ./suites/nodedriver/kind/... ./internal/cli/kindlab/...
+
+lab-add-worker: ## add a worker node to the running kind lab: make lab-add-worker NODE=keysync-worker2
+	@test -n "$(NODE)" || { echo "usage: make lab-add-worker NODE=<name>"; exit 1; }
+	@CGO_ENABLED=0 $(GO) build -trimpath -tags containers_image_openpgp -o $(BIN)/keysync ./cmd/keysync && \
+	  $(BIN)/keysync kind-lab add-worker --name $(KIND_LAB_NAME) --lab-env $(LAB_ENV) $(NODE)

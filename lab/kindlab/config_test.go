@@ -1,6 +1,9 @@
 package kindlab
 
 import (
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -144,5 +147,40 @@ func TestWorkerRunArgs(t *testing.T) {
 	}
 	if !strings.HasSuffix(args, " img:1") {
 		t.Errorf("run args %q do not end with the image", args)
+	}
+}
+
+func TestRemoveKindEnv(t *testing.T) {
+	tests := []struct {
+		name     string
+		content  string // "" = no file
+		wantGone bool
+		wantNote string
+	}{
+		{name: "kind lab", content: "KEYSYNC_LAB=kind\nKUBECONFIG=/k\n", wantGone: true},
+		{name: "node lab kept", content: "KEYSYNC_LAB=node\n", wantNote: "kept: not the kind lab's"},
+		{name: "garbage kept", content: "not an env file\n", wantNote: "kept: not the kind lab's"},
+		{name: "absent", wantGone: true, wantNote: "absent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "lab.env")
+			if tt.content != "" {
+				if err := os.WriteFile(path, []byte(tt.content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			note, err := removeKindEnv(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if note != tt.wantNote {
+				t.Errorf("note %q, want %q", note, tt.wantNote)
+			}
+			_, statErr := os.Stat(path)
+			if gone := errors.Is(statErr, os.ErrNotExist); gone != tt.wantGone {
+				t.Errorf("file gone = %v, want %v", gone, tt.wantGone)
+			}
+		})
 	}
 }

@@ -173,11 +173,8 @@ func (l *Lab) Down(ctx context.Context) ([]lab.StepResult, error) {
 			}
 			return strings.Join(gone, ", "), nil
 		}},
-		{Name: "Removing the lab env file", Run: func(ctx context.Context) (string, error) {
-			if err := os.Remove(l.Opts.EnvPath); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return "", fmt.Errorf("failed to remove lab env file: %w", err)
-			}
-			return "", nil
+		{Name: "Removing the lab env file", Run: func(context.Context) (string, error) {
+			return removeKindEnv(l.Opts.EnvPath)
 		}},
 	}
 	return lab.RunSteps(ctx, l.Opts.Out, true, steps)
@@ -278,4 +275,23 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
 		case <-time.After(300 * time.Millisecond):
 		}
 	}
+}
+
+// removeKindEnv removes the env file only when it describes a kind lab: the node lab writes the
+// same default path.
+func removeKindEnv(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "absent", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("failed to read lab env file: %w", err)
+	}
+	if env, err := lab.ParseEnv(data); err != nil || env.Lab != lab.KindKind {
+		return "kept: not the kind lab's", nil
+	}
+	if err := os.Remove(path); err != nil {
+		return "", fmt.Errorf("failed to remove lab env file: %w", err)
+	}
+	return "", nil
 }
