@@ -9,7 +9,10 @@
 //
 // The wrapper sits where the runtime is configured (dockerd "runtimes"/"default-runtime", CRI-O
 // runtime_path). For `create` and `run` it rewrites the bundle's config.json, for `exec` the
-// --process file: it removes CAP_SYS_RESOURCE from every capability set and raises
+// --process file: it removes from every capability set each capability outside the wrapper's own
+// bounding set (CAP_SYS_RESOURCE on these hosts; inside a kind node started by an older dockerd
+// also CAP_PERFMON, CAP_BPF and CAP_CHECKPOINT_RESTORE, which CRI-O's privileged containers ask
+// for), and raises
 // process.oomScoreAdj to the wrapper's own /proc/self/oom_score_adj when it is lower. Then it
 // execs the real runtime with the original arguments. Every other command passes straight
 // through, and on a host whose bounding set has CAP_SYS_RESOURCE nothing is rewritten at all.
@@ -30,11 +33,41 @@ import (
 	"strings"
 )
 
-// CapSysResource is the capability the wrapper removes.
+// CapSysResource is the capability whose absence from the bounding set makes a host need the
+// wrapper.
 const CapSysResource = "CAP_SYS_RESOURCE"
 
-// capSysResourceBit is CAP_SYS_RESOURCE's number (linux/capability.h).
+// capNumbers maps capability names to their numbers (linux/capability.h). Names the wrapper
+// does not know are left in place for the runtime to judge.
+var capNumbers = map[string]int{ //nolint:gochecknoglobals // constant table
+	"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3,
+	"CAP_FSETID": 4, "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8,
+	"CAP_LINUX_IMMUTABLE": 9, "CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11,
+	"CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15,
+	"CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18, "CAP_SYS_PTRACE": 19,
+	"CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23,
+	"CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25, "CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27,
+	"CAP_LEASE": 28, "CAP_AUDIT_WRITE": 29, "CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31,
+	"CAP_MAC_OVERRIDE": 32, "CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35,
+	"CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37, "CAP_PERFMON": 38, "CAP_BPF": 39,
+	"CAP_CHECKPOINT_RESTORE": 40,
+}
+
+// capSysResourceBit is CAP_SYS_RESOURCE's number.
 const capSysResourceBit = 24
+
+// Limits are what the wrapper's caller may grant: its capability bounding set and its own
+// oom_score_adj (a container may not ask for a lower one).
+type Limits struct {
+	Bounding       uint64
+	MinOOMScoreAdj int
+}
+
+// allows reports whether the bounding set holds the named capability; unknown names pass.
+func (l Limits) allows(name string) bool {
+	n, ok := capNumbers[strings.ToUpper(name)]
+	return !ok || l.Bounding&(1<<uint(n)) != 0
+}
 
 // RuntimeEnv names the environment variable that overrides the real runtime's path.
 const RuntimeEnv = "KEYSYNC_RUNTIME"
@@ -51,6 +84,15 @@ func defaultRuntimePaths() []string {
 // BoundingSetHas reports whether the CapBnd line of a /proc/<pid>/status document has
 // capability number bit.
 func BoundingSetHas(status io.Reader, bit int) (bool, error) {
+	mask, err := BoundingSet(status)
+	if err != nil {
+		return false, err
+	}
+	return mask&(1<<uint(bit)) != 0, nil
+}
+
+// BoundingSet parses the CapBnd line of a /proc/<pid>/status document.
+func BoundingSet(status io.Reader) (uint64, error) {
 	sc := bufio.NewScanner(status)
 	for sc.Scan() {
 		v, ok := strings.CutPrefix(sc.Text(), "CapBnd:")
@@ -59,14 +101,14 @@ func BoundingSetHas(status io.Reader, bit int) (bool, error) {
 		}
 		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
 		if err != nil {
-			return false, fmt.Errorf("failed to parse CapBnd %q: %w", strings.TrimSpace(v), err)
+			return 0, fmt.Errorf("failed to parse CapBnd %q: %w", strings.TrimSpace(v), err)
 		}
-		return mask&(1<<uint(bit)) != 0, nil
+		return mask, nil
 	}
 	if err := sc.Err(); err != nil {
-		return false, fmt.Errorf("failed to read process status: %w", err)
+		return 0, fmt.Errorf("failed to read process status: %w", err)
 	}
-	return false, errors.New("failed to find CapBnd in process status")
+	return 0, errors.New("failed to find CapBnd in process status")
 }
 
 // Needed reports whether this host needs the wrapper: its bounding set (read from statusPath,
@@ -86,7 +128,7 @@ func Needed(statusPath string) (bool, error) {
 
 // RewriteSpec applies the wrapper's rules to an OCI runtime spec (a bundle's config.json) and
 // reports whether anything changed. Fields it does not touch are kept byte for byte.
-func RewriteSpec(data []byte, minOOMScoreAdj int) ([]byte, bool, error) {
+func RewriteSpec(data []byte, l Limits) ([]byte, bool, error) {
 	var spec map[string]json.RawMessage
 	if err := json.Unmarshal(data, &spec); err != nil {
 		return nil, false, fmt.Errorf("failed to parse runtime spec: %w", err)
@@ -98,7 +140,7 @@ func RewriteSpec(data []byte, minOOMScoreAdj int) ([]byte, bool, error) {
 	if !ok || isNull(proc) {
 		return data, false, nil
 	}
-	newProc, changed, err := RewriteProcess(proc, minOOMScoreAdj)
+	newProc, changed, err := RewriteProcess(proc, l)
 	if err != nil {
 		return nil, false, err
 	}
@@ -115,7 +157,7 @@ func RewriteSpec(data []byte, minOOMScoreAdj int) ([]byte, bool, error) {
 
 // RewriteProcess applies the wrapper's rules to an OCI process object (the "process" member of
 // a spec, or the file `runc exec --process` reads) and reports whether anything changed.
-func RewriteProcess(data []byte, minOOMScoreAdj int) ([]byte, bool, error) {
+func RewriteProcess(data []byte, l Limits) ([]byte, bool, error) {
 	var proc map[string]json.RawMessage
 	if err := json.Unmarshal(data, &proc); err != nil {
 		return nil, false, fmt.Errorf("failed to parse process: %w", err)
@@ -141,7 +183,7 @@ func RewriteProcess(data []byte, minOOMScoreAdj int) ([]byte, bool, error) {
 			}
 			kept := make([]string, 0, len(caps))
 			for _, c := range caps {
-				if !strings.EqualFold(c, CapSysResource) {
+				if l.allows(c) {
 					kept = append(kept, c)
 				}
 			}
@@ -170,8 +212,8 @@ func RewriteProcess(data []byte, minOOMScoreAdj int) ([]byte, bool, error) {
 		if err := json.Unmarshal(raw, &adj); err != nil {
 			return nil, false, fmt.Errorf("failed to parse process.oomScoreAdj: %w", err)
 		}
-		if adj < minOOMScoreAdj {
-			proc["oomScoreAdj"] = json.RawMessage(strconv.Itoa(minOOMScoreAdj))
+		if adj < l.MinOOMScoreAdj {
+			proc["oomScoreAdj"] = json.RawMessage(strconv.Itoa(l.MinOOMScoreAdj))
 			changed = true
 		}
 	}
@@ -320,7 +362,7 @@ func (w *Wrapper) Prepare(args []string) (string, []string, error) {
 
 	inv := ParseArgs(args)
 	var target string
-	var rewrite func([]byte, int) ([]byte, bool, error)
+	var rewrite func([]byte, Limits) ([]byte, bool, error)
 	switch inv.Command {
 	case "create", "run":
 		bundle := inv.Bundle
@@ -346,11 +388,20 @@ func (w *Wrapper) Prepare(args []string) (string, []string, error) {
 	if !needed {
 		return path, argv, nil
 	}
+	f, err := os.Open(w.StatusPath)
+	if err != nil {
+		return "", nil, fmt.Errorf("failed to open %s: %w", w.StatusPath, err)
+	}
+	bnd, err := BoundingSet(f)
+	f.Close()
+	if err != nil {
+		return "", nil, err
+	}
 	minAdj, err := readOOMScoreAdj(w.OOMScoreAdjPath)
 	if err != nil {
 		return "", nil, err
 	}
-	if err := rewriteFile(target, minAdj, rewrite); err != nil {
+	if err := rewriteFile(target, Limits{Bounding: bnd, MinOOMScoreAdj: minAdj}, rewrite); err != nil {
 		return "", nil, err
 	}
 	return path, argv, nil
@@ -409,12 +460,12 @@ func readOOMScoreAdj(path string) (int, error) {
 
 // rewriteFile rewrites path in place through a temp file in its directory and a rename, so a
 // reader never sees a partial file. Unchanged files are not touched.
-func rewriteFile(path string, minAdj int, rewrite func([]byte, int) ([]byte, bool, error)) error {
+func rewriteFile(path string, l Limits, rewrite func([]byte, Limits) ([]byte, bool, error)) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("failed to read %s: %w", path, err)
 	}
-	out, changed, err := rewrite(data, minAdj)
+	out, changed, err := rewrite(data, l)
 	if err != nil {
 		return fmt.Errorf("failed to rewrite %s: %w", path, err)
 	}

@@ -80,10 +80,17 @@ func TestBoundingSetHas(t *testing.T) {
 	}
 }
 
+// hostBounding is this VM's measured bounding set: every capability up to 40 but SYS_RESOURCE.
+const hostBounding uint64 = 0x1fffeffffff
+
+// kindNodeBounding is a kind node's under dockerd 20.10: also no PERFMON, BPF, CHECKPOINT_RESTORE.
+const kindNodeBounding uint64 = 0x3ffeffffff
+
 func TestRewriteSpec(t *testing.T) {
 	tests := []struct {
 		name        string
 		spec        string
+		bounding    uint64 // 0: hostBounding
 		minAdj      int
 		wantChanged bool
 		wantCaps    map[string][]string // nil: not checked
@@ -120,6 +127,17 @@ func TestRewriteSpec(t *testing.T) {
 			name: "lower-case capability name", spec: `{"process":{"capabilities":{"effective":["cap_sys_resource","CAP_KILL"]}}}`,
 			wantChanged: true, wantCaps: map[string][]string{"effective": {"CAP_KILL"}},
 		},
+		{
+			name:     "kind node drops every capability outside its bounding set",
+			spec:     `{"process":{"capabilities":{"bounding":["CAP_CHOWN","CAP_PERFMON","CAP_BPF","CAP_CHECKPOINT_RESTORE","CAP_SYS_RESOURCE","CAP_NEW_ONE"]}}}`,
+			bounding: kindNodeBounding, wantChanged: true,
+			wantCaps: map[string][]string{"bounding": {"CAP_CHOWN", "CAP_NEW_ONE"}},
+		},
+		{
+			name:        "host keeps PERFMON and BPF",
+			spec:        `{"process":{"capabilities":{"bounding":["CAP_PERFMON","CAP_BPF","CAP_SYS_RESOURCE"]}}}`,
+			wantChanged: true, wantCaps: map[string][]string{"bounding": {"CAP_PERFMON", "CAP_BPF"}},
+		},
 		{name: "no process", spec: `{"ociVersion":"1.0.2","root":{"path":"rootfs"}}`, wantChanged: false},
 		{name: "null process", spec: `{"process":null}`, wantChanged: false},
 		{name: "null capability set", spec: `{"process":{"capabilities":{"bounding":null,"effective":["CAP_SYS_RESOURCE"]}}}`,
@@ -135,7 +153,11 @@ func TestRewriteSpec(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, changed, err := RewriteSpec([]byte(tt.spec), tt.minAdj)
+			bnd := tt.bounding
+			if bnd == 0 {
+				bnd = hostBounding
+			}
+			out, changed, err := RewriteSpec([]byte(tt.spec), Limits{Bounding: bnd, MinOOMScoreAdj: tt.minAdj})
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -179,7 +201,7 @@ func TestRewriteSpec(t *testing.T) {
 }
 
 func TestRewriteSpecKeepsOtherFields(t *testing.T) {
-	out, changed, err := RewriteSpec([]byte(sampleSpec), 0)
+	out, changed, err := RewriteSpec([]byte(sampleSpec), Limits{Bounding: hostBounding})
 	if err != nil || !changed {
 		t.Fatalf("changed=%v err=%v", changed, err)
 	}
@@ -195,7 +217,7 @@ func TestRewriteSpecKeepsOtherFields(t *testing.T) {
 func TestRewriteProcess(t *testing.T) {
 	// The file `runc exec --process` reads is a bare process object.
 	in := `{"args":["sh","-c","true"],"capabilities":{"bounding":["CAP_SYS_RESOURCE","CAP_NET_ADMIN"],"ambient":["CAP_SYS_RESOURCE"]},"oomScoreAdj":-998,"terminal":false}`
-	out, changed, err := RewriteProcess([]byte(in), -10)
+	out, changed, err := RewriteProcess([]byte(in), Limits{Bounding: hostBounding, MinOOMScoreAdj: -10})
 	if err != nil || !changed {
 		t.Fatalf("changed=%v err=%v", changed, err)
 	}
