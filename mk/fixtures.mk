@@ -7,12 +7,12 @@ FIXTURES_OUT ?= _out/fixtures
 FIXTURES_PREFIX ?= keysync-fixtures
 
 fixtures: ## write the fixture images (OCI layouts) and fresh keys to $(FIXTURES_OUT); prints the manifest
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/keysync ./cmd/keysync
+	$(GO) build -trimpath -o $(BIN)/keysync ./cmd/keysync
 	$(BIN)/keysync fixtures build --out $(FIXTURES_OUT)
 
 fixtures-push: ## push the fixtures to REGISTRY=host:port (TLS_VERIFY=false for plain HTTP); add UNIQUE=1 for fresh tags
 	@[ -n "$(REGISTRY)" ] || { echo "set REGISTRY=host:port"; exit 2; }
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/keysync ./cmd/keysync
+	$(GO) build -trimpath -o $(BIN)/keysync ./cmd/keysync
 	$(BIN)/keysync fixtures push --registry $(REGISTRY) --prefix $(FIXTURES_PREFIX) --out $(FIXTURES_OUT) \
 	  --tls-verify=$(or $(TLS_VERIFY),true) $(if $(UNIQUE),--unique)
 

@@ -18,18 +18,21 @@ kind-node-image: docker-prepare ## build (or reuse) the CRI-O kind node image; p
 
 lab-up: docker-prepare ## the kind lab: build/reuse the node image, create the cluster and addons; writes $(LAB_ENV)
 	@img=$$(hack/build-node-image.sh) && k8s=$$(hack/build-k8s.sh kubectl) && \
-	  CGO_ENABLED=0 $(GO) build -trimpath -tags containers_image_openpgp -o $(BIN)/keysync ./cmd/keysync && \
+	  $(GO) build -trimpath -o $(BIN)/keysync ./cmd/keysync && \
 	  $(BIN)/keysync kind-lab up --name $(KIND_LAB_NAME) --image "$$img" --workers $(KIND_WORKERS) \
 	    --kubectl "$$k8s/kubectl" --lab-env $(LAB_ENV) $(if $(KIND_LAB_SKIP),--skip $(KIND_LAB_SKIP))
 
 lab-down: ## delete the kind lab (cluster, registry, mockkp, $(LAB_ENV))
-	@CGO_ENABLED=0 $(GO) build -trimpath -tags containers_image_openpgp -o $(BIN)/keysync ./cmd/keysync && \
+	@$(GO) build -trimpath -o $(BIN)/keysync ./cmd/keysync && \
 	  $(BIN)/keysync kind-lab down --name $(KIND_LAB_NAME) --lab-env $(LAB_ENV)
+
+# make test includes the kind driver's and the registry image's tests, which need dockerd.
+test: docker-prepare
 
 kindlab-test: docker-prepare ## the kind lab's own tests (Docker needed: registry image, node driver)
 	$(GO) test -count=1 ./lab/kindlab/... ./suites/nodedriver/kind/... ./internal/cli/kindlab/...
 
 lab-add-worker: ## add a worker node to the running kind lab: make lab-add-worker NODE=keysync-worker2
 	@test -n "$(NODE)" || { echo "usage: make lab-add-worker NODE=<name>"; exit 1; }
-	@CGO_ENABLED=0 $(GO) build -trimpath -tags containers_image_openpgp -o $(BIN)/keysync ./cmd/keysync && \
+	@$(GO) build -trimpath -o $(BIN)/keysync ./cmd/keysync && \
 	  $(BIN)/keysync kind-lab add-worker --name $(KIND_LAB_NAME) --lab-env $(LAB_ENV) $(NODE)

@@ -8,7 +8,7 @@ MOCKKP_SEED ?= mockkp/example-seed.json
 
 mockkp: ## run mockkp in the foreground (127.0.0.1:8300, admin :8301), seeded from mockkp/example-seed.json, state in _out/mockkp
 	@mkdir -p $(MOCKKP_DIR) $(BIN)
-	@CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/mockkp ./cmd/mockkp
+	@$(GO) build -trimpath -o $(BIN)/mockkp ./cmd/mockkp
 	exec $(BIN)/mockkp --addr $(MOCKKP_ADDR) --admin-addr $(MOCKKP_ADMIN_ADDR) \
 	  --seed $(MOCKKP_SEED) --state $(MOCKKP_DIR)/state.json
 

@@ -14,17 +14,17 @@ crio: deps ## build (or reuse) CRI-O, pinns and crictl into the cache; prints th
 	@hack/build-crio.sh
 
 runtime-wrapper: ## build the static OCI runtime wrapper (hosts lacking CAP_SYS_RESOURCE) into bin/
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/keysync-runtime-wrapper ./cmd/keysync-runtime-wrapper
+	$(GO) build -trimpath -o $(BIN)/keysync-runtime-wrapper ./cmd/keysync-runtime-wrapper
 
 node-lab-bins: ## build the binaries the node lab runs into bin/
-	@CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(NODE_LAB_CMDS)
+	@$(GO) build -trimpath -o $(BIN)/ $(NODE_LAB_CMDS)
 
 node-lab-up: deps node-lab-bins ## start (or reuse) the node lab; writes $(LAB_ENV) (root)
 	@crio=$$(hack/build-crio.sh) && k8s=$$(hack/build-k8s.sh kube-apiserver) && \
 	  $(BIN)/keysync lab node up $(NODE_LAB_FLAGS) --crio-bin-dir "$$crio" --k8s-bin-dir "$$k8s"
 
 node-lab-down: ## stop the node lab's processes and unmount what CRI-O mounted (keeps caches)
-	@[ -x $(BIN)/keysync ] || CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/keysync
+	@[ -x $(BIN)/keysync ] || $(GO) build -trimpath -o $(BIN)/ ./cmd/keysync
 	@$(BIN)/keysync lab node down $(NODE_LAB_FLAGS)
 
 node-lab-status: ## show the node lab's processes

@@ -4,7 +4,7 @@ SYNCER_IMAGE ?= keysync-syncer:dev
 .PHONY: syncer syncer-image syncer-test
 
 syncer: ## build the static keysync-syncer binary into bin/
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/keysync-syncer ./cmd/keysync-syncer
+	$(GO) build -trimpath -ldflags "-s -w" -o $(BIN)/keysync-syncer ./cmd/keysync-syncer
 
 syncer-image: syncer ## build the syncer image FROM scratch (docker; no pulls) as $(SYNCER_IMAGE)
 	ctx=$$(mktemp -d) && cp $(BIN)/keysync-syncer $$ctx/ && \
