@@ -4,7 +4,8 @@
 // e2e-framework, see E2E) and `keysync conformance` (through Run, with JUnit output) execute
 // the same bodies.
 //
-// Every feature carries one label area=plain|kp|revocation|rotation|hygiene|bad-input and ends
+// Every feature carries one label area=plain|kp|revocation|rotation|hygiene|bad-input|addon|
+// pod|isolation|resilience (features that disrupt the lab also disruptive=true) and ends
 // with the hygiene assessment (the keys tree holds only usable private keys, no symlink or
 // temp file, and a plain image still pulls). Features create their Secrets in the
 // synchronizer's namespace under a run-ID name prefix and undo everything they create, in
@@ -37,10 +38,20 @@ const (
 	AreaRotation   Area = "rotation"
 	AreaHygiene    Area = "hygiene"
 	AreaBadInput   Area = "bad-input"
+	// The cluster areas need a lab with a Kubernetes cluster running the addon (kind or a
+	// real cluster); on the node lab their features skip and say so.
+	AreaAddon      Area = "addon"
+	AreaPod        Area = "pod"
+	AreaIsolation  Area = "isolation"
+	AreaResilience Area = "resilience"
 )
 
+// LabelDisruptive marks features that restart or add lab components ("true").
+const LabelDisruptive = "disruptive"
+
 // Areas lists every area in suite order.
-var Areas = []Area{AreaPlain, AreaKP, AreaRevocation, AreaRotation, AreaHygiene, AreaBadInput}
+var Areas = []Area{AreaPlain, AreaKP, AreaRevocation, AreaRotation, AreaHygiene, AreaBadInput,
+	AreaAddon, AreaPod, AreaIsolation, AreaResilience}
 
 // Event reasons a synchronizer records on Secrets.
 const (
@@ -95,7 +106,25 @@ type Context struct {
 	PollInterval time.Duration
 	// Logger narrates steps (default: discard).
 	Logger *slog.Logger
+	// NodeAdder adds nodes to the lab's cluster; nil when the lab cannot (the feature that
+	// needs it skips that part and says so).
+	NodeAdder NodeAdder
 }
+
+// NodeAdder is the optional lab capability of adding a node to the cluster (the kind lab:
+// lab/kindlab AddWorker, as `keysync kind-lab add-worker` does).
+type NodeAdder interface {
+	// AddNode joins a new node named name, waits until it is Ready and returns a node driver
+	// that reaches it.
+	AddNode(ctx context.Context, name string) (nodedriver.Driver, error)
+	// RemoveNode takes the node out of the cluster again; an error wrapping
+	// nodedriver.ErrUnsupported means the lab cannot, and the node stays.
+	RemoveNode(ctx context.Context, name string) error
+}
+
+// HasCluster reports whether the lab is a Kubernetes cluster whose nodes run the
+// synchronizer addon (every lab but the node lab, whose "cluster" is a lone kube-apiserver).
+func (c *Context) HasCluster() bool { return c.Lab.Lab != lab.KindNode }
 
 // StepFunc is one step of a feature.
 type StepFunc func(ctx context.Context, t T, c *Context)
@@ -109,10 +138,20 @@ type Step struct {
 // Feature is one behaviour with its setup (run on the feature's T: register cleanups there
 // with t.Cleanup) and its assessments (each on its own T; a fatal one stops the feature).
 type Feature struct {
-	Name   string
-	Area   Area
+	Name string
+	Area Area
+	// Labels are further labels (besides area), e.g. disruptive=true.
+	Labels map[string]string
 	Setup  StepFunc
 	Assess []Step
+}
+
+// Label returns the feature's value for a label key ("" when unset).
+func (f Feature) Label(key string) string {
+	if key == LabelArea {
+		return string(f.Area)
+	}
+	return f.Labels[key]
 }
 
 // nameFor returns an object name unique to this run and feature ("ks-<run>-<short>").

@@ -3,6 +3,8 @@ package conformance
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -121,6 +123,9 @@ func E2E(fs ...Feature) []types.Feature {
 	out := make([]types.Feature, 0, len(fs))
 	for _, f := range fs {
 		b := features.New(f.Name).WithLabel(LabelArea, string(f.Area))
+		for _, k := range slices.Sorted(maps.Keys(f.Labels)) {
+			b = b.WithLabel(k, f.Labels[k])
+		}
 		if f.Setup != nil {
 			b = b.WithSetup("setup", adapt(f.Setup))
 		}

@@ -45,6 +45,10 @@ func Features() []Feature {
 		featureRotation(),
 		featureBadInput(),
 		featureHygiene(),
+		featureAddon(),
+		featurePod(),
+		featureIsolation(),
+		featureResilience(), // disruptive: last
 	}
 	for i := range fs {
 		fs[i].Assess = append(fs[i].Assess, Step{Name: "hygiene: keys tree holds only usable keys and a plain image pulls", Fn: assessHygiene})

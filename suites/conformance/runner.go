@@ -50,15 +50,14 @@ func Run(ctx context.Context, c *Context, fs []Feature, o RunOptions) []report.C
 }
 
 func selected(f Feature, o RunOptions) (string, bool) {
-	area := string(f.Area)
 	for k, vs := range o.Labels {
-		if k != LabelArea || !contains(vs, area) {
-			return fmt.Sprintf("skipped: labels %s=%v not matched (feature has %s=%s)", k, vs, LabelArea, area), false
+		if v := f.Label(k); v == "" || !contains(vs, v) {
+			return fmt.Sprintf("skipped: labels %s=%v not matched (feature has %s=%q)", k, vs, k, v), false
 		}
 	}
 	for k, vs := range o.SkipLabels {
-		if k == LabelArea && contains(vs, area) {
-			return fmt.Sprintf("skipped: label %s=%s is skipped", k, area), false
+		if v := f.Label(k); v != "" && contains(vs, v) {
+			return fmt.Sprintf("skipped: label %s=%s is skipped", k, v), false
 		}
 	}
 	if o.Feature != nil && !o.Feature.MatchString(f.Name) {

@@ -53,6 +53,9 @@ type Options struct {
 	Hooks nodedriver.Config
 	// Drivers maps KEYSYNC_LAB values to driver factories; nil means DefaultDrivers().
 	Drivers map[string]DriverFactory
+	// NodeAdder adds nodes to the lab; nil means the lab's default (the kind lab can, the
+	// node lab cannot).
+	NodeAdder NodeAdder
 	// RunID prefixes object names; default random.
 	RunID       string
 	SyncTimeout time.Duration
@@ -204,7 +207,11 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 	if runID == "" {
 		runID = NewRunID()
 	}
+	adder := o.NodeAdder
+	if adder == nil && env.Lab == lab.KindKind {
+		adder = &kindNodeAdder{env: env, envPath: path, client: cs, logger: o.Logger}
+	}
 	c = &Context{Lab: env, Client: cs, Driver: nodedriver.New(hooks), Fixtures: fx, RunID: runID,
-		Namespace: ns, SyncTimeout: o.SyncTimeout, Logger: o.Logger}
+		Namespace: ns, SyncTimeout: o.SyncTimeout, Logger: o.Logger, NodeAdder: adder}
 	return c, closeFn, nil
 }

@@ -31,3 +31,21 @@ func TestBadInput(t *testing.T) {
 func TestHygiene(t *testing.T) {
 	testenv.Test(t, conformance.E2E(conformance.FeaturesIn(conformance.AreaHygiene)...)...)
 }
+
+// The cluster areas: they skip, naming the lab they need, on the node lab.
+
+func TestAddon(t *testing.T) {
+	testenv.Test(t, conformance.E2E(conformance.FeaturesIn(conformance.AreaAddon)...)...)
+}
+
+func TestPod(t *testing.T) {
+	testenv.Test(t, conformance.E2E(conformance.FeaturesIn(conformance.AreaPod)...)...)
+}
+
+func TestIsolation(t *testing.T) {
+	testenv.Test(t, conformance.E2E(conformance.FeaturesIn(conformance.AreaIsolation)...)...)
+}
+
+func TestResilience(t *testing.T) {
+	testenv.Test(t, conformance.E2E(conformance.FeaturesIn(conformance.AreaResilience)...)...)
+}
