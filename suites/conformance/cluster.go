@@ -533,7 +533,7 @@ func featureResilience() Feature {
 					err := c.NodeAdder.RemoveNode(rctx, name)
 					switch {
 					case errors.Is(err, nodedriver.ErrUnsupported):
-						t.Logf("note: node %s stays in the lab: %v", name, err)
+						t.Logf("note: %v", err)
 					case err != nil:
 						t.Errorf("failed to remove node %s: %v", name, err)
 					}
