@@ -470,25 +470,22 @@ func (s *Server) rotate(_ context.Context, rq *kpRequest) (int, any, *apiError) 
 }
 
 func (s *Server) disable(_ context.Context, rq *kpRequest) (int, any, *apiError) {
-	k, aerr := lookupLive(rq.inst, rq.keyID)
-	if aerr != nil {
-		return 0, nil, aerr
-	}
-	if st := k.stateAt(rq.now); st != StateActive {
-		return 0, nil, errf(http.StatusConflict, CodeKeyActionInvalidState, fmt.Sprintf("disable is not allowed in key state %d", st))
-	}
-	k.Suspended, k.Updated = true, rq.now
-	return http.StatusNoContent, nil, nil
+	return setSuspended(rq, "disable", StateActive, true)
 }
 
 func (s *Server) enable(_ context.Context, rq *kpRequest) (int, any, *apiError) {
+	return setSuspended(rq, "enable", StateSuspended, false)
+}
+
+// setSuspended moves a key between active and suspended; action is allowed only in state from.
+func setSuspended(rq *kpRequest, action string, from int, suspended bool) (int, any, *apiError) {
 	k, aerr := lookupLive(rq.inst, rq.keyID)
 	if aerr != nil {
 		return 0, nil, aerr
 	}
-	if st := k.stateAt(rq.now); st != StateSuspended {
-		return 0, nil, errf(http.StatusConflict, CodeKeyActionInvalidState, fmt.Sprintf("enable is not allowed in key state %d", st))
+	if st := k.stateAt(rq.now); st != from {
+		return 0, nil, errf(http.StatusConflict, CodeKeyActionInvalidState, fmt.Sprintf("%s is not allowed in key state %d", action, st))
 	}
-	k.Suspended, k.Updated = false, rq.now
+	k.Suspended, k.Updated = suspended, rq.now
 	return http.StatusNoContent, nil, nil
 }
