@@ -17,7 +17,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -27,7 +26,6 @@ import (
 	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/lab/kindlab"
 	"github.com/keysync-dev/keysync/suites/internal/keytree"
-	"github.com/keysync-dev/keysync/suites/internal/secrets"
 	"github.com/keysync-dev/keysync/suites/nodedriver"
 	"github.com/keysync-dev/keysync/suites/nodedriver/kind"
 )
@@ -357,39 +355,15 @@ func featurePod() Feature {
 			c.requireCluster(t)
 			img = c.pushFresh(ctx, t).A
 			node = c.lastNode(ctx, t)
-			pods := c.Client.CoreV1().Pods(podNamespace)
-			p := &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Name: c.nameFor("pod"), Namespace: podNamespace,
-					Labels: map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRunID: c.RunID}},
-				Spec: corev1.PodSpec{
-					NodeName:      node,
-					RestartPolicy: corev1.RestartPolicyNever,
-					Tolerations:   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-					Containers: []corev1.Container{{Name: "fixture", Image: img.Ref,
-						ImagePullPolicy: corev1.PullAlways, Args: []string{fixtureOnceArg}}},
-				},
-			}
-			var err error
-			if pod, err = pods.Create(ctx, p, metav1.CreateOptions{}); err != nil {
-				t.Fatalf("failed to create pod %s: %v", p.Name, err)
-			}
-			s.tr.Add("Pod "+pod.Name, func(ctx context.Context) error {
-				err := pods.Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
-				if err != nil && !apierrors.IsNotFound(err) {
-					return fmt.Errorf("failed to delete pod %s: %w", pod.Name, err)
-				}
-				return nil
-			})
+			p := c.podFor("pod", node, img.Ref, fixtureOnceArg)
+			p.Spec.Containers[0].ImagePullPolicy = corev1.PullAlways
+			pod = c.createPod(ctx, t, s, p)
 		},
 		Assess: []Step{
 			{Name: "before the key is synced the Pod shows ErrImagePull/ImagePullBackOff with the missing-key message in its Events", Fn: func(ctx context.Context, t T, c *Context) {
 				var reason string
 				var msgs []string
-				err := wait.PollUntilContextTimeout(ctx, c.pollInterval(), 2*c.syncTimeout(), true, func(ctx context.Context) (bool, error) {
-					p, err := c.Client.CoreV1().Pods(podNamespace).Get(ctx, pod.Name, metav1.GetOptions{})
-					if err != nil {
-						return false, fmt.Errorf("failed to get pod %s: %w", pod.Name, err)
-					}
+				_, err := c.waitPod(ctx, pod.Name, 2*c.syncTimeout(), func(p *corev1.Pod) (bool, error) {
 					if p.Status.Phase == corev1.PodRunning || p.Status.Phase == corev1.PodSucceeded {
 						return false, fmt.Errorf("pod %s reached %s without the key: the node decrypted %s without its private key", p.Name, p.Status.Phase, img.Ref)
 					}
@@ -398,6 +372,7 @@ func featurePod() Feature {
 							reason = w.Reason
 						}
 					}
+					var err error
 					if msgs, err = c.podEventMessages(ctx, p); err != nil {
 						return false, err
 					}
@@ -411,15 +386,9 @@ func featurePod() Feature {
 			}},
 			{Name: "after the key Secret is created the Pod runs and prints its marker", Fn: func(ctx context.Context, t T, c *Context) {
 				c.syncKey(ctx, t, s, "pod-key", img)
-				var last *corev1.Pod
 				// The kubelet retries the pull with a back-off (10 s, doubling) that started
 				// before the key was there.
-				err := wait.PollUntilContextTimeout(ctx, time.Second, 4*time.Minute, true, func(ctx context.Context) (bool, error) {
-					p, err := c.Client.CoreV1().Pods(podNamespace).Get(ctx, pod.Name, metav1.GetOptions{})
-					if err != nil {
-						return false, fmt.Errorf("failed to get pod %s: %w", pod.Name, err)
-					}
-					last = p
+				last, err := c.waitPod(ctx, pod.Name, 4*time.Minute, func(p *corev1.Pod) (bool, error) {
 					if p.Status.Phase == corev1.PodFailed {
 						return false, fmt.Errorf("pod %s failed: %+v", p.Name, p.Status.ContainerStatuses)
 					}
@@ -432,11 +401,11 @@ func featurePod() Feature {
 					}
 					t.Fatalf("pod %s on node %s did not complete after its key was synced (phase %q): %v", pod.Name, node, phase, err)
 				}
-				logs, err := c.Client.CoreV1().Pods(podNamespace).GetLogs(pod.Name, &corev1.PodLogOptions{Container: "fixture"}).DoRaw(ctx)
+				logs, err := c.podLogs(ctx, pod.Name)
 				if err != nil {
-					t.Fatalf("failed to read logs of pod %s: %v", pod.Name, err)
+					t.Fatalf("%v", err)
 				}
-				if img.Marker != "" && !strings.Contains(string(logs), img.Marker) {
+				if img.Marker != "" && !strings.Contains(logs, img.Marker) {
 					t.Fatalf("pod %s printed %q, want it to contain %q", pod.Name, logs, img.Marker)
 				}
 			}},
@@ -520,7 +489,7 @@ func featureResilience() Feature {
 			}},
 			{Name: "a node added to the cluster gets every key", Fn: func(ctx context.Context, t T, c *Context) {
 				if c.NodeAdder == nil {
-					t.Skipf("this lab (KEYSYNC_LAB=%s) cannot add nodes; the kind lab can (`keysync kind-lab add-worker`)", c.Lab.Lab)
+					t.Skipf("this lab (KEYSYNC_LAB=%s) cannot add nodes: give the run --hook-add-node (or $%s); the kind lab adds its own workers", c.Lab.Lab, nodedriver.EnvHookAddNode)
 				}
 				name := c.nameFor("node")
 				drv, err := c.NodeAdder.AddNode(ctx, name)
@@ -581,7 +550,8 @@ type kindNodeAdder struct {
 	logger  *slog.Logger
 }
 
-func (a *kindNodeAdder) AddNode(ctx context.Context, name string) (nodedriver.Driver, error) {
+// open finds the kind cluster (its control plane is <cluster>-control-plane) and opens the lab.
+func (a *kindNodeAdder) open() (*kindlab.Lab, error) {
 	var cluster string
 	for _, n := range a.env.Nodes {
 		if cl, ok := strings.CutSuffix(n, "-control-plane"); ok {
@@ -595,15 +565,29 @@ func (a *kindNodeAdder) AddNode(ctx context.Context, name string) (nodedriver.Dr
 	if err != nil {
 		return nil, fmt.Errorf("failed to open the kind lab %s: %w", cluster, err)
 	}
+	return l, nil
+}
+
+func (a *kindNodeAdder) AddNode(ctx context.Context, name string) (nodedriver.Driver, error) {
+	l, err := a.open()
+	if err != nil {
+		return nil, err
+	}
 	if err := l.AddWorker(ctx, name, 4*time.Minute); err != nil {
-		return nil, fmt.Errorf("failed to add worker %s to the kind lab %s: %w", name, cluster, err)
+		return nil, fmt.Errorf("failed to add worker %s to the kind lab %s: %w", name, l.Opts.Name, err)
 	}
 	return kind.New(kind.Options{Nodes: []string{name}, Client: a.client, Logger: a.logger})
 }
 
-func (a *kindNodeAdder) RemoveNode(_ context.Context, name string) error {
-	return fmt.Errorf("the kind lab cannot remove a node (lab/kindlab has no RemoveWorker); %s stays until `make lab-down`: %w",
-		name, nodedriver.ErrUnsupported)
+func (a *kindNodeAdder) RemoveNode(ctx context.Context, name string) error {
+	l, err := a.open()
+	if err != nil {
+		return err
+	}
+	if err := l.RemoveWorker(ctx, name, 2*time.Minute); err != nil {
+		return fmt.Errorf("failed to remove worker %s from the kind lab %s: %w", name, l.Opts.Name, err)
+	}
+	return nil
 }
 
 // ---- 11. isolation -------------------------------------------------------------------------

@@ -132,7 +132,7 @@ func TestCorefileForwards(t *testing.T) {
 // On the node lab the cluster features skip, and say which lab they need.
 func TestClusterFeaturesSkipOnNodeLab(t *testing.T) {
 	c := &Context{Lab: lab.Env{Lab: lab.KindNode}, RunID: "test"}
-	fs := []Feature{featureAddon(), featurePod(), featureIsolation(), featureResilience()}
+	fs := []Feature{featureAddon(), featurePod(), featureNetwork(), featureIsolation(), featureResilience()}
 	cases := Run(context.Background(), c, fs, RunOptions{})
 	setups := 0
 	for _, rc := range cases {

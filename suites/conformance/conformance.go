@@ -5,7 +5,7 @@
 // the same bodies.
 //
 // Every feature carries one label area=plain|kp|revocation|rotation|hygiene|bad-input|addon|
-// pod|isolation|resilience (features that disrupt the lab also disruptive=true) and ends
+// pod|network|isolation|resilience (features that disrupt the lab also disruptive=true) and ends
 // with the hygiene assessment (the keys tree holds only usable private keys, no symlink or
 // temp file, and a plain image still pulls). Features create their Secrets in the
 // synchronizer's namespace under a run-ID name prefix and undo everything they create, in
@@ -42,6 +42,7 @@ const (
 	// real cluster); on the node lab their features skip and say so.
 	AreaAddon      Area = "addon"
 	AreaPod        Area = "pod"
+	AreaNetwork    Area = "network"
 	AreaIsolation  Area = "isolation"
 	AreaResilience Area = "resilience"
 )
@@ -51,7 +52,7 @@ const LabelDisruptive = "disruptive"
 
 // Areas lists every area in suite order.
 var Areas = []Area{AreaPlain, AreaKP, AreaRevocation, AreaRotation, AreaHygiene, AreaBadInput,
-	AreaAddon, AreaPod, AreaIsolation, AreaResilience}
+	AreaAddon, AreaPod, AreaNetwork, AreaIsolation, AreaResilience}
 
 // Event reasons a synchronizer records on Secrets.
 const (

@@ -47,6 +47,7 @@ func Features() []Feature {
 		featureHygiene(),
 		featureAddon(),
 		featurePod(),
+		featureNetwork(),
 		featureIsolation(),
 		featureResilience(), // disruptive: last
 	}
