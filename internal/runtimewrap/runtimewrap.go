@@ -1,21 +1,21 @@
-// Package runtimewrap makes an OCI runtime (runc) usable on hosts whose capability bounding set
-// lacks CAP_SYS_RESOURCE, such as the VMs the keysync labs run on.
+// Package runtimewrap makes an OCI runtime (runc) usable where the capability bounding set lacks
+// capabilities containers ask for: the VMs the keysync labs run on (no CAP_SYS_RESOURCE), and
+// kind nodes started by an older dockerd (no CAP_PERFMON, CAP_BPF, CAP_CHECKPOINT_RESTORE).
 //
-// On such a host runc fails twice: a container asking for CAP_SYS_RESOURCE (every privileged
-// container) fails with "unable to apply caps: operation not permitted", and a container asking
-// for a lower oom_score_adj than its caller's (CRI-O's infra containers ask for -998, static
-// control-plane pods for -997) fails with "failed to update /proc/self/oom_score_adj: Permission
-// denied". containerd has restrict_oom_score_adj for the second; CRI-O and dockerd have nothing.
+// On such a host runc fails twice: a container asking for a capability outside the bounding set
+// (every privileged container) fails with "unable to apply caps: operation not permitted", and,
+// without CAP_SYS_RESOURCE, a container asking for a lower oom_score_adj than its caller's
+// (CRI-O's infra containers ask for -998, static control-plane pods for -997) fails with
+// "failed to update /proc/self/oom_score_adj: Permission denied". containerd has
+// restrict_oom_score_adj for the second; CRI-O and dockerd have nothing.
 //
 // The wrapper sits where the runtime is configured (dockerd "runtimes"/"default-runtime", CRI-O
 // runtime_path). For `create` and `run` it rewrites the bundle's config.json, for `exec` the
 // --process file: it removes from every capability set each capability outside the wrapper's own
-// bounding set (CAP_SYS_RESOURCE on these hosts; inside a kind node started by an older dockerd
-// also CAP_PERFMON, CAP_BPF and CAP_CHECKPOINT_RESTORE, which CRI-O's privileged containers ask
-// for), and raises
-// process.oomScoreAdj to the wrapper's own /proc/self/oom_score_adj when it is lower. Then it
-// execs the real runtime with the original arguments. Every other command passes straight
-// through, and on a host whose bounding set has CAP_SYS_RESOURCE nothing is rewritten at all.
+// bounding set, and, only where that set lacks CAP_SYS_RESOURCE, raises process.oomScoreAdj to
+// the wrapper's own /proc/self/oom_score_adj when it is lower. Then it execs the real runtime
+// with the original arguments. Every other command passes straight through, and a file that
+// asks for nothing the host cannot grant is left untouched.
 //
 // Install it only on hosts that need it (see Needed); never change a user's daemon silently.
 package runtimewrap
@@ -55,6 +55,9 @@ var capNumbers = map[string]int{ //nolint:gochecknoglobals // constant table
 
 // capSysResourceBit is CAP_SYS_RESOURCE's number.
 const capSysResourceBit = 24
+
+// minOOMScoreAdj is the kernel's lowest oom_score_adj: as a limit it clamps nothing.
+const minOOMScoreAdj = -1000
 
 // Limits are what the wrapper's caller may grant: its capability bounding set and its own
 // oom_score_adj (a container may not ask for a lower one).
@@ -381,13 +384,6 @@ func (w *Wrapper) Prepare(args []string) (string, []string, error) {
 		return path, argv, nil
 	}
 
-	needed, err := Needed(w.StatusPath)
-	if err != nil {
-		return "", nil, err
-	}
-	if !needed {
-		return path, argv, nil
-	}
 	f, err := os.Open(w.StatusPath)
 	if err != nil {
 		return "", nil, fmt.Errorf("failed to open %s: %w", w.StatusPath, err)
@@ -397,9 +393,14 @@ func (w *Wrapper) Prepare(args []string) (string, []string, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	minAdj, err := readOOMScoreAdj(w.OOMScoreAdjPath)
-	if err != nil {
-		return "", nil, err
+	// Capabilities outside the bounding set are dropped on every host (runc cannot grant them
+	// anyway); oom_score_adj is clamped only where lowering it needs the missing
+	// CAP_SYS_RESOURCE.
+	minAdj := minOOMScoreAdj
+	if bnd&(1<<capSysResourceBit) == 0 {
+		if minAdj, err = readOOMScoreAdj(w.OOMScoreAdjPath); err != nil {
+			return "", nil, err
+		}
 	}
 	if err := rewriteFile(target, Limits{Bounding: bnd, MinOOMScoreAdj: minAdj}, rewrite); err != nil {
 		return "", nil, err

@@ -443,3 +443,59 @@ func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
+
+// The capability rule holds on every host; the oom_score_adj clamp only where CAP_SYS_RESOURCE
+// is missing.
+func TestPrepareBoundingSets(t *testing.T) {
+	const spec = `{"process":{"capabilities":{"bounding":["CAP_CHOWN","CAP_SYS_RESOURCE","CAP_BPF","CAP_CHECKPOINT_RESTORE"]},"oomScoreAdj":-998}}`
+	tests := []struct {
+		name     string
+		capBnd   string
+		wantCaps []any // nil: file untouched
+		wantAdj  float64
+	}{
+		{"VM without CAP_SYS_RESOURCE", "000001fffeffffff", []any{"CAP_CHOWN", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"}, -100},
+		{"kind node of an older dockerd (no bits 38-40)", "0000003fffffffff", []any{"CAP_CHOWN", "CAP_SYS_RESOURCE"}, -998},
+		{"both", "0000003ffeffffff", []any{"CAP_CHOWN"}, -100},
+		{"every capability", "000001ffffffffff", nil, -998},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			status := filepath.Join(dir, "status")
+			oom := filepath.Join(dir, "oom")
+			bundle := filepath.Join(dir, "bundle")
+			if err := os.Mkdir(bundle, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for p, data := range map[string]string{status: "CapBnd:\t" + tt.capBnd + "\n", oom: "-100\n", filepath.Join(bundle, "config.json"): spec} {
+				if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			runc := fakeRuntime(t, dir, "runc")
+			w := &Wrapper{StatusPath: status, OOMScoreAdjPath: oom, Getenv: func(string) string { return runc },
+				Getwd: os.Getwd, LookPath: func(string) (string, error) { return "", errors.New("unused") }}
+			if _, _, err := w.Prepare([]string{"create", "--bundle", bundle, "id"}); err != nil {
+				t.Fatal(err)
+			}
+			data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantCaps == nil {
+				if string(data) != spec {
+					t.Fatalf("config.json rewritten on a host that can grant everything:\n%s", data)
+				}
+				return
+			}
+			proc := decode(t, data)["process"].(map[string]any)
+			if got := proc["capabilities"].(map[string]any)["bounding"]; !reflect.DeepEqual(got, tt.wantCaps) {
+				t.Errorf("bounding = %v, want %v", got, tt.wantCaps)
+			}
+			if got := proc["oomScoreAdj"]; got != tt.wantAdj {
+				t.Errorf("oomScoreAdj = %v, want %v", got, tt.wantAdj)
+			}
+		})
+	}
+}

@@ -27,16 +27,6 @@ nodeRegistration:
 containerRuntimeEndpoint: ` + CRISocket + `
 failCgroupV1: false
 `,
-	// kube-proxy runs without privileged (see kubeProxyCapsPatch) and /proc/sys is read-only
-	// there: no route_localnet (localhost NodePorts) and no conntrack sysctls (0 = leave as is).
-	`kind: KubeProxyConfiguration
-iptables:
-  localhostNodePorts: false
-conntrack:
-  maxPerCore: 0
-  tcpEstablishedTimeout: 0s
-  tcpCloseWaitTimeout: 0s
-`,
 }
 
 // ClusterConfig is the kind cluster of the lab: one control plane and workers workers, the

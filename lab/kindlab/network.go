@@ -7,17 +7,6 @@ import (
 	"time"
 )
 
-// kubeProxyCapsPatch replaces kube-proxy's `privileged: true` with the capabilities it uses.
-//
-// WORKAROUND: a privileged container on a CRI-O node asks for every capability the kernel
-// knows (cap_last_cap 40), but a kind node made by dockerd 20.10 has a bounding set without
-// CAP_PERFMON, CAP_BPF and CAP_CHECKPOINT_RESTORE (and, on the lab VMs, CAP_SYS_RESOURCE), so
-// runc fails with "unable to apply caps: operation not permitted". keysync-runtime-wrapper only
-// drops CAP_SYS_RESOURCE; once it drops every capability outside its own bounding set, this
-// patch can go.
-const kubeProxyCapsPatch = `[{"op":"replace","path":"/spec/template/spec/containers/0/securityContext",` +
-	`"value":{"capabilities":{"add":["NET_ADMIN","NET_RAW","SYS_MODULE"]}}}]`
-
 // nodeNet is one node's pod network: its podCIDR and the address other nodes route it through.
 type nodeNet struct{ name, cidr, ip string }
 
@@ -89,12 +78,10 @@ func (l *Lab) RoutePodNetworks(ctx context.Context, timeout time.Duration) (int,
 	return n, nil
 }
 
-// configureNetwork is the bring-up step: kube-proxy workaround, routes, then every node Ready.
+// configureNetwork is the bring-up step: routes, then every node Ready. kube-proxy runs as
+// kubeadm deploys it (privileged: the nodes' runtime wrapper drops the capabilities a kind node
+// made by an older dockerd cannot grant).
 func (l *Lab) configureNetwork(ctx context.Context) (string, error) {
-	if _, err := l.adminKubectl(ctx, "-n", "kube-system", "patch", "daemonset", "kube-proxy",
-		"--type=json", "-p", kubeProxyCapsPatch); err != nil && !strings.Contains(err.Error(), "not patched") {
-		return "", fmt.Errorf("failed to patch kube-proxy: %w", err)
-	}
 	routes, err := l.RoutePodNetworks(ctx, 2*time.Minute)
 	if err != nil {
 		return "", err
