@@ -92,3 +92,46 @@ func deadline(ctx context.Context) time.Time {
 	}
 	return time.Now().Add(2 * time.Minute)
 }
+
+// RemoveWorker takes a worker out of the running lab: it deletes the Node (the pod garbage
+// collector then removes its pods, the synchronizer's among them), removes the node container
+// with its volumes, drops the routes other nodes had to its pod network and rewrites the env
+// file's node list. The control plane cannot be removed.
+func (l *Lab) RemoveWorker(ctx context.Context, name string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	env, err := lab.LoadEnv(l.Opts.EnvPath)
+	if err != nil {
+		return fmt.Errorf("failed to load the lab (is it up?): %w", err)
+	}
+	l.Env = env
+	if name == l.controlPlane() {
+		return fmt.Errorf("node %s is the lab's control plane: remove the whole lab with `make lab-down`", name)
+	}
+	if !slices.Contains(l.Env.Nodes, name) {
+		return fmt.Errorf("node %s is not in the lab (nodes: %s)", name, strings.Join(l.Env.Nodes, ", "))
+	}
+	cidr, err := l.adminKubectl(ctx, "get", "node", name, "--ignore-not-found", "-o", "jsonpath={.spec.podCIDR}")
+	if err != nil {
+		return fmt.Errorf("failed to read node %s: %w", name, err)
+	}
+	if _, err := l.adminKubectl(ctx, "delete", "node", name, "--ignore-not-found"); err != nil {
+		return fmt.Errorf("failed to delete node %s: %w", name, err)
+	}
+	if ok, err := containerExists(ctx, name); err != nil {
+		return err
+	} else if ok {
+		if _, err := docker(ctx, nil, "rm", "-f", "-v", name); err != nil {
+			return fmt.Errorf("failed to remove node container %s: %w", name, err)
+		}
+	}
+	l.Env.Nodes = slices.DeleteFunc(l.Env.Nodes, func(n string) bool { return n == name })
+	if cidr != "" {
+		for _, n := range l.Env.Nodes {
+			if _, err := docker(ctx, nil, "exec", n, "ip", "route", "del", cidr); err != nil && !strings.Contains(err.Error(), "No such process") {
+				return fmt.Errorf("failed to drop the route to %s's pods on node %s: %w", name, n, err)
+			}
+		}
+	}
+	return lab.WriteEnv(l.Opts.EnvPath, l.Env)
+}

@@ -207,11 +207,39 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 	if runID == "" {
 		runID = NewRunID()
 	}
+	driver := nodedriver.New(hooks)
 	adder := o.NodeAdder
-	if adder == nil && env.Lab == lab.KindKind {
+	switch {
+	case adder != nil:
+	case hooks.AddNodeCmd != nil:
+		adder = &hookNodeAdder{hooks: hooks, driver: driver}
+	case env.Lab == lab.KindKind:
 		adder = &kindNodeAdder{env: env, envPath: path, client: cs, logger: o.Logger}
 	}
-	c = &Context{Lab: env, Client: cs, Driver: nodedriver.New(hooks), Fixtures: fx, RunID: runID,
+	c = &Context{Lab: env, Client: cs, Driver: driver, Fixtures: fx, RunID: runID,
 		Namespace: ns, SyncTimeout: o.SyncTimeout, Logger: o.Logger, NodeAdder: adder}
 	return c, closeFn, nil
+}
+
+// hookNodeAdder adds and removes nodes through the --hook-add-node and --hook-remove-node
+// commands (any cluster); the new node is reached through the suite's own driver.
+type hookNodeAdder struct {
+	hooks  nodedriver.Config
+	driver nodedriver.Driver
+}
+
+func (a *hookNodeAdder) AddNode(ctx context.Context, name string) (nodedriver.Driver, error) {
+	if _, err := nodedriver.RunHook(ctx, a.hooks.CmdTimeout, a.hooks.Stderr, "add node "+name, a.hooks.AddNodeCmd, name); err != nil {
+		return nil, err
+	}
+	return a.driver, nil
+}
+
+func (a *hookNodeAdder) RemoveNode(ctx context.Context, name string) error {
+	if a.hooks.RemoveNodeCmd == nil {
+		return fmt.Errorf("no --hook-remove-node (or $%s): node %s stays in the cluster: %w",
+			nodedriver.EnvHookRemoveNode, name, nodedriver.ErrUnsupported)
+	}
+	_, err := nodedriver.RunHook(ctx, a.hooks.CmdTimeout, a.hooks.Stderr, "remove node "+name, a.hooks.RemoveNodeCmd, name)
+	return err
 }

@@ -1,11 +1,14 @@
 package conformance
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/keysync-dev/keysync/suites/nodedriver"
 )
 
 func TestResolveLabEnv(t *testing.T) {
@@ -67,6 +70,57 @@ func TestResolveLabEnv(t *testing.T) {
 			}
 			if err != nil || got != tc.want {
 				t.Fatalf("got %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestHookNodeAdder(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "calls")
+	hook := func(line string) []string { return nodedriver.ParseCommand(line) }
+	record := hook("echo >>" + log)
+	tests := []struct {
+		name              string
+		add, remove       []string
+		wantAddErr        string
+		wantRemoveErr     error
+		wantRemoveErrText string
+		wantCalls         string
+	}{
+		{name: "both hooks run with the node name", add: record, remove: record, wantCalls: "ks-1-node\nks-1-node\n"},
+		{name: "a failing add hook is an error quoting its stderr", add: hook("echo no capacity >&2; exit 1"), wantAddErr: "no capacity"},
+		{name: "no remove hook: unsupported, the node stays", add: record, wantRemoveErr: nodedriver.ErrUnsupported,
+			wantRemoveErrText: "--hook-remove-node", wantCalls: "ks-1-node\n"},
+		{name: "a failing remove hook is an error", add: record, remove: hook("exit 7"), wantRemoveErrText: "exit status 7", wantCalls: "ks-1-node\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_ = os.Remove(log)
+			cfg := nodedriver.NewConfig()
+			cfg.AddNodeCmd, cfg.RemoveNodeCmd, cfg.Stderr = tt.add, tt.remove, nil
+			drv := nodedriver.New(cfg)
+			a := &hookNodeAdder{hooks: cfg, driver: drv}
+			got, err := a.AddNode(context.Background(), "ks-1-node")
+			if tt.wantAddErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantAddErr) {
+					t.Fatalf("AddNode err = %v, want %q", err, tt.wantAddErr)
+				}
+				return
+			}
+			if err != nil || got != drv {
+				t.Fatalf("AddNode = %v, %v; want the suite's driver", got, err)
+			}
+			err = a.RemoveNode(context.Background(), "ks-1-node")
+			switch {
+			case tt.wantRemoveErr != nil && !errors.Is(err, tt.wantRemoveErr),
+				tt.wantRemoveErrText != "" && (err == nil || !strings.Contains(err.Error(), tt.wantRemoveErrText)),
+				tt.wantRemoveErr == nil && tt.wantRemoveErrText == "" && err != nil:
+				t.Fatalf("RemoveNode err = %v, want %v %q", err, tt.wantRemoveErr, tt.wantRemoveErrText)
+			}
+			calls, _ := os.ReadFile(log)
+			if string(calls) != tt.wantCalls {
+				t.Errorf("hook calls %q, want %q", calls, tt.wantCalls)
 			}
 		})
 	}

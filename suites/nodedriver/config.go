@@ -40,6 +40,12 @@ import (
 //	                            file|directory|symlink|other, MODE octal permission bits,
 //	                            SIZE decimal bytes, PATH relative to the keys tree (may hold spaces)
 //	ReadKeyCmd NODE RELPATH   → the file's bytes
+//
+// Two more hooks are lab capabilities rather than node operations; the conformance suite's
+// resilience feature uses them to add a node to a cluster that is not a kind lab:
+//
+//	AddNodeCmd NAME           → nothing; on exit 0 node NAME has joined and is Ready
+//	RemoveNodeCmd NAME        → nothing; on exit 0 node NAME is out of the cluster
 type Config struct {
 	// Base is the default implementation (for example nodelab.New(...)); may be nil.
 	Base Driver
@@ -57,6 +63,10 @@ type Config struct {
 	RunImageCmd  []string
 	ListKeysCmd  []string
 	ReadKeyCmd   []string
+	// AddNodeCmd and RemoveNodeCmd add and remove a cluster node (see above); nil: the lab's
+	// own way, if it has one.
+	AddNodeCmd    []string
+	RemoveNodeCmd []string
 
 	// CmdTimeout bounds every command hook (PullImage and RunImage included).
 	CmdTimeout time.Duration
@@ -72,11 +82,13 @@ const (
 
 // Environment variables read by (*Config).FromEnv, and their flag twins (--hook-nodes, ...).
 const (
-	EnvHookNodes     = "KEYSYNC_HOOK_NODES"
-	EnvHookPullImage = "KEYSYNC_HOOK_PULL_IMAGE"
-	EnvHookRunImage  = "KEYSYNC_HOOK_RUN_IMAGE"
-	EnvHookListKeys  = "KEYSYNC_HOOK_LIST_KEYS"
-	EnvHookReadKey   = "KEYSYNC_HOOK_READ_KEY"
+	EnvHookNodes      = "KEYSYNC_HOOK_NODES"
+	EnvHookPullImage  = "KEYSYNC_HOOK_PULL_IMAGE"
+	EnvHookRunImage   = "KEYSYNC_HOOK_RUN_IMAGE"
+	EnvHookListKeys   = "KEYSYNC_HOOK_LIST_KEYS"
+	EnvHookReadKey    = "KEYSYNC_HOOK_READ_KEY"
+	EnvHookAddNode    = "KEYSYNC_HOOK_ADD_NODE"
+	EnvHookRemoveNode = "KEYSYNC_HOOK_REMOVE_NODE"
 )
 
 // NewConfig returns a Config with defaults: no hooks, a 5-minute command timeout, stderr to
@@ -111,6 +123,8 @@ func (c *Config) hookSlots() []struct {
 		{"hook-run-image", EnvHookRunImage, &c.RunImageCmd},
 		{"hook-list-keys", EnvHookListKeys, &c.ListKeysCmd},
 		{"hook-read-key", EnvHookReadKey, &c.ReadKeyCmd},
+		{"hook-add-node", EnvHookAddNode, &c.AddNodeCmd},
+		{"hook-remove-node", EnvHookRemoveNode, &c.RemoveNodeCmd},
 	}
 }
 
@@ -124,8 +138,9 @@ func (c *Config) FromEnv(getenv func(string) string) {
 	}
 }
 
-// RegisterFlags adds --hook-nodes, --hook-pull-image, --hook-run-image, --hook-list-keys and
-// --hook-read-key (shell command lines, see ParseCommand) and --hook-timeout to fs.
+// RegisterFlags adds --hook-nodes, --hook-pull-image, --hook-run-image, --hook-list-keys,
+// --hook-read-key, --hook-add-node and --hook-remove-node (shell command lines, see
+// ParseCommand) and --hook-timeout to fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	for _, s := range c.hookSlots() {
 		dst := s.dst

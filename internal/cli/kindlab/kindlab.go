@@ -131,6 +131,26 @@ func NewCommand(s *cli.Streams) *cobra.Command {
 	}
 	flags(add)
 	add.Flags().DurationVar(&addTimeout, "timeout", 4*time.Minute, "how long the node may take to join and become Ready")
-	cmd.AddCommand(up, down, add)
+	var removeTimeout time.Duration
+	remove := &cobra.Command{
+		Use:   "remove-worker NAME",
+		Short: "remove a worker node from the running lab (Node object, container, routes) and update the lab env file",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			l, err := newLab()
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			if err := l.RemoveWorker(c.Context(), args[0], removeTimeout); err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "node %s removed in %.1fs; nodes: %s\n", args[0], time.Since(start).Seconds(), strings.Join(l.Env.Nodes, ", "))
+			return nil
+		},
+	}
+	flags(remove)
+	remove.Flags().DurationVar(&removeTimeout, "timeout", 2*time.Minute, "how long the removal may take")
+	cmd.AddCommand(up, down, add, remove)
 	return cmd
 }
