@@ -2,7 +2,7 @@
 # cluster (kind v0.33.0 through its Go API) on CRI-O nodes built offline, with a registry
 # container, the fixtures, mockkp and the synchronizer addon; described for the suites by
 # $(LAB_ENV). `make lab-up` prepares Docker where it must (root on Debian; says what it changes).
-.PHONY: docker-prepare kind-node-image lab-up lab-down lab-add-worker kindlab-test
+.PHONY: docker-prepare kind-node-image lab-up lab-down lab-add-worker lab-remove-worker kindlab-test
 
 LAB_ENV ?= _out/lab.env
 KIND_LAB_NAME ?= keysync
@@ -36,3 +36,8 @@ lab-add-worker: ## add a worker node to the running kind lab: make lab-add-worke
 	@test -n "$(NODE)" || { echo "usage: make lab-add-worker NODE=<name>"; exit 1; }
 	@$(GO) build -trimpath -o $(BIN)/keysync ./cmd/keysync && \
 	  $(BIN)/keysync kind-lab add-worker --name $(KIND_LAB_NAME) --lab-env $(LAB_ENV) $(NODE)
+
+lab-remove-worker: ## remove a worker node from the running kind lab: make lab-remove-worker NODE=keysync-worker2
+	@test -n "$(NODE)" || { echo "usage: make lab-remove-worker NODE=<name>"; exit 1; }
+	@$(GO) build -trimpath -o $(BIN)/keysync ./cmd/keysync && \
+	  $(BIN)/keysync kind-lab remove-worker --name $(KIND_LAB_NAME) --lab-env $(LAB_ENV) $(NODE)
