@@ -101,15 +101,16 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The cluster configuration first: a bad one must not leave directories behind on the node.
+	restCfg, err := restConfig(c.Kubeconfig)
+	if err != nil {
+		return err
+	}
 	store, err := keyfile.Open(keyfile.Options{Dir: c.KeysDir, StagingDir: c.StagingDir, Owner: owner, AfterStage: c.AfterStage})
 	if err != nil {
 		return fmt.Errorf("failed to open keys directory: %w", err)
 	}
 	defer store.Close()
-	restCfg, err := restConfig(c.Kubeconfig)
-	if err != nil {
-		return err
-	}
 	restCfg.UserAgent = "keysync-syncer"
 	// Protobuf: the smaller and cheaper encoding for the initial list of every Secret.
 	restCfg.ContentType = "application/vnd.kubernetes.protobuf"

@@ -275,15 +275,30 @@ func TestUnwrapFailuresThatAreNotRetried(t *testing.T) {
 // TestBadFlagsAndLayouts: the program refuses what would break the rename or CRI-O.
 func TestBadFlagsAndLayouts(t *testing.T) {
 	root := t.TempDir()
+	// A kubeconfig that parses; nothing listens at its server, and no case gets that far.
+	kc := filepath.Join(root, "kubeconfig")
+	if err := os.WriteFile(kc, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
-		name string
-		args []string
-		want string
+		name    string
+		args    []string
+		want    string
+		noDirIn string // this directory must not exist afterwards
 	}{
-		{"staging inside keys", []string{"--keys-dir=" + root + "/k", "--staging-dir=" + root + "/k/s", "--kubeconfig=x"}, "must not contain"},
-		{"bad owner", []string{"--keys-dir=" + root + "/k", "--owner=root", "--kubeconfig=x"}, "invalid owner"},
-		{"no kubeconfig", []string{"--keys-dir=" + root + "/k2", "--kubeconfig=" + root + "/missing"}, "kubeconfig"},
-		{"unknown flag", []string{"--nope"}, "flag provided but not defined"},
+		{name: "staging inside keys", args: []string{"--keys-dir=" + root + "/k", "--staging-dir=" + root + "/k/s", "--kubeconfig=" + kc}, want: "must not contain"},
+		{name: "bad owner", args: []string{"--keys-dir=" + root + "/k", "--owner=root", "--kubeconfig=" + kc}, want: "invalid owner"},
+		{name: "no kubeconfig", args: []string{"--keys-dir=" + root + "/k2", "--staging-dir=" + root + "/s2", "--kubeconfig=" + root + "/missing"},
+			want: "kubeconfig", noDirIn: root + "/k2"},
+		{name: "no kubeconfig leaves no staging dir", args: []string{"--keys-dir=" + root + "/k3", "--staging-dir=" + root + "/s3", "--kubeconfig=" + root + "/missing"},
+			want: "kubeconfig", noDirIn: root + "/s3"},
+		{name: "unknown flag", args: []string{"--nope"}, want: "flag provided but not defined"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -291,6 +306,11 @@ func TestBadFlagsAndLayouts(t *testing.T) {
 			code := appMain(t, tc.args, &out)
 			if code == 0 || !strings.Contains(out.String(), tc.want) {
 				t.Errorf("exit %d, output %q; want failure mentioning %q", code, out.String(), tc.want)
+			}
+			if tc.noDirIn != "" {
+				if _, err := os.Stat(tc.noDirIn); err == nil {
+					t.Errorf("%s was created although the program stopped", tc.noDirIn)
+				}
 			}
 		})
 	}
