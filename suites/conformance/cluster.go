@@ -295,30 +295,32 @@ func (c *Context) waitAddonPods(ctx context.Context, old map[types.UID]bool) err
 // ---- 9. a Pod of the encrypted image -------------------------------------------------------
 
 // pushFresh pushes the fixtures anew under unique references (new layers, new keys) so that
-// no node can hold any of them yet, and returns them.
+// no node can hold any of them yet, and returns them. Their program is the one in the lab's
+// plain fixture image, so no keysync checkout is needed.
 func (c *Context) pushFresh(ctx context.Context, t T) Fixtures {
 	t.Helper()
 	if c.Lab.Registry == "" {
 		t.Fatalf("the lab env file has no REGISTRY to push a fresh fixture to")
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("failed to get working directory: %v", err)
-	}
-	root, err := findCheckout(wd)
-	if err != nil {
-		t.Fatalf("a fresh fixture is built from the keysync checkout (run from inside it): %v", err)
 	}
 	dir, err := os.MkdirTemp("", "keysync-suites-fixtures-")
 	if err != nil {
 		t.Fatalf("failed to create fixtures directory: %v", err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if _, err := fixtures.Push(ctx, fixtures.Options{Out: dir, Registry: c.Lab.Registry, Prefix: "keysync-suites",
-		RunID: c.RunID, InsecureSkipTLSVerify: true, SourceDir: root, Logger: c.logger()}); err != nil {
+	program, err := fixtures.MarkerFromImage(ctx, c.Fixtures.Plain, fixtures.RegistrySystemContext(true), dir)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	marker := filepath.Join(dir, "marker")
+	if err := os.WriteFile(marker, program, 0o755); err != nil {
+		t.Fatalf("failed to write the marker program: %v", err)
+	}
+	out := filepath.Join(dir, "out")
+	if _, err := fixtures.Push(ctx, fixtures.Options{Out: out, Registry: c.Lab.Registry, Prefix: "keysync-suites",
+		RunID: c.RunID, InsecureSkipTLSVerify: true, MarkerBinary: marker, Logger: c.logger()}); err != nil {
 		t.Fatalf("failed to push fresh fixtures to %s: %v", c.Lab.Registry, err)
 	}
-	fx, err := LoadFixtures(filepath.Join(dir, "manifest.json"))
+	fx, err := LoadFixtures(filepath.Join(out, "manifest.json"))
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
