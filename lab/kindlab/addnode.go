@@ -38,11 +38,9 @@ func workerRunArgs(cluster, name, image string) []string {
 func (l *Lab) AddWorker(ctx context.Context, name string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	env, err := lab.LoadEnv(l.Opts.EnvPath)
-	if err != nil {
-		return fmt.Errorf("failed to load the lab (is it up?): %w", err)
+	if err := l.loadEnv(); err != nil {
+		return err
 	}
-	l.Env = env
 	if slices.Contains(l.Env.Nodes, name) {
 		return fmt.Errorf("node %s is already in the lab", name)
 	}
@@ -100,11 +98,9 @@ func deadline(ctx context.Context) time.Time {
 func (l *Lab) RemoveWorker(ctx context.Context, name string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	env, err := lab.LoadEnv(l.Opts.EnvPath)
-	if err != nil {
-		return fmt.Errorf("failed to load the lab (is it up?): %w", err)
+	if err := l.loadEnv(); err != nil {
+		return err
 	}
-	l.Env = env
 	if name == l.controlPlane() {
 		return fmt.Errorf("node %s is the lab's control plane: remove the whole lab with `make lab-down`", name)
 	}
@@ -134,4 +130,14 @@ func (l *Lab) RemoveWorker(ctx context.Context, name string, timeout time.Durati
 		}
 	}
 	return lab.WriteEnv(l.Opts.EnvPath, l.Env)
+}
+
+// loadEnv reads the running lab's env file into l.Env.
+func (l *Lab) loadEnv() error {
+	env, err := lab.LoadEnv(l.Opts.EnvPath)
+	if err != nil {
+		return fmt.Errorf("failed to load the lab (is it up?): %w", err)
+	}
+	l.Env = env
+	return nil
 }

@@ -2,6 +2,7 @@
 package kindlab
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -111,46 +112,34 @@ func NewCommand(s *cli.Streams) *cobra.Command {
 		},
 	}
 	flags(down)
-	var addTimeout time.Duration
-	add := &cobra.Command{
-		Use:   "add-worker NAME",
-		Short: "add a worker node to the running lab (kubeadm join over CRI-O) and update the lab env file",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			l, err := newLab()
-			if err != nil {
-				return err
-			}
-			start := time.Now()
-			if err := l.AddWorker(c.Context(), args[0], addTimeout); err != nil {
-				return err
-			}
-			fmt.Fprintf(s.Out, "node %s joined in %.1fs; nodes: %s\n", args[0], time.Since(start).Seconds(), strings.Join(l.Env.Nodes, ", "))
-			return nil
-		},
+	// workerCommand is add-worker or remove-worker: one node NAME, a timeout, a summary line.
+	workerCommand := func(use, short, done string, timeout time.Duration, fn func(*kl.Lab, context.Context, string, time.Duration) error) *cobra.Command {
+		var limit time.Duration
+		wc := &cobra.Command{
+			Use:   use + " NAME",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				l, err := newLab()
+				if err != nil {
+					return err
+				}
+				start := time.Now()
+				if err := fn(l, c.Context(), args[0], limit); err != nil {
+					return err
+				}
+				fmt.Fprintf(s.Out, "node %s %s in %.1fs; nodes: %s\n", args[0], done, time.Since(start).Seconds(), strings.Join(l.Env.Nodes, ", "))
+				return nil
+			},
+		}
+		flags(wc)
+		wc.Flags().DurationVar(&limit, "timeout", timeout, "how long it may take")
+		return wc
 	}
-	flags(add)
-	add.Flags().DurationVar(&addTimeout, "timeout", 4*time.Minute, "how long the node may take to join and become Ready")
-	var removeTimeout time.Duration
-	remove := &cobra.Command{
-		Use:   "remove-worker NAME",
-		Short: "remove a worker node from the running lab (Node object, container, routes) and update the lab env file",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			l, err := newLab()
-			if err != nil {
-				return err
-			}
-			start := time.Now()
-			if err := l.RemoveWorker(c.Context(), args[0], removeTimeout); err != nil {
-				return err
-			}
-			fmt.Fprintf(s.Out, "node %s removed in %.1fs; nodes: %s\n", args[0], time.Since(start).Seconds(), strings.Join(l.Env.Nodes, ", "))
-			return nil
-		},
-	}
-	flags(remove)
-	remove.Flags().DurationVar(&removeTimeout, "timeout", 2*time.Minute, "how long the removal may take")
+	add := workerCommand("add-worker", "add a worker node to the running lab (kubeadm join over CRI-O, Ready) and update the lab env file",
+		"joined", 4*time.Minute, (*kl.Lab).AddWorker)
+	remove := workerCommand("remove-worker", "remove a worker node from the running lab (Node object, container, routes) and update the lab env file",
+		"removed", 2*time.Minute, (*kl.Lab).RemoveWorker)
 	cmd.AddCommand(up, down, add, remove)
 	return cmd
 }
