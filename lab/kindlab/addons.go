@@ -82,8 +82,11 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 				if err := buildStatic(ctx, p.Root, "cmd/mockkp", bin); err != nil {
 					return "", err
 				}
-				tag, _, err := ScratchImage{Repo: "keysync/mockkp", Files: map[string]string{"/mockkp": bin},
-					Entrypoint: []string{"/mockkp"}}.Ensure(ctx)
+				img, err := hostImage(map[string]string{"/mockkp": bin}, nil, "/mockkp")
+				if err != nil {
+					return "", err
+				}
+				tag, _, err := img.EnsureDocker(ctx, "keysync/mockkp")
 				if err != nil {
 					return "", err
 				}

@@ -1,78 +1,84 @@
 package kindlab
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-func TestScratchImageTag(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	if err := os.WriteFile(bin, []byte("one"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	base := func() ScratchImage {
-		return ScratchImage{Repo: "keysync/x", Files: map[string]string{"/bin/x": bin}, Entrypoint: []string{"/bin/x"}}
-	}
-	tag0, err := base().Tag()
+// TestRegistryImageContents checks the registry image's files without a Docker daemon.
+func TestRegistryImageContents(t *testing.T) {
+	img, err := RegistryImage()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, _ := base().Tag(); again != tag0 {
-		t.Fatalf("tag not stable: %s vs %s", tag0, again)
+	if len(img.Layers) != 1 || strings.Join(img.Entrypoint, " ") != "/usr/bin/docker-registry serve /etc/docker/registry/config.yml" {
+		t.Fatalf("image = %+v", img)
 	}
-	if !strings.HasPrefix(tag0, "keysync/x:") {
-		t.Fatalf("tag %q does not name the repo", tag0)
+	type entry struct {
+		dir  bool
+		mode int64
+		data string
+	}
+	got := map[string]entry{}
+	tr := tar.NewReader(bytes.NewReader(img.Layers[0].Tar()))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(tr)
+		got[hdr.Name] = entry{dir: hdr.Typeflag == tar.TypeDir, mode: hdr.Mode, data: string(data)}
 	}
 	tests := []struct {
-		name   string
-		change func(*ScratchImage)
+		path string
+		dir  bool
+		mode int64
 	}{
-		{"entrypoint", func(s *ScratchImage) { s.Entrypoint = []string{"/bin/x", "-v"} }},
-		{"destination", func(s *ScratchImage) { s.Files = map[string]string{"/bin/y": bin} }},
-		{"data", func(s *ScratchImage) { s.Data = map[string][]byte{"/etc/c": []byte("c")} }},
-		{"contents", func(s *ScratchImage) {
-			if err := os.WriteFile(bin, []byte("two"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"mode", func(s *ScratchImage) {
-			if err := os.Chmod(bin, 0o700); err != nil {
-				t.Fatal(err)
-			}
-		}},
+		{"usr/bin/docker-registry", false, hostMode(t, "/usr/bin/docker-registry")},
+		{"lib/x86_64-linux-gnu/libc.so.6", false, hostMode(t, "/lib/x86_64-linux-gnu/libc.so.6")},
+		{"lib64/ld-linux-x86-64.so.2", false, hostMode(t, "/lib64/ld-linux-x86-64.so.2")},
+		{"etc/docker/registry/config.yml", false, 0o644},
+		{"etc/docker/registry/", true, 0o755},
+		{"var/lib/registry/", true, 0o755},
 	}
-	seen := map[string]string{tag0: "base"}
 	for _, tt := range tests {
-		s := base()
-		tt.change(&s)
-		tag, err := s.Tag()
-		if err != nil {
-			t.Fatalf("%s: %v", tt.name, err)
+		e, ok := got[tt.path]
+		if !ok || e.dir != tt.dir || e.mode != tt.mode {
+			t.Errorf("%s = %+v (present %v), want dir %v mode %o", tt.path, e, ok, tt.dir, tt.mode)
 		}
-		if prev, dup := seen[tag]; dup {
-			t.Errorf("changing %s kept the tag of %s: %s", tt.name, prev, tag)
-		}
-		seen[tag] = tt.name
 	}
-	if _, err := (ScratchImage{Repo: "r", Files: map[string]string{"/x": filepath.Join(dir, "missing")}}).Tag(); err == nil {
-		t.Error("missing file: no error")
-	}
-	if _, err := (ScratchImage{}).Tag(); err == nil {
-		t.Error("no repo: no error")
+	if got["etc/docker/registry/config.yml"].data != registryConfig {
+		t.Error("config.yml is not registryConfig")
 	}
 }
 
-// TestRegistryImage builds the lab registry image FROM scratch and checks that it serves the
+func hostMode(t *testing.T, path string) int64 {
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int64(st.Mode().Perm())
+}
+
+// TestRegistryImage loads the lab registry image FROM scratch and checks that it serves the
 // registry API (needs a Docker daemon: hack/prepare-docker.sh).
 func TestRegistryImage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	tag, _, err := RegistryImage().Ensure(ctx)
+	img, err := RegistryImage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, _, err := img.EnsureDocker(ctx, RegistryRepo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -235,7 +235,11 @@ func (l *Lab) startRegistry(ctx context.Context) (string, error) {
 		}
 		return "reused", waitHTTP(ctx, "http://"+RegistryHostAddr+"/v2/", 30*time.Second)
 	}
-	tag, _, err := RegistryImage().Ensure(ctx)
+	img, err := RegistryImage()
+	if err != nil {
+		return "", err
+	}
+	tag, _, err := img.EnsureDocker(ctx, RegistryRepo)
 	if err != nil {
 		return "", err
 	}

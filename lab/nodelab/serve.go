@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keysync-dev/keysync/internal/ociimage"
 	"github.com/keysync-dev/keysync/internal/registry"
 	"github.com/keysync-dev/keysync/internal/runtimewrap"
 	"github.com/keysync-dev/keysync/lab"
@@ -345,16 +346,25 @@ func (s *supervisor) pauseImage() string {
 }
 
 func (s *supervisor) pushPause(ctx context.Context) (string, error) {
-	img := lab.ScratchImage{
-		Files:      []lab.ImageFile{{Name: "catatonit", Source: catatonitPath, Mode: 0o755}},
+	catatonit, err := ociimage.HostFile("/catatonit", catatonitPath)
+	if err != nil {
+		return "", fmt.Errorf("failed to build the pause image: %w", err)
+	}
+	catatonit.Mode = 0o755
+	layer, err := ociimage.NewLayer(catatonit)
+	if err != nil {
+		return "", fmt.Errorf("failed to build the pause image: %w", err)
+	}
+	img := ociimage.Image{
+		Layers:     []*ociimage.Layer{layer},
 		Entrypoint: []string{"/catatonit", "-P"},
 		Labels:     map[string]string{"io.k8s.keysync.pause": "catatonit"},
 	}
-	digest, err := lab.PushScratchImage(ctx, s.client, s.reg.Addr(), PauseRepo, pauseVersion(), img)
+	digest, err := img.Push(ctx, s.client, s.reg.Addr(), PauseRepo, pauseVersion())
 	if err != nil {
 		return "", fmt.Errorf("failed to push the pause image: %w", err)
 	}
-	return s.pauseImage() + "@" + digest[:19], nil
+	return s.pauseImage() + "@" + digest.String()[:19], nil
 }
 
 func (s *supervisor) startCRIO(ctx context.Context) (string, error) {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keysync-dev/keysync/lab/kindlab"
+	"github.com/keysync-dev/keysync/internal/ociimage"
 	"github.com/keysync-dev/keysync/suites/nodedriver"
 )
 
@@ -67,13 +67,13 @@ func TestNewValidates(t *testing.T) {
 // libraries ldd names for them.
 func nodeImage(t *testing.T) string {
 	t.Helper()
-	img := kindlab.ScratchImage{Repo: "keysync/kind-driver-test", Files: map[string]string{}, Entrypoint: []string{"/bin/sleep", "600"}}
+	files := map[string]string{}
 	for _, name := range []string{"sh", "find", "cat", "sleep", "mkdir", "chmod", "ln"} {
 		bin, err := exec.LookPath(name)
 		if err != nil {
 			t.Fatalf("failed to find %s on the host: %v", name, err)
 		}
-		img.Files["/bin/"+name] = bin
+		files["/bin/"+name] = bin
 		out, err := exec.Command("ldd", bin).Output()
 		if err != nil {
 			t.Fatalf("failed to list libraries of %s: %v", bin, err)
@@ -81,14 +81,23 @@ func nodeImage(t *testing.T) string {
 		for _, line := range strings.Split(string(out), "\n") {
 			for _, f := range strings.Fields(line) {
 				if strings.HasPrefix(f, "/") {
-					img.Files[f] = f
+					files[f] = f
 				}
 			}
 		}
 	}
+	entries, err := ociimage.HostFiles(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer, err := ociimage.NewLayer(entries...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := ociimage.Image{Layers: []*ociimage.Layer{layer}, Entrypoint: []string{"/bin/sleep", "600"}}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	tag, _, err := img.Ensure(ctx)
+	tag, _, err := img.EnsureDocker(ctx, "keysync/kind-driver-test")
 	if err != nil {
 		t.Fatal(err)
 	}
