@@ -24,6 +24,9 @@ const DefaultEnvFile = "_out/lab.env"
 const (
 	KindNode = "node"
 	KindKind = "kind"
+	// KindCluster is any other cluster (a real one), reached through the suites' agent pods
+	// (`keysync conformance init` writes its env file).
+	KindCluster = "cluster"
 )
 
 // Env is the lab description, written by a lab's bring-up and read by the suites (contract 4).
@@ -31,16 +34,20 @@ const (
 // the rest of the line after the first '='. The file can be sourced by a shell as long as no
 // value contains spaces (the labs never write such values).
 type Env struct {
-	// Lab is KEYSYNC_LAB: "node" or "kind".
+	// Lab is KEYSYNC_LAB: "node", "kind" or "cluster".
 	Lab string
 	// Kubeconfig is KUBECONFIG: the absolute path of an admin kubeconfig for the lab's cluster.
 	Kubeconfig string
 	// Nodes is NODES: the node names, comma-separated on disk.
 	Nodes []string
-	// CRIEndpoint is CRI_ENDPOINT: node lab, the absolute path of CRI-O's unix socket.
+	// CRIEndpoint is CRI_ENDPOINT: the absolute path of CRI-O's unix socket on the host (node
+	// lab) or on every node (cluster; default /var/run/crio/crio.sock).
 	CRIEndpoint string
-	// KeysRoot is KEYS_ROOT: node lab, the host path of CRI-O's decryption_keys_path.
+	// KeysRoot is KEYS_ROOT: the host path of CRI-O's decryption_keys_path (node lab), or its
+	// path on every node (cluster; default /etc/crio/keys).
 	KeysRoot string
+	// NodeAgentImage is NODE_AGENT_IMAGE: cluster, the suites' agent image every node pulls.
+	NodeAgentImage string
 	// SyncSubdir is SYNC_SUBDIR: the synchronizer's directory under KeysRoot ("synced").
 	SyncSubdir string
 	// Registry is REGISTRY: host:port of the lab registry, as the nodes pull from it.
@@ -105,6 +112,7 @@ func envFields() []envField {
 		str("KP_ROOT_KEY_ID", func(e *Env) *string { return &e.KPRootKeyID }),
 		str("FIXTURES_MANIFEST", func(e *Env) *string { return &e.FixturesManifest }),
 		str("SYNCER_NAMESPACE", func(e *Env) *string { return &e.SyncerNamespace }),
+		str("NODE_AGENT_IMAGE", func(e *Env) *string { return &e.NodeAgentImage }),
 	}
 }
 
@@ -112,17 +120,20 @@ func envFields() []envField {
 func (e Env) Validate() error {
 	var errs []error
 	switch e.Lab {
-	case KindNode, KindKind:
+	case KindNode, KindKind, KindCluster:
 	case "":
 		errs = append(errs, errors.New("KEYSYNC_LAB is missing"))
 	default:
-		errs = append(errs, fmt.Errorf("KEYSYNC_LAB is %q, want %q or %q", e.Lab, KindNode, KindKind))
+		errs = append(errs, fmt.Errorf("KEYSYNC_LAB is %q, want %q, %q or %q", e.Lab, KindNode, KindKind, KindCluster))
 	}
 	if e.Kubeconfig == "" {
 		errs = append(errs, errors.New("KUBECONFIG is missing"))
 	}
 	if len(e.Nodes) == 0 {
 		errs = append(errs, errors.New("NODES is missing"))
+	}
+	if e.Lab == KindCluster && e.NodeAgentImage == "" {
+		errs = append(errs, errors.New("NODE_AGENT_IMAGE is missing (cluster)"))
 	}
 	if e.Lab == KindNode {
 		if e.CRIEndpoint == "" {

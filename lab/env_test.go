@@ -112,6 +112,8 @@ func TestLoadEnvErrors(t *testing.T) {
 		{name: "unknown lab", content: ptr("KEYSYNC_LAB=docker\nKUBECONFIG=/k\nNODES=n\n"), wantErr: []string{`KEYSYNC_LAB is "docker"`}},
 		{name: "node lab without CRI endpoint and keys root", content: ptr("KEYSYNC_LAB=node\nKUBECONFIG=/k\nNODES=n\n"),
 			wantErr: []string{"CRI_ENDPOINT is missing", "KEYS_ROOT is missing"}},
+		{name: "cluster without agent image", content: ptr("KEYSYNC_LAB=cluster\nKUBECONFIG=/k\nNODES=n\n"),
+			wantErr: []string{"NODE_AGENT_IMAGE is missing"}},
 		{name: "garbage", content: ptr("\x00\x01\n"), wantErr: []string{"failed to parse lab env file", "line 1"}},
 	}
 	for _, tt := range tests {

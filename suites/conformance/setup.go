@@ -16,10 +16,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/suites/nodedriver"
+	"github.com/keysync-dev/keysync/suites/nodedriver/cluster"
 	"github.com/keysync-dev/keysync/suites/nodedriver/kind"
 	"github.com/keysync-dev/keysync/suites/nodedriver/nodelab"
 )
@@ -36,8 +38,9 @@ const StartHint = "start the node lab with `make node-lab-up` (it writes _out/la
 // ErrNoLab is wrapped when no lab env file can be found.
 var ErrNoLab = errors.New("no lab")
 
-// DriverFactory builds the node driver of one kind of lab.
-type DriverFactory func(env lab.Env, client kubernetes.Interface, logger *slog.Logger) (nodedriver.Driver, error)
+// DriverFactory builds the node driver of one kind of lab. A driver with a Close() error
+// method is closed when the run ends.
+type DriverFactory func(ctx context.Context, env lab.Env, client kubernetes.Interface, cfg *rest.Config, logger *slog.Logger) (nodedriver.Driver, error)
 
 // Options say where the lab is and how to reach its nodes. Settings are resolved in this
 // order, first non-empty wins:
@@ -65,18 +68,23 @@ type Options struct {
 	Getwd  func() (string, error)
 }
 
-// DefaultDrivers knows the node lab (host paths + CRI socket) and the kind lab (docker exec).
+// DefaultDrivers knows the node lab (host paths + CRI socket), the kind lab (docker exec) and
+// any other cluster (agent pods, package cluster).
 func DefaultDrivers() map[string]DriverFactory {
 	return map[string]DriverFactory{
-		lab.KindKind: func(env lab.Env, client kubernetes.Interface, logger *slog.Logger) (nodedriver.Driver, error) {
+		lab.KindKind: func(_ context.Context, env lab.Env, client kubernetes.Interface, _ *rest.Config, logger *slog.Logger) (nodedriver.Driver, error) {
 			return kind.New(kind.Options{Nodes: env.Nodes, Client: client, Logger: logger})
 		},
-		lab.KindNode: func(env lab.Env, _ kubernetes.Interface, logger *slog.Logger) (nodedriver.Driver, error) {
+		lab.KindNode: func(_ context.Context, env lab.Env, _ kubernetes.Interface, _ *rest.Config, logger *slog.Logger) (nodedriver.Driver, error) {
 			if len(env.Nodes) != 1 {
 				return nil, fmt.Errorf("the node lab has exactly one node, the env file lists %d", len(env.Nodes))
 			}
 			return nodelab.New(nodelab.Options{Node: env.Nodes[0], CRIEndpoint: env.CRIEndpoint,
 				KeysRoot: env.KeysRoot, Logger: logger})
+		},
+		lab.KindCluster: func(ctx context.Context, env lab.Env, client kubernetes.Interface, cfg *rest.Config, logger *slog.Logger) (nodedriver.Driver, error) {
+			return cluster.Deploy(ctx, cluster.Options{Client: client, Config: cfg, Image: env.NodeAgentImage,
+				KeysRoot: env.KeysRoot, CRISocket: env.CRIEndpoint, Logger: logger})
 		},
 	}
 }
@@ -193,7 +201,7 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 			drivers = DefaultDrivers()
 		}
 		if factory, ok := drivers[env.Lab]; ok {
-			base, err := factory(env, cs, o.Logger)
+			base, err := factory(ctx, env, cs, restCfg, o.Logger)
 			if err != nil {
 				return nil, nil, fmt.Errorf("failed to create the %s lab's node driver: %w", env.Lab, err)
 			}

@@ -17,12 +17,10 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keysync-dev/keysync/suites/nodedriver"
+	"github.com/keysync-dev/keysync/suites/nodedriver/podrun"
 )
 
 // KeysRoot is CRI-O's decryption_keys_path inside the node image.
@@ -162,63 +160,7 @@ func (d *Driver) RunImageArgs(ctx context.Context, node, ref string, args []stri
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.opts.RunTimeout)
 	defer cancel()
-	pods := d.opts.Client.CoreV1().Pods(d.opts.Namespace)
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:   "keysync-run-" + rand.String(8),
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "keysync-suites"},
-		},
-		Spec: corev1.PodSpec{
-			NodeName:      node,
-			RestartPolicy: corev1.RestartPolicyNever,
-			Tolerations:   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-			Containers: []corev1.Container{{
-				Name:            "run",
-				Image:           ref,
-				ImagePullPolicy: corev1.PullAlways,
-				Args:            args,
-			}},
-		},
-	}
-	created, err := pods.Create(ctx, pod, metav1.CreateOptions{})
-	if err != nil {
-		return "", fmt.Errorf("failed to create pod for image %s on node %s: %w", ref, node, err)
-	}
-	defer func() {
-		// A fresh context: the run's may be done; the Pod must not outlive the call.
-		dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer dcancel()
-		_ = pods.Delete(dctx, created.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
-	}()
-	var last *corev1.Pod
-	for {
-		p, err := pods.Get(ctx, created.Name, metav1.GetOptions{})
-		if err != nil {
-			return "", fmt.Errorf("failed to watch pod %s: %w", created.Name, err)
-		}
-		last = p
-		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-			break
-		}
-		for _, cs := range p.Status.ContainerStatuses {
-			if w := cs.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") {
-				return "", fmt.Errorf("failed to run image %s on node %s: %s: %s", ref, node, w.Reason, w.Message)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("failed to run image %s on node %s: pod %s still %s: %w", ref, node, p.Name, p.Status.Phase, ctx.Err())
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-	logs, err := pods.GetLogs(created.Name, &corev1.PodLogOptions{Container: "run"}).DoRaw(ctx)
-	if err != nil {
-		return "", fmt.Errorf("failed to read logs of pod %s: %w", created.Name, err)
-	}
-	if last.Status.Phase == corev1.PodFailed {
-		return string(logs), fmt.Errorf("image %s on node %s: pod %s failed", ref, node, created.Name)
-	}
-	return string(logs), nil
+	return podrun.Run(ctx, d.opts.Client, d.opts.Namespace, node, ref, args)
 }
 
 // ListKeys implements nodedriver.Driver with find(1) inside the node (no symlink is followed).

@@ -1,0 +1,115 @@
+package conformance
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/keysync-dev/keysync/fixtures"
+	"github.com/keysync-dev/keysync/internal/kubetest"
+	"github.com/keysync-dev/keysync/internal/registry"
+	"github.com/keysync-dev/keysync/lab"
+	"github.com/keysync-dev/keysync/suites/nodedriver/cluster"
+)
+
+// TestInit runs `keysync conformance init` against a real kube-apiserver and registry. The
+// agent image holds the marker program (static, like keysync built with CGO_ENABLED=0).
+func TestInit(t *testing.T) {
+	ctx := context.Background()
+	srv := kubetest.StartT(t)
+	cs, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.Start(ctx, registry.Options{})
+	if err != nil {
+		t.Fatalf("registry.Start: %v (run `make deps`)", err)
+	}
+	t.Cleanup(func() { _ = reg.Stop() })
+	marker, err := fixtures.BuildMarker(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	markerPath := filepath.Join(dir, "marker")
+	if err := os.WriteFile(markerPath, marker, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"conformance", "init", "--kubeconfig", srv.KubeconfigPath, "--tls-verify=false", "--marker", markerPath, "--agent-binary", markerPath}
+
+	steps := []struct {
+		name    string
+		prepare func(t *testing.T)
+		args    []string
+		wantErr string
+	}{
+		{name: "no registry", args: base, wantErr: "--registry is required"},
+		{name: "no synchronizer namespace", args: append(base, "--registry", reg.Addr()), wantErr: "deploy the synchronizer under test first"},
+		{name: "no nodes", prepare: func(t *testing.T) {
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "image-key-synchronizer"}}
+			if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, args: append(base, "--registry", reg.Addr()), wantErr: "the cluster has no nodes"},
+		{name: "bad mockkp-from", args: append(base, "--registry", reg.Addr(), "--mockkp-from", filepath.Join(dir, "absent.env")), wantErr: "--mockkp-from"},
+		{name: "ready", prepare: func(t *testing.T) {
+			for _, n := range []string{"node-b", "node-a"} {
+				if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, args: append(base, "--registry", reg.Addr(), "--lab-env", filepath.Join(dir, "cluster.env"), "--out", filepath.Join(dir, "out"))},
+		{name: "dynamically linked agent binary", args: append(base, "--registry", reg.Addr(), "--agent-binary", "/bin/ls",
+			"--lab-env", filepath.Join(dir, "other.env"), "--out", filepath.Join(dir, "other")), wantErr: "dynamically linked"},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			if st.prepare != nil {
+				st.prepare(t)
+			}
+			code, out, errOut := run(t, "", st.args...)
+			if st.wantErr != "" {
+				if code == 0 || !strings.Contains(errOut, st.wantErr) {
+					t.Fatalf("exit %d, stderr %q; want failure with %q", code, errOut, st.wantErr)
+				}
+				return
+			}
+			if code != 0 {
+				t.Fatalf("exit %d\nstdout %s\nstderr %s", code, out, errOut)
+			}
+		})
+	}
+
+	env, err := lab.LoadEnv(filepath.Join(dir, "cluster.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.Lab != lab.KindCluster || strings.Join(env.Nodes, ",") != "node-a,node-b" || env.Registry != reg.Addr() ||
+		env.KeysRoot != cluster.DefaultKeysRoot || env.CRIEndpoint != cluster.DefaultCRISocket || env.SyncSubdir != "synced" {
+		t.Errorf("env file: %+v", env)
+	}
+	if _, err := os.Stat(env.FixturesManifest); err != nil {
+		t.Errorf("fixtures manifest: %v", err)
+	}
+	// The agent image is in the registry under the reference the env file names.
+	repo, tag, ok := strings.Cut(strings.TrimPrefix(env.NodeAgentImage, reg.Addr()+"/"), ":")
+	if !ok || repo != cluster.AgentRepo {
+		t.Fatalf("NODE_AGENT_IMAGE = %q", env.NodeAgentImage)
+	}
+	req, _ := http.NewRequest(http.MethodHead, reg.URL()+"/v2/"+repo+"/manifests/"+tag, nil)
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("agent image %s: registry answers %s", env.NodeAgentImage, resp.Status)
+	}
+}

@@ -1,0 +1,79 @@
+// Package podrun runs an image on a given node the way a workload runs it: as a Pod pinned to
+// the node (nodeName, imagePullPolicy Always, restartPolicy Never, every taint tolerated),
+// to completion, returning its logs. The node drivers of clusters (kind, cluster) use it for
+// nodedriver.Driver's RunImage.
+package podrun
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Run runs ref with args (replacing the image's CMD; nil keeps it) on node in namespace and
+// returns what the container printed. The Pod is deleted when Run returns. A pull that fails
+// (ErrImagePull, ImagePullBackOff) ends the run at once with the kubelet's message.
+func Run(ctx context.Context, client kubernetes.Interface, namespace, node, ref string, args []string) (string, error) {
+	pods := client.CoreV1().Pods(namespace)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:   "keysync-run-" + rand.String(8),
+			Labels: map[string]string{"app.kubernetes.io/managed-by": "keysync-suites"},
+		},
+		Spec: corev1.PodSpec{
+			NodeName:      node,
+			RestartPolicy: corev1.RestartPolicyNever,
+			Tolerations:   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			Containers: []corev1.Container{{
+				Name:            "run",
+				Image:           ref,
+				ImagePullPolicy: corev1.PullAlways,
+				Args:            args,
+			}},
+		},
+	}
+	created, err := pods.Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("failed to create pod for image %s on node %s: %w", ref, node, err)
+	}
+	defer func() {
+		// A fresh context: the run's may be done; the Pod must not outlive the call.
+		dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer dcancel()
+		_ = pods.Delete(dctx, created.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+	}()
+	var last *corev1.Pod
+	for {
+		p, err := pods.Get(ctx, created.Name, metav1.GetOptions{})
+		if err != nil {
+			return "", fmt.Errorf("failed to watch pod %s: %w", created.Name, err)
+		}
+		last = p
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			break
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if w := cs.State.Waiting; w != nil && (w.Reason == "ErrImagePull" || w.Reason == "ImagePullBackOff") {
+				return "", fmt.Errorf("failed to run image %s on node %s: %s: %s", ref, node, w.Reason, w.Message)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("failed to run image %s on node %s: pod %s still %s: %w", ref, node, p.Name, p.Status.Phase, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	logs, err := pods.GetLogs(created.Name, &corev1.PodLogOptions{Container: "run"}).DoRaw(ctx)
+	if err != nil {
+		return "", fmt.Errorf("failed to read logs of pod %s: %w", created.Name, err)
+	}
+	if last.Status.Phase == corev1.PodFailed {
+		return string(logs), fmt.Errorf("image %s on node %s: pod %s failed", ref, node, created.Name)
+	}
+	return string(logs), nil
+}
