@@ -12,9 +12,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/keysync-dev/keysync/internal/atomicfile"
 )
 
 // DefaultEnvFile is where a lab writes its description, relative to the checkout.
@@ -237,37 +238,8 @@ func WriteEnv(path string, env Env) error {
 	if err != nil {
 		return fmt.Errorf("failed to render lab env file %s: %w", path, err)
 	}
-	if err := WriteFileAtomic(path, data, 0o600); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return fmt.Errorf("failed to write lab env file: %w", err)
-	}
-	return nil
-}
-
-// WriteFileAtomic writes data to path through a temp file in the same directory and a rename,
-// creating the directory; readers see the old file or the new one, never a partial one.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("failed to create directory %s: %w", dir, err)
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("failed to create temp file for %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("failed to write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return fmt.Errorf("failed to chmod %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("failed to close %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("failed to rename into %s: %w", path, err)
 	}
 	return nil
 }

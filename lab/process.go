@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/keysync-dev/keysync/internal/atomicfile"
 )
 
 // HealthCheck reports nil once a process serves. It is polled until it succeeds, the process
@@ -288,7 +290,7 @@ func (p *Process) writePidFile(pid int) error {
 	if err != nil {
 		return fmt.Errorf("failed to read start time of %s: %w", p.Name, err)
 	}
-	if err := WriteFileAtomic(p.PidFile, []byte(fmt.Sprintf("%d %s %s\n", pid, start, p.fingerprint())), 0o644); err != nil {
+	if err := atomicfile.Write(p.PidFile, []byte(fmt.Sprintf("%d %s %s\n", pid, start, p.fingerprint())), 0o644); err != nil {
 		return fmt.Errorf("failed to write pid file of %s: %w", p.Name, err)
 	}
 	return nil

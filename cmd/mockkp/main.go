@@ -12,13 +12,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/mockkp"
 )
 
@@ -170,7 +170,7 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 		"state", o.state, "seed", o.seed)
 	if o.readyFile != "" {
 		content := fmt.Sprintf("MOCKKP_URL=%s\nMOCKKP_TOKEN_URL=%s/identity/token\nMOCKKP_ADMIN_URL=%s\n", apiURL, apiURL, adminURL)
-		if err := writeFileAtomic(o.readyFile, []byte(content)); err != nil {
+		if err := atomicfile.Write(o.readyFile, []byte(content), 0o600); err != nil {
 			shutdown(servers)
 			return err
 		}
@@ -195,23 +195,4 @@ func shutdown(servers []*http.Server) {
 	for _, s := range servers {
 		_ = s.Shutdown(ctx)
 	}
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("failed to create ready file: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("failed to write ready file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("failed to close ready file: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("failed to rename ready file: %w", err)
-	}
-	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	imgspec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/keysync-dev/keysync/internal/atomicfile"
 )
 
 // WriteLayout writes images (tag → image) as one OCI image layout in dir: the blobs, then
@@ -25,7 +27,7 @@ func WriteLayout(dir string, tags []string, images map[string]Image) error {
 		if _, err := os.Stat(path); err == nil {
 			return d, nil
 		}
-		if err := writeFileAtomic(path, data, 0o644); err != nil {
+		if err := atomicfile.Write(path, data, 0o644); err != nil {
 			return "", fmt.Errorf("failed to write blob %s: %w", d, err)
 		}
 		return d, nil
@@ -72,32 +74,11 @@ func WriteLayout(dir string, tags []string, images map[string]Image) error {
 	if err != nil {
 		return fmt.Errorf("failed to encode oci-layout: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, imgspec.ImageLayoutFile), layoutJSON, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, imgspec.ImageLayoutFile), layoutJSON, 0o644); err != nil {
 		return fmt.Errorf("failed to write oci-layout: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, imgspec.ImageIndexFile), indexJSON, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, imgspec.ImageIndexFile), indexJSON, 0o644); err != nil {
 		return fmt.Errorf("failed to write OCI index: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to a temporary file next to path and renames it into place.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/lab"
 )
 
@@ -99,7 +100,7 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 				if err != nil {
 					return "", fmt.Errorf("failed to render mockkp seed: %w", err)
 				}
-				if err := lab.WriteFileAtomic(seedPath, data, 0o600); err != nil {
+				if err := atomicfile.Write(seedPath, data, 0o600); err != nil {
 					return "", fmt.Errorf("failed to write mockkp seed: %w", err)
 				}
 				if _, err := docker(ctx, nil, "run", "-d", "--name", MockKPContainer, "--network", KindNetwork,

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/lab"
 )
 
@@ -173,7 +174,7 @@ func (c crioConfig) write() error {
 		{l.CRIOPolicy(), pol},
 	}
 	for _, f := range files {
-		if err := lab.WriteFileAtomic(f.path, f.data, 0o644); err != nil {
+		if err := atomicfile.Write(f.path, f.data, 0o644); err != nil {
 			return fmt.Errorf("failed to write CRI-O config: %w", err)
 		}
 	}

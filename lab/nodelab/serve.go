@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/internal/ociimage"
 	"github.com/keysync-dev/keysync/internal/registry"
 	"github.com/keysync-dev/keysync/internal/runtimewrap"
@@ -77,7 +78,7 @@ func Serve(ctx context.Context, opts Options) error {
 	_ = os.Remove(s.l.ReadyFile())
 	_, upErr := lab.RunSteps(ctx, out, false, s.upSteps())
 	if upErr == nil {
-		if err := lab.WriteFileAtomic(s.l.ReadyFile(), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
+		if err := atomicfile.Write(s.l.ReadyFile(), []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644); err != nil {
 			upErr = err
 		} else {
 			fmt.Fprintf(out, "✓ node lab up; env file %s\n", opts.EnvFile)
@@ -194,7 +195,7 @@ func (s *supervisor) saveState() error {
 	if err != nil {
 		return fmt.Errorf("failed to encode lab state: %w", err)
 	}
-	if err := lab.WriteFileAtomic(s.l.StateFile(), append(data, '\n'), 0o644); err != nil {
+	if err := atomicfile.Write(s.l.StateFile(), append(data, '\n'), 0o644); err != nil {
 		return fmt.Errorf("failed to save lab state: %w", err)
 	}
 	return nil
@@ -256,7 +257,7 @@ func (s *supervisor) startControlPlane(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := lab.WriteFileAtomic(s.l.Kubeconfig(), kubeconfig, 0o600); err != nil {
+	if err := atomicfile.Write(s.l.Kubeconfig(), kubeconfig, 0o600); err != nil {
 		return "", fmt.Errorf("failed to write kubeconfig: %w", err)
 	}
 	if err := cp.EnsureNamespace(ctx, Namespace); err != nil {
@@ -321,7 +322,7 @@ func (s *supervisor) startMockKP(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("failed to encode mockkp seed: %w", err)
 	}
 	seedPath := filepath.Join(s.l.MockKPDir(), "seed.json")
-	if err := lab.WriteFileAtomic(seedPath, data, 0o600); err != nil {
+	if err := atomicfile.Write(seedPath, data, 0o600); err != nil {
 		return "", fmt.Errorf("failed to write mockkp seed: %w", err)
 	}
 	p = s.newProc("mockkp", filepath.Join(s.opts.BinDir, "mockkp"), []string{
@@ -536,7 +537,7 @@ func (s *supervisor) writeEnv(context.Context) (string, error) {
 			"CRICTL_CONFIG": s.l.path("crictl.yaml"), "PAUSE_IMAGE": s.pauseImage()},
 	}
 	crictl := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n", s.l.CRISocket(), s.l.CRISocket())
-	if err := lab.WriteFileAtomic(s.l.path("crictl.yaml"), []byte(crictl), 0o644); err != nil {
+	if err := atomicfile.Write(s.l.path("crictl.yaml"), []byte(crictl), 0o644); err != nil {
 		return "", fmt.Errorf("failed to write crictl config: %w", err)
 	}
 	if err := lab.WriteEnv(s.opts.EnvFile, env); err != nil {
