@@ -42,7 +42,10 @@ hash=$( (
   cd "$KEYSYNC_ROOT"
   echo "$base_tag $k8sbin $criobin $KIND_VERSION"
   cat versions.env hack/build-node-image.sh
-  find lab/kindlab/nodeimage internal/runtimewrap cmd/keysync-runtime-wrapper -type f | LC_ALL=C sort | while read -r f; do
+  # The wrapper's own packages, whatever they import from this module (go list -deps).
+  wrapdirs=$(go list -deps -f '{{if not .Standard}}{{.Dir}}{{end}}' ./cmd/keysync-runtime-wrapper | sed "s|^$KEYSYNC_ROOT/||")
+  # shellcheck disable=SC2086 # one directory per word
+  find lab/kindlab/nodeimage $wrapdirs -type f | LC_ALL=C sort | while read -r f; do
     echo "$f"; cat "$f"
   done) | sha256sum | cut -c1-12)
 tag=keysync/kind-node:$KUBERNETES_VERSION-$hash

@@ -31,6 +31,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/keysync-dev/keysync/internal/atomicfile"
 )
 
 // CapSysResource is the capability whose absence from the bounding set makes a host need the
@@ -477,24 +479,5 @@ func rewriteFile(path string, l Limits, rewrite func([]byte, Limits) ([]byte, bo
 	if err != nil {
 		return fmt.Errorf("failed to stat %s: %w", path, err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".keysync-*")
-	if err != nil {
-		return fmt.Errorf("failed to create temp file for %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(out); err != nil {
-		tmp.Close()
-		return fmt.Errorf("failed to write %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Chmod(st.Mode().Perm()); err != nil {
-		tmp.Close()
-		return fmt.Errorf("failed to chmod %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("failed to close %s: %w", tmp.Name(), err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("failed to replace %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, out, st.Mode().Perm())
 }

@@ -44,8 +44,15 @@ means unsupported, 4 not found.`,
 	}
 	cmd.PersistentFlags().StringVar(&keysRoot, "keys-root", DefaultKeysRoot, "the node's decryption_keys_path as mounted in this pod")
 	cmd.PersistentFlags().StringVar(&criEndpoint, "cri", DefaultCRIEndpoint, "the node's CRI socket as mounted in this pod")
-	driver := func() (*nodelab.Driver, error) {
-		return nodelab.New(nodelab.Options{Node: localNode, CRIEndpoint: criEndpoint, KeysRoot: keysRoot})
+	// withDriver runs op with the node's driver (the local keys tree and CRI socket) and maps
+	// its error to the contract's exit status.
+	withDriver := func(op func(*nodelab.Driver) error) error {
+		d, err := nodelab.New(nodelab.Options{Node: localNode, CRIEndpoint: criEndpoint, KeysRoot: keysRoot})
+		if err != nil {
+			return exit(err)
+		}
+		defer d.Close()
+		return exit(op(d))
 	}
 	cmd.AddCommand(
 		&cobra.Command{
@@ -62,16 +69,13 @@ means unsupported, 4 not found.`,
 			Short: "list the keys tree as TYPE MODE SIZE PATH lines",
 			Args:  cobra.NoArgs,
 			RunE: func(c *cobra.Command, _ []string) error {
-				d, err := driver()
-				if err != nil {
-					return exit(err)
-				}
-				defer d.Close()
-				entries, err := d.ListKeys(c.Context(), localNode)
-				if err != nil {
-					return exit(err)
-				}
-				return nodedriver.FormatListing(s.Out, entries)
+				return withDriver(func(d *nodelab.Driver) error {
+					entries, err := d.ListKeys(c.Context(), localNode)
+					if err != nil {
+						return err
+					}
+					return nodedriver.FormatListing(s.Out, entries)
+				})
 			},
 		},
 		&cobra.Command{
@@ -79,17 +83,14 @@ means unsupported, 4 not found.`,
 			Short: "print one file of the keys tree",
 			Args:  cobra.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
-				d, err := driver()
-				if err != nil {
-					return exit(err)
-				}
-				defer d.Close()
-				data, err := d.ReadKey(c.Context(), localNode, args[0])
-				if err != nil {
-					return exit(err)
-				}
-				_, err = s.Out.Write(data)
-				return err
+				return withDriver(func(d *nodelab.Driver) error {
+					data, err := d.ReadKey(c.Context(), localNode, args[0])
+					if err != nil {
+						return err
+					}
+					_, err = s.Out.Write(data)
+					return err
+				})
 			},
 		},
 		&cobra.Command{
@@ -97,12 +98,7 @@ means unsupported, 4 not found.`,
 			Short: "pull REF through the node's CRI (CRI-O decrypts with the keys tree), then remove what the pull added",
 			Args:  cobra.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
-				d, err := driver()
-				if err != nil {
-					return exit(err)
-				}
-				defer d.Close()
-				return exit(d.PullImage(c.Context(), localNode, args[0]))
+				return withDriver(func(d *nodelab.Driver) error { return d.PullImage(c.Context(), localNode, args[0]) })
 			},
 		},
 	)
