@@ -42,6 +42,10 @@ func TestPod(t *testing.T) {
 	testenv.Test(t, conformance.E2E(conformance.FeaturesIn(conformance.AreaPod)...)...)
 }
 
+func TestNetwork(t *testing.T) {
+	testenv.Test(t, conformance.E2E(conformance.FeaturesIn(conformance.AreaNetwork)...)...)
+}
+
 func TestIsolation(t *testing.T) {
 	testenv.Test(t, conformance.E2E(conformance.FeaturesIn(conformance.AreaIsolation)...)...)
 }
