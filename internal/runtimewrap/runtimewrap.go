@@ -116,8 +116,11 @@ func BoundingSet(status io.Reader) (uint64, error) {
 	return 0, errors.New("failed to find CapBnd in process status")
 }
 
-// Needed reports whether this host needs the wrapper: its bounding set (read from statusPath,
-// normally /proc/self/status) lacks CAP_SYS_RESOURCE.
+// Needed reports whether a host's container engine needs the wrapper: its bounding set (read
+// from statusPath, normally /proc/self/status) lacks CAP_SYS_RESOURCE, which every privileged
+// container and every lowered oom_score_adj asks for. (Inside the kind nodes the wrapper is
+// always CRI-O's runtime: there it also drops what an older dockerd left out of the nodes'
+// bounding set.)
 func Needed(statusPath string) (bool, error) {
 	f, err := os.Open(statusPath)
 	if err != nil {
@@ -345,8 +348,8 @@ type Wrapper struct {
 	Self string
 }
 
-// Prepare rewrites the files named by args when this host needs it and returns the real
-// runtime's path and its argument vector (argv[0] included).
+// Prepare rewrites the files named by args where they ask for what this host cannot grant and
+// returns the real runtime's path and its argument vector (argv[0] included).
 func (w *Wrapper) Prepare(args []string) (string, []string, error) {
 	runtime, args := "", append([]string(nil), args...)
 	for len(args) > 0 && (args[0] == RuntimeFlag || strings.HasPrefix(args[0], RuntimeFlag+"=")) {
