@@ -33,5 +33,5 @@ CLUSTER_ENV ?= _out/cluster.env
 INIT_ARGS ?=
 .PHONY: cluster-init
 cluster-init: build ## prepare a conformance run on any cluster: make cluster-init KUBECONFIG=<file> REGISTRY=<host:port> [INIT_ARGS=...]
-	@test -n "$(REGISTRY)" -a -n "$(KUBECONFIG)" || { echo "usage: make cluster-init KUBECONFIG=<file> REGISTRY=<host:port> [INIT_ARGS=\"--creds user:pass\"]"; exit 1; }
-	$(BIN)/keysync conformance init --kubeconfig "$(KUBECONFIG)" --registry "$(REGISTRY)" --lab-env $(CLUSTER_ENV) $(INIT_ARGS)
+	@test -n "$(REGISTRY)" -a -n "$(KUBECONFIG)" || { echo "usage: make cluster-init KUBECONFIG=<file> REGISTRY=<host:port> [INIT_ARGS=\"--authfile auth.json\"]"; exit 1; }
+	@$(BIN)/keysync conformance init --kubeconfig "$(KUBECONFIG)" --registry "$(REGISTRY)" --lab-env $(CLUSTER_ENV) $(INIT_ARGS)

@@ -2,6 +2,7 @@ package kindlab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -107,7 +108,7 @@ func (l *Lab) RemoveWorker(ctx context.Context, name string, timeout time.Durati
 	if !slices.Contains(l.Env.Nodes, name) {
 		return fmt.Errorf("node %s is not in the lab (nodes: %s)", name, strings.Join(l.Env.Nodes, ", "))
 	}
-	cidr, err := l.adminKubectl(ctx, "get", "node", name, "--ignore-not-found", "-o", "jsonpath={.spec.podCIDR}")
+	cidrs, err := l.adminKubectl(ctx, "get", "node", name, "--ignore-not-found", "-o", "jsonpath={.spec.podCIDRs[*]}")
 	if err != nil {
 		return fmt.Errorf("failed to read node %s: %w", name, err)
 	}
@@ -121,15 +122,20 @@ func (l *Lab) RemoveWorker(ctx context.Context, name string, timeout time.Durati
 			return fmt.Errorf("failed to remove node container %s: %w", name, err)
 		}
 	}
+	// The node is gone: the env file says so before anything else can fail.
 	l.Env.Nodes = slices.DeleteFunc(l.Env.Nodes, func(n string) bool { return n == name })
-	if cidr != "" {
+	if err := lab.WriteEnv(l.Opts.EnvPath, l.Env); err != nil {
+		return err
+	}
+	var errs []error
+	for _, cidr := range strings.Fields(cidrs) {
 		for _, n := range l.Env.Nodes {
 			if _, err := docker(ctx, nil, "exec", n, "ip", "route", "del", cidr); err != nil && !strings.Contains(err.Error(), "No such process") {
-				return fmt.Errorf("failed to drop the route to %s's pods on node %s: %w", name, n, err)
+				errs = append(errs, fmt.Errorf("failed to drop the route to %s's pods (%s) on node %s: %w", name, cidr, n, err))
 			}
 		}
 	}
-	return lab.WriteEnv(l.Opts.EnvPath, l.Env)
+	return errors.Join(errs...)
 }
 
 // loadEnv reads the running lab's env file into l.Env.

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -83,8 +84,23 @@ func DefaultDrivers() map[string]DriverFactory {
 				KeysRoot: env.KeysRoot, Logger: logger})
 		},
 		lab.KindCluster: func(ctx context.Context, env lab.Env, client kubernetes.Interface, cfg *rest.Config, logger *slog.Logger) (nodedriver.Driver, error) {
+			// The agents go where the synchronizer runs: the suites check keys on those nodes.
+			ns := env.SyncerNamespace
+			if ns == "" {
+				ns = DefaultNamespace
+			}
+			var placement *corev1.PodSpec
+			ds, err := client.AppsV1().DaemonSets(ns).Get(ctx, AddonName, metav1.GetOptions{})
+			switch {
+			case err == nil:
+				placement = cluster.PlacementOf(ds.Spec.Template.Spec)
+			case apierrors.IsNotFound(err):
+				logger.InfoContext(ctx, "no synchronizer DaemonSet with the runbook's name: node agents tolerate every taint", "namespace", ns, "name", AddonName)
+			default:
+				return nil, fmt.Errorf("failed to read the synchronizer's DaemonSet %s/%s: %w", ns, AddonName, err)
+			}
 			return cluster.Deploy(ctx, cluster.Options{Client: client, Config: cfg, Image: env.NodeAgentImage,
-				KeysRoot: env.KeysRoot, CRISocket: env.CRIEndpoint, Logger: logger})
+				KeysRoot: env.KeysRoot, CRISocket: env.CRIEndpoint, Placement: placement, Logger: logger})
 		},
 	}
 }

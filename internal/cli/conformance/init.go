@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -92,7 +93,7 @@ func runInit(ctx context.Context, s *cli.Streams, f *initFlags) error {
 		}
 	}
 	env := lab.Env{Lab: lab.KindCluster, Kubeconfig: f.kubeconfig, Registry: f.registry, SyncerNamespace: f.syncerNamespace,
-		SyncSubdir: f.syncSubdir, KeysRoot: f.keysRoot, CRIEndpoint: f.criSocket}
+		SyncSubdir: f.syncSubdir, KeysRoot: f.keysRoot, CRIEndpoint: strings.TrimPrefix(f.criSocket, "unix://")}
 	if f.mockkpFrom != "" {
 		from, err := lab.LoadEnv(f.mockkpFrom)
 		if err != nil {
@@ -124,8 +125,16 @@ func runInit(ctx context.Context, s *cli.Streams, f *initFlags) error {
 			if err != nil {
 				return "", fmt.Errorf("failed to list nodes: %w", err)
 			}
+			var unfit []string
 			for _, n := range nodes.Items {
 				env.Nodes = append(env.Nodes, n.Name)
+				info := n.Status.NodeInfo
+				if !strings.HasPrefix(info.ContainerRuntimeVersion, "cri-o://") || info.Architecture != "amd64" {
+					unfit = append(unfit, fmt.Sprintf("%s (%s, %s)", n.Name, info.ContainerRuntimeVersion, info.Architecture))
+				}
+			}
+			if len(unfit) > 0 {
+				return "", fmt.Errorf("the suites need CRI-O nodes on amd64 (the node agent image is linux/amd64); these are not: %s", strings.Join(unfit, ", "))
 			}
 			slices.Sort(env.Nodes)
 			if len(env.Nodes) == 0 {

@@ -57,10 +57,28 @@ func TestInit(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, args: append(base, "--registry", reg.Addr()), wantErr: "the cluster has no nodes"},
+		{name: "a node without CRI-O", prepare: func(t *testing.T) {
+			node, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-c"}}, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			node.Status.NodeInfo = corev1.NodeSystemInfo{ContainerRuntimeVersion: "containerd://2.0.0", Architecture: "amd64"}
+			if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}, args: append(base, "--registry", reg.Addr()), wantErr: "node-c (containerd://2.0.0, amd64)"},
 		{name: "bad mockkp-from", args: append(base, "--registry", reg.Addr(), "--mockkp-from", filepath.Join(dir, "absent.env")), wantErr: "--mockkp-from"},
 		{name: "ready", prepare: func(t *testing.T) {
+			if err := cs.CoreV1().Nodes().Delete(ctx, "node-c", metav1.DeleteOptions{}); err != nil {
+				t.Fatal(err)
+			}
 			for _, n := range []string{"node-b", "node-a"} {
-				if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{}); err != nil {
+				node, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}, metav1.CreateOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				node.Status.NodeInfo = corev1.NodeSystemInfo{ContainerRuntimeVersion: "cri-o://1.34.0", Architecture: "amd64"}
+				if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -14,7 +14,10 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net/url"
+	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -42,17 +46,23 @@ const (
 	DefaultCRISocket = "/var/run/crio/crio.sock"
 	// AgentBinary is the keysync binary's path in the agent image.
 	AgentBinary = "/keysync"
-	// Where the agent pod sees the node's paths (node-agent's defaults).
-	agentKeysRoot = "/host/keys"
-	agentCRISock  = "/host/cri.sock"
-	labelName     = "app.kubernetes.io/name"
-	labelManaged  = "app.kubernetes.io/managed-by"
-	managedBy     = "keysync-suites"
+	// Where the agent pod sees the directories holding the node's keys tree and CRI socket.
+	agentKeysParent = "/host/keys-parent"
+	agentCRIDir     = "/host/cri"
+	labelName       = "app.kubernetes.io/name"
+	labelManaged    = "app.kubernetes.io/managed-by"
+	managedBy       = "keysync-suites"
+	// templateGenerationLabel is the DaemonSet controller's label of a pod's template generation.
+	templateGenerationLabel = "pod-template-generation"
+	// labelPSA lets the agent's hostPath volumes past Pod Security admission in its namespace.
+	labelPSA = "pod-security.kubernetes.io/enforce"
 )
 
-// AgentArgs is the agent image's command line for op (node-agent's flags point at the mounts).
-func AgentArgs(op string, args ...string) []string {
-	return append([]string{AgentBinary, "node-agent", "--keys-root", agentKeysRoot, "--cri", "unix://" + agentCRISock, op}, args...)
+// agentArgs is the agent's command line for op: node-agent with the paths as mounted.
+func (o *Options) agentArgs(op string, args ...string) []string {
+	return append([]string{AgentBinary, "node-agent",
+		"--keys-root", path.Join(agentKeysParent, path.Base(o.KeysRoot)),
+		"--cri", "unix://" + path.Join(agentCRIDir, path.Base(o.CRISocket)), op}, args...)
 }
 
 // Options configure Deploy.
@@ -65,9 +75,13 @@ type Options struct {
 	// Namespace holds the DaemonSet (default keysync-suites; created if missing, and then
 	// removed by Close).
 	Namespace string
-	// KeysRoot and CRISocket are the host paths on the nodes (CRI-O's defaults when empty).
+	// KeysRoot and CRISocket are the host paths on the nodes (CRI-O's defaults when empty; a
+	// unix:// prefix is dropped).
 	KeysRoot  string
 	CRISocket string
+	// Placement puts the agent where the synchronizer under test runs (its DaemonSet's
+	// tolerations, node selector and affinity: see PlacementOf); nil tolerates every taint.
+	Placement *corev1.PodSpec
 	// RunNamespace holds RunImage's Pods (default "default").
 	RunNamespace string
 	// ReadyTimeout bounds the wait for one ready agent pod per node (default 3 minutes).
@@ -100,6 +114,10 @@ func (o *Options) defaults() error {
 	set(&o.Namespace, DefaultNamespace)
 	set(&o.KeysRoot, DefaultKeysRoot)
 	set(&o.CRISocket, DefaultCRISocket)
+	o.CRISocket = strings.TrimPrefix(o.CRISocket, "unix://")
+	if !path.IsAbs(o.KeysRoot) || !path.IsAbs(o.CRISocket) || path.Dir(o.KeysRoot) == o.KeysRoot {
+		return fmt.Errorf("cluster driver: keys root %q and CRI socket %q must be absolute paths on the nodes", o.KeysRoot, o.CRISocket)
+	}
 	set(&o.RunNamespace, corev1.NamespaceDefault)
 	for _, d := range []struct {
 		p   *time.Duration
@@ -121,66 +139,78 @@ func (o *Options) defaults() error {
 	return nil
 }
 
-// DaemonSet is the agent DaemonSet Deploy applies: root, not privileged, the keys tree
-// mounted read-only, the CRI socket, every taint tolerated.
+// PlacementOf is the scheduling part of a synchronizer's pod spec (tolerations, node selector,
+// affinity), for Options.Placement.
+func PlacementOf(spec corev1.PodSpec) *corev1.PodSpec {
+	return &corev1.PodSpec{Tolerations: spec.Tolerations, NodeSelector: spec.NodeSelector, Affinity: spec.Affinity}
+}
+
+// DaemonSet is the agent DaemonSet Deploy applies: root, not privileged, the directory holding
+// the keys tree read-only and the one holding the CRI socket (directories, so that a tree
+// created later, a mount over it or a restarted CRI-O's new socket are seen; nothing is
+// created on a node), placed where the synchronizer runs.
 func DaemonSet(o Options) *appsv1.DaemonSet {
 	labels := map[string]string{labelName: AgentName, labelManaged: managedBy}
-	hostPath := func(name, path string, t corev1.HostPathType) corev1.Volume {
-		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: path, Type: &t}}}
+	hostDir := func(name, dir string) corev1.Volume {
+		t := corev1.HostPathDirectory
+		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: dir, Type: &t}}}
 	}
 	root := int64(0)
 	no := false
+	hostToContainer := corev1.MountPropagationHostToContainer
+	spec := corev1.PodSpec{
+		Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+		TerminationGracePeriodSeconds: new(int64),
+		AutomountServiceAccountToken:  &no,
+		Containers: []corev1.Container{{
+			Name:    "agent",
+			Image:   o.Image,
+			Command: o.agentArgs("wait"),
+			SecurityContext: &corev1.SecurityContext{RunAsUser: &root, Privileged: &no,
+				AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: new(bool(true)),
+				// Where SELinux enforces, a container_t process may not connect to CRI-O.
+				SELinuxOptions: &corev1.SELinuxOptions{Type: "spc_t"}},
+			VolumeMounts: []corev1.VolumeMount{
+				{Name: "keys-parent", MountPath: agentKeysParent, ReadOnly: true, MountPropagation: &hostToContainer},
+				{Name: "cri", MountPath: agentCRIDir, MountPropagation: &hostToContainer},
+			},
+		}},
+		Volumes: []corev1.Volume{
+			hostDir("keys-parent", path.Dir(o.KeysRoot)),
+			hostDir("cri", path.Dir(o.CRISocket)),
+		},
+	}
+	if p := o.Placement; p != nil {
+		spec.Tolerations, spec.NodeSelector, spec.Affinity = p.Tolerations, p.NodeSelector, p.Affinity
+	}
 	return &appsv1.DaemonSet{
 		ObjectMeta: metav1.ObjectMeta{Name: AgentName, Namespace: o.Namespace, Labels: labels},
 		Spec: appsv1.DaemonSetSpec{
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{labelName: AgentName}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-					TerminationGracePeriodSeconds: new(int64),
-					AutomountServiceAccountToken:  &no,
-					Containers: []corev1.Container{{
-						Name:    "agent",
-						Image:   o.Image,
-						Command: AgentArgs("wait"),
-						SecurityContext: &corev1.SecurityContext{RunAsUser: &root, Privileged: &no,
-							AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: new(bool(true))},
-						VolumeMounts: []corev1.VolumeMount{
-							{Name: "keys", MountPath: agentKeysRoot, ReadOnly: true},
-							{Name: "cri", MountPath: agentCRISock},
-						},
-					}},
-					Volumes: []corev1.Volume{
-						// The tree may not exist yet on a node: mount whatever is there (no
-						// type check), never create it.
-						hostPath("keys", o.KeysRoot, corev1.HostPathUnset),
-						hostPath("cri", o.CRISocket, corev1.HostPathSocket),
-					},
-				},
-			},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: spec},
 		},
 	}
 }
 
 // Deploy applies the agent DaemonSet (replacing one left by an earlier run) and waits until
-// every node that should run it has a ready agent pod.
-func Deploy(ctx context.Context, opts Options) (*Driver, error) {
+// every Ready node it is scheduled to has a ready agent pod of this template. NotReady nodes
+// are left out (and logged). On failure nothing is left behind.
+func Deploy(ctx context.Context, opts Options) (_ *Driver, err error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
 	d := &Driver{opts: opts}
-	cs := opts.Client
-	if _, err := cs.CoreV1().Namespaces().Get(ctx, opts.Namespace, metav1.GetOptions{}); apierrors.IsNotFound(err) {
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: opts.Namespace, Labels: map[string]string{labelManaged: managedBy}}}
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("failed to create namespace %s: %w", opts.Namespace, err)
-		}
-		d.createdNS = true
-	} else if err != nil {
-		return nil, fmt.Errorf("failed to get namespace %s: %w", opts.Namespace, err)
+	if err := d.ensureNamespace(ctx); err != nil {
+		return nil, err
 	}
-	dss := cs.AppsV1().DaemonSets(opts.Namespace)
+	defer func() {
+		if err != nil {
+			if cerr := d.Close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+	}()
+	dss := opts.Client.AppsV1().DaemonSets(opts.Namespace)
 	want := DaemonSet(opts)
 	if cur, err := dss.Get(ctx, AgentName, metav1.GetOptions{}); err == nil {
 		cur.Spec = want.Spec
@@ -193,20 +223,113 @@ func Deploy(ctx context.Context, opts Options) (*Driver, error) {
 		return nil, fmt.Errorf("failed to create DaemonSet %s/%s: %w", opts.Namespace, AgentName, err)
 	}
 	var last string
-	err := wait.PollUntilContextTimeout(ctx, time.Second, opts.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
-		ds, err := dss.Get(ctx, AgentName, metav1.GetOptions{})
+	err = wait.PollUntilContextTimeout(ctx, time.Second, opts.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
+		st, err := d.state(ctx)
 		if err != nil {
-			return false, fmt.Errorf("failed to get DaemonSet %s/%s: %w", opts.Namespace, AgentName, err)
+			return false, err
 		}
-		s := ds.Status
-		last = fmt.Sprintf("desired %d, updated %d, ready %d", s.DesiredNumberScheduled, s.UpdatedNumberScheduled, s.NumberReady)
-		return s.ObservedGeneration >= ds.Generation && s.DesiredNumberScheduled > 0 &&
-			s.UpdatedNumberScheduled == s.DesiredNumberScheduled && s.NumberReady == s.DesiredNumberScheduled, nil
+		last = st.String()
+		return st.rolledOut && len(st.waiting) == 0 && len(st.ready) > 0, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("agent pods (image %s) not ready on every node within %s (%s): %w", opts.Image, opts.ReadyTimeout, last, err)
+		return nil, fmt.Errorf("agent pods (image %s) not ready on every Ready node within %s (%s%s): %w",
+			opts.Image, opts.ReadyTimeout, last, d.failedCreates(ctx), err)
+	}
+	if st, err := d.state(ctx); err == nil && len(st.notReady) > 0 {
+		opts.Logger.InfoContext(ctx, "nodes left out: not Ready", "nodes", st.notReady)
 	}
 	return d, nil
+}
+
+// ensureNamespace creates the agent's namespace unless it exists (waiting out one that an
+// earlier run is still deleting).
+func (d *Driver) ensureNamespace(ctx context.Context) error {
+	nss := d.opts.Client.CoreV1().Namespaces()
+	err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		ns, err := nss.Get(ctx, d.opts.Namespace, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return true, nil
+		case err != nil:
+			return false, fmt.Errorf("failed to get namespace %s: %w", d.opts.Namespace, err)
+		}
+		return ns.Status.Phase != corev1.NamespaceTerminating, nil
+	})
+	if err != nil {
+		return fmt.Errorf("namespace %s: %w", d.opts.Namespace, err)
+	}
+	if _, err := nss.Get(ctx, d.opts.Namespace, metav1.GetOptions{}); err == nil {
+		return nil
+	}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: d.opts.Namespace,
+		Labels: map[string]string{labelManaged: managedBy, labelPSA: "privileged"}}}
+	if _, err := nss.Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("failed to create namespace %s: %w", d.opts.Namespace, err)
+	}
+	d.createdNS = true
+	return nil
+}
+
+// rollout is where the agent DaemonSet stands.
+type rollout struct {
+	rolledOut bool     // every scheduled pod runs the current template
+	ready     []string // Ready nodes with a ready current agent pod
+	waiting   []string // Ready nodes whose current agent pod is not ready yet
+	notReady  []string // nodes that are not Ready (left out)
+}
+
+func (r rollout) String() string {
+	return fmt.Sprintf("rolled out %v, ready on %v, waiting on %v, not Ready %v", r.rolledOut, r.ready, r.waiting, r.notReady)
+}
+
+// state reads the DaemonSet, its current pods and the nodes.
+func (d *Driver) state(ctx context.Context) (rollout, error) {
+	var r rollout
+	ds, err := d.opts.Client.AppsV1().DaemonSets(d.opts.Namespace).Get(ctx, AgentName, metav1.GetOptions{})
+	if err != nil {
+		return r, fmt.Errorf("failed to get DaemonSet %s/%s: %w", d.opts.Namespace, AgentName, err)
+	}
+	s := ds.Status
+	r.rolledOut = s.ObservedGeneration >= ds.Generation && s.UpdatedNumberScheduled == s.DesiredNumberScheduled
+	nodes, err := d.opts.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return r, fmt.Errorf("failed to list nodes: %w", err)
+	}
+	readyNode := map[string]bool{}
+	for _, n := range nodes.Items {
+		if nodeReady(n) {
+			readyNode[n.Name] = true
+		} else {
+			r.notReady = append(r.notReady, n.Name)
+		}
+	}
+	pods, err := d.currentPods(ctx, ds, "")
+	if err != nil {
+		return r, err
+	}
+	for _, p := range pods {
+		switch n := p.Spec.NodeName; {
+		case !readyNode[n]:
+		case podReady(p):
+			r.ready = append(r.ready, n)
+		default:
+			r.waiting = append(r.waiting, n)
+		}
+	}
+	slices.Sort(r.ready)
+	r.ready = slices.Compact(r.ready)
+	slices.Sort(r.notReady)
+	return r, nil
+}
+
+// failedCreates quotes the DaemonSet's FailedCreate Events (Pod Security, quota, ...).
+func (d *Driver) failedCreates(ctx context.Context) string {
+	evs, err := d.opts.Client.CoreV1().Events(d.opts.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: "involvedObject.kind=DaemonSet,involvedObject.name=" + AgentName + ",reason=FailedCreate"})
+	if err != nil || len(evs.Items) == 0 {
+		return ""
+	}
+	return "; FailedCreate: " + evs.Items[len(evs.Items)-1].Message
 }
 
 // Close removes the DaemonSet (and the namespace, when Deploy created it).
@@ -230,26 +353,22 @@ func (d *Driver) Close() error {
 // Name implements nodedriver.Driver.
 func (d *Driver) Name() string { return "cluster" }
 
-// Nodes implements nodedriver.Driver: the nodes with a ready agent pod, sorted.
+// Nodes implements nodedriver.Driver: the Ready nodes with a ready agent pod, sorted (where
+// the synchronizer under test runs, when Options.Placement is its placement).
 func (d *Driver) Nodes(ctx context.Context) ([]string, error) {
-	pods, err := d.agentPods(ctx, "")
+	st, err := d.state(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var nodes []string
-	for _, p := range pods {
-		if ready(p) && !slices.Contains(nodes, p.Spec.NodeName) {
-			nodes = append(nodes, p.Spec.NodeName)
-		}
+	if len(st.ready) == 0 {
+		return nil, fmt.Errorf("no Ready node has a ready %s pod (%s)", AgentName, st)
 	}
-	slices.Sort(nodes)
-	if len(nodes) == 0 {
-		return nil, fmt.Errorf("no ready %s pod in namespace %s", AgentName, d.opts.Namespace)
-	}
-	return nodes, nil
+	return st.ready, nil
 }
 
-func (d *Driver) agentPods(ctx context.Context, node string) ([]corev1.Pod, error) {
+// currentPods are the DaemonSet's pods of its current template (an earlier run's may still be
+// going away), on node when it is not empty.
+func (d *Driver) currentPods(ctx context.Context, ds *appsv1.DaemonSet, node string) ([]corev1.Pod, error) {
 	opts := metav1.ListOptions{LabelSelector: labelName + "=" + AgentName}
 	if node != "" {
 		opts.FieldSelector = "spec.nodeName=" + node
@@ -258,31 +377,51 @@ func (d *Driver) agentPods(ctx context.Context, node string) ([]corev1.Pod, erro
 	if err != nil {
 		return nil, fmt.Errorf("failed to list %s pods: %w", AgentName, err)
 	}
-	return list.Items, nil
-}
-
-func ready(p corev1.Pod) bool {
-	if p.DeletionTimestamp != nil || p.Status.Phase != corev1.PodRunning {
-		return false
-	}
-	for _, c := range p.Status.ContainerStatuses {
-		if !c.Ready {
-			return false
+	gen := strconv.FormatInt(ds.Generation, 10)
+	var pods []corev1.Pod
+	for _, p := range list.Items {
+		if metav1.IsControlledBy(&p, ds) && p.Labels[templateGenerationLabel] == gen && p.DeletionTimestamp == nil {
+			pods = append(pods, p)
 		}
 	}
-	return len(p.Status.ContainerStatuses) > 0
+	return pods, nil
+}
+
+func nodeReady(n corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func podReady(p corev1.Pod) bool {
+	if p.Status.Phase != corev1.PodRunning {
+		return false
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 // agentPod waits (up to ReadyTimeout: a node that just joined) for node's ready agent pod.
 func (d *Driver) agentPod(ctx context.Context, node string) (string, error) {
 	var name string
 	err := wait.PollUntilContextTimeout(ctx, time.Second, d.opts.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
-		pods, err := d.agentPods(ctx, node)
+		ds, err := d.opts.Client.AppsV1().DaemonSets(d.opts.Namespace).Get(ctx, AgentName, metav1.GetOptions{})
+		if err != nil {
+			return false, fmt.Errorf("failed to get DaemonSet %s/%s: %w", d.opts.Namespace, AgentName, err)
+		}
+		pods, err := d.currentPods(ctx, ds, node)
 		if err != nil {
 			return false, err
 		}
 		for _, p := range pods {
-			if ready(p) {
+			if podReady(p) {
 				name = p.Name
 				return true, nil
 			}
@@ -306,30 +445,51 @@ func (d *Driver) exec(ctx context.Context, node, op string, args ...string) ([]b
 	}
 	req := d.opts.Client.CoreV1().RESTClient().Post().Resource("pods").Namespace(d.opts.Namespace).
 		Name(pod).SubResource("exec").VersionedParams(&corev1.PodExecOptions{
-		Container: "agent", Command: AgentArgs(op, args...), Stdout: true, Stderr: true,
+		Container: "agent", Command: d.opts.agentArgs(op, args...), Stdout: true, Stderr: true,
 	}, scheme.ParameterCodec)
-	ex, err := remotecommand.NewSPDYExecutor(d.opts.Config, "POST", req.URL())
+	ex, err := executor(d.opts.Config, req.URL())
 	if err != nil {
 		return nil, fmt.Errorf("failed to exec in %s on node %s: %w", pod, node, err)
 	}
 	var out, errb bytes.Buffer
 	d.opts.Logger.DebugContext(ctx, "node-agent", "node", node, "op", op)
 	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Stderr: &errb})
-	if err == nil {
-		return out.Bytes(), nil
+	if err != nil {
+		return nil, agentError(node, op, pod, err, errb.String())
 	}
-	msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(errb.String()), "ERROR: "))
+	return out.Bytes(), nil
+}
+
+// executor execs over WebSocket, falling back to SPDY where the upgrade fails (as kubectl).
+func executor(cfg *rest.Config, u *url.URL) (remotecommand.Executor, error) {
+	spdy, err := remotecommand.NewSPDYExecutor(cfg, "POST", u)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := remotecommand.NewWebSocketExecutor(cfg, "GET", u.String())
+	if err != nil {
+		return nil, err
+	}
+	return remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
+		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
+	})
+}
+
+// agentError maps a failed agent command to the hook contract: exit 3 is unsupported, 4 not
+// found; stderr (never key bytes: the agent writes those to stdout only) is quoted.
+func agentError(node, op, pod string, err error, stderr string) error {
+	msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(stderr), "ERROR: "))
 	var ee utilexec.ExitError
-	if errors.As(err, &ee) {
-		switch ee.ExitStatus() {
-		case nodedriver.ExitUnsupported:
-			return nil, fmt.Errorf("node %s: %s: %w", node, msg, nodedriver.ErrUnsupported)
-		case nodedriver.ExitNotFound:
-			return nil, fmt.Errorf("node %s: %s: %w", node, msg, fs.ErrNotExist)
-		}
-		return nil, fmt.Errorf("node %s: %s", node, msg)
+	if !errors.As(err, &ee) {
+		return fmt.Errorf("failed to exec node-agent %s in %s on node %s: %w (%s)", op, pod, node, err, msg)
 	}
-	return nil, fmt.Errorf("failed to exec node-agent %s in %s on node %s: %w (%s)", op, pod, node, err, msg)
+	switch ee.ExitStatus() {
+	case nodedriver.ExitUnsupported:
+		return fmt.Errorf("node %s: %s: %w", node, msg, nodedriver.ErrUnsupported)
+	case nodedriver.ExitNotFound:
+		return fmt.Errorf("node %s: %s: %w", node, msg, fs.ErrNotExist)
+	}
+	return fmt.Errorf("node %s: node-agent %s exited %d: %s", node, op, ee.ExitStatus(), msg)
 }
 
 // PullImage implements nodedriver.Driver: CRI PullImage on the node; the error quotes CRI-O.

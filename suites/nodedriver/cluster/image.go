@@ -25,7 +25,7 @@ func AgentImage(path string) (ociimage.Image, error) {
 	if err != nil {
 		return ociimage.Image{}, err
 	}
-	return ociimage.Image{Layers: []*ociimage.Layer{layer}, Entrypoint: AgentArgs("wait"),
+	return ociimage.Image{Layers: []*ociimage.Layer{layer}, Entrypoint: []string{AgentBinary, "node-agent", "wait"},
 		Labels: map[string]string{labelName: AgentName}, CreatedBy: "keysync conformance init"}, nil
 }
 
