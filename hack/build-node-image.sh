@@ -20,11 +20,15 @@ base_hash=$(echo "mmdebstrap --variant=minbase $DEBIAN_SUITE $pkgs" | sha256sum 
 base_tag=keysync/kind-node-base:$DEBIAN_SUITE-$base_hash
 if ! docker image inspect "$base_tag" >/dev/null 2>&1; then
   rootfs=$KEYSYNC_CACHE/kind-rootfs-$DEBIAN_SUITE-$base_hash.tar
-  if [ ! -s "$rootfs" ]; then
+  if [ ! -f "$rootfs" ] || [ ! -s "$rootfs" ]; then
+    rm -rf "$rootfs" # a directory left by an older version of this script
     command -v mmdebstrap >/dev/null || { log "mmdebstrap is missing: run make deps"; exit 1; }
     log "building the Debian $DEBIAN_SUITE rootfs with mmdebstrap (~2-4 min)"
-    mmdebstrap --quiet --variant=minbase --include="$pkgs" "$DEBIAN_SUITE" "$rootfs.tmp"
-    mv "$rootfs.tmp" "$rootfs"
+    # The format is explicit: mmdebstrap guesses it from the name, and "*.tar.tmp" would be a
+    # directory. The temp name keeps the .tar suffix and the same filesystem for the rename.
+    rm -rf "${rootfs%.tar}.tmp.tar"
+    mmdebstrap --quiet --format=tar --variant=minbase --include="$pkgs" "$DEBIAN_SUITE" "${rootfs%.tar}.tmp.tar"
+    mv "${rootfs%.tar}.tmp.tar" "$rootfs"
   fi
   log "importing $rootfs as $base_tag"
   docker import "$rootfs" "$base_tag" >/dev/null
