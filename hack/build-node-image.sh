@@ -44,7 +44,8 @@ kinddir=$(cd "$KEYSYNC_CACHE" && go mod download -json "sigs.k8s.io/kind@$KIND_V
 # 3. the node image, keyed by every input.
 hash=$( (
   cd "$KEYSYNC_ROOT"
-  echo "$base_tag $k8sbin $criobin $KIND_VERSION"
+  # Cache directories by their names (version + input hash), not where the cache lives.
+  echo "$base_tag ${k8sbin#"$KEYSYNC_CACHE"/} ${criobin#"$KEYSYNC_CACHE"/} $KIND_VERSION"
   cat versions.env hack/build-node-image.sh
   # The wrapper's own packages, whatever they import from this module (go list -deps).
   wrapdirs=$(go list -deps -f '{{if not .Standard}}{{.Dir}}{{end}}' ./cmd/keysync-runtime-wrapper | sed "s|^$KEYSYNC_ROOT/||")
