@@ -144,12 +144,19 @@ func (p *Process) Start(ctx context.Context) error {
 		_ = cmd.Wait()
 		exited <- cmd.ProcessState.ExitCode()
 	}()
+	tail := func() string { return logTail(p.LogFile, logStart, tailLines) }
 	if err := p.writePidFile(pid); err != nil {
+		// A child that exits at once is reaped before its start time can be read: report how
+		// it exited, not the missing /proc entry.
+		select {
+		case code := <-exited:
+			return &ExitError{Name: p.Name, Code: code, LogFile: p.LogFile, Tail: tail()}
+		case <-time.After(time.Second):
+		}
 		p.kill(pid, exited)
 		return err
 	}
 
-	tail := func() string { return logTail(p.LogFile, logStart, tailLines) }
 	deadline := time.NewTimer(p.startTimeout())
 	defer deadline.Stop()
 	tick := time.NewTicker(p.pollInterval())
