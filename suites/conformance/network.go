@@ -188,6 +188,9 @@ func featureNetwork() Feature {
 				if lerr != nil {
 					t.Fatalf("%v", lerr)
 				}
+				if strings.Contains(logs, "flag provided but not defined") {
+					t.Fatalf("the fixture images predate the marker's -serve/-probe: push them again (`keysync fixtures push`, or `make lab-up`); pod %s printed:\n%s", client.Name, logs)
+				}
 				if missing := missingReaches(logs, addrs); p.Status.Phase != corev1.PodSucceeded || len(missing) > 0 {
 					t.Fatalf("client pod %s on node %s (%s) did not reach %v on node %s; it printed:\n%s",
 						client.Name, clientNode, p.Status.Phase, missing, serverNode, logs)

@@ -254,6 +254,14 @@ type hookNodeAdder struct {
 
 func (a *hookNodeAdder) AddNode(ctx context.Context, name string) (nodedriver.Driver, error) {
 	if _, err := nodedriver.RunHook(ctx, a.hooks.CmdTimeout, a.hooks.Stderr, "add node "+name, a.hooks.AddNodeCmd, name); err != nil {
+		// A node may be half joined: take it out again where the run can.
+		if a.hooks.RemoveNodeCmd != nil && !errors.Is(err, nodedriver.ErrUnsupported) {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.hooks.CmdTimeout)
+			defer cancel()
+			if rerr := a.RemoveNode(rctx, name); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+		}
 		return nil, err
 	}
 	return a.driver, nil

@@ -90,6 +90,8 @@ func TestHookNodeAdder(t *testing.T) {
 	}{
 		{name: "both hooks run with the node name", add: record, remove: record, wantCalls: "ks-1-node\nks-1-node\n"},
 		{name: "a failing add hook is an error quoting its stderr", add: hook("echo no capacity >&2; exit 1"), wantAddErr: "no capacity"},
+		{name: "a failing add hook: the half-joined node is removed", add: hook("f() { echo \"$@\" >>" + log + "; exit 1; }; f"), remove: record,
+			wantAddErr: "exit status 1", wantCalls: "ks-1-node\nks-1-node\n"},
 		{name: "no remove hook: unsupported, the node stays", add: record, wantRemoveErr: nodedriver.ErrUnsupported,
 			wantRemoveErrText: "--hook-remove-node", wantCalls: "ks-1-node\n"},
 		{name: "a failing remove hook is an error", add: record, remove: hook("exit 7"), wantRemoveErrText: "exit status 7", wantCalls: "ks-1-node\n"},
@@ -105,6 +107,9 @@ func TestHookNodeAdder(t *testing.T) {
 			if tt.wantAddErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantAddErr) {
 					t.Fatalf("AddNode err = %v, want %q", err, tt.wantAddErr)
+				}
+				if calls, _ := os.ReadFile(log); string(calls) != tt.wantCalls {
+					t.Errorf("hook calls %q, want %q", calls, tt.wantCalls)
 				}
 				return
 			}
