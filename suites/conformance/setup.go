@@ -41,7 +41,17 @@ var ErrNoLab = errors.New("no lab")
 
 // DriverFactory builds the node driver of one kind of lab. A driver with a Close() error
 // method is closed when the run ends.
-type DriverFactory func(ctx context.Context, env lab.Env, client kubernetes.Interface, cfg *rest.Config, logger *slog.Logger) (nodedriver.Driver, error)
+type DriverFactory func(ctx context.Context, in DriverInput) (nodedriver.Driver, error)
+
+// DriverInput is what a DriverFactory builds from.
+type DriverInput struct {
+	Env    lab.Env
+	Client kubernetes.Interface
+	Config *rest.Config
+	// CmdTimeout bounds one node operation (--hook-timeout).
+	CmdTimeout time.Duration
+	Logger     *slog.Logger
+}
 
 // Options say where the lab is and how to reach its nodes. Settings are resolved in this
 // order, first non-empty wins:
@@ -73,17 +83,18 @@ type Options struct {
 // any other cluster (agent pods, package cluster).
 func DefaultDrivers() map[string]DriverFactory {
 	return map[string]DriverFactory{
-		lab.KindKind: func(_ context.Context, env lab.Env, client kubernetes.Interface, _ *rest.Config, logger *slog.Logger) (nodedriver.Driver, error) {
-			return kind.New(kind.Options{Nodes: env.Nodes, Client: client, Logger: logger})
+		lab.KindKind: func(_ context.Context, in DriverInput) (nodedriver.Driver, error) {
+			return kind.New(kind.Options{Nodes: in.Env.Nodes, Client: in.Client, Logger: in.Logger})
 		},
-		lab.KindNode: func(_ context.Context, env lab.Env, _ kubernetes.Interface, _ *rest.Config, logger *slog.Logger) (nodedriver.Driver, error) {
-			if len(env.Nodes) != 1 {
-				return nil, fmt.Errorf("the node lab has exactly one node, the env file lists %d", len(env.Nodes))
+		lab.KindNode: func(_ context.Context, in DriverInput) (nodedriver.Driver, error) {
+			if len(in.Env.Nodes) != 1 {
+				return nil, fmt.Errorf("the node lab has exactly one node, the env file lists %d", len(in.Env.Nodes))
 			}
-			return nodelab.New(nodelab.Options{Node: env.Nodes[0], CRIEndpoint: env.CRIEndpoint,
-				KeysRoot: env.KeysRoot, Logger: logger})
+			return nodelab.New(nodelab.Options{Node: in.Env.Nodes[0], CRIEndpoint: in.Env.CRIEndpoint,
+				KeysRoot: in.Env.KeysRoot, Logger: in.Logger})
 		},
-		lab.KindCluster: func(ctx context.Context, env lab.Env, client kubernetes.Interface, cfg *rest.Config, logger *slog.Logger) (nodedriver.Driver, error) {
+		lab.KindCluster: func(ctx context.Context, in DriverInput) (nodedriver.Driver, error) {
+			env, client, logger := in.Env, in.Client, in.Logger
 			// The agents go where the synchronizer runs: the suites check keys on those nodes.
 			ns := env.SyncerNamespace
 			if ns == "" {
@@ -99,8 +110,8 @@ func DefaultDrivers() map[string]DriverFactory {
 			default:
 				return nil, fmt.Errorf("failed to read the synchronizer's DaemonSet %s/%s: %w", ns, AddonName, err)
 			}
-			return cluster.Deploy(ctx, cluster.Options{Client: client, Config: cfg, Image: env.NodeAgentImage,
-				KeysRoot: env.KeysRoot, CRISocket: env.CRIEndpoint, Placement: placement, Logger: logger})
+			return cluster.Deploy(ctx, cluster.Options{Client: client, Config: in.Config, Image: env.NodeAgentImage,
+				KeysRoot: env.KeysRoot, CRISocket: env.CRIEndpoint, Placement: placement, CmdTimeout: in.CmdTimeout, Logger: logger})
 		},
 	}
 }
@@ -217,7 +228,7 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 			drivers = DefaultDrivers()
 		}
 		if factory, ok := drivers[env.Lab]; ok {
-			base, err := factory(ctx, env, cs, restCfg, o.Logger)
+			base, err := factory(ctx, DriverInput{Env: env, Client: cs, Config: restCfg, CmdTimeout: hooks.CmdTimeout, Logger: o.Logger})
 			if err != nil {
 				return nil, nil, fmt.Errorf("failed to create the %s lab's node driver: %w", env.Lab, err)
 			}

@@ -147,7 +147,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		fs.Func(s.flag, "shell command for the node operation (overrides $"+s.env+"; see package nodedriver)",
 			func(v string) error { *dst = ParseCommand(v); return nil })
 	}
-	fs.DurationVar(&c.CmdTimeout, "hook-timeout", c.CmdTimeout, "timeout of each node hook command")
+	fs.DurationVar(&c.CmdTimeout, "hook-timeout", c.CmdTimeout, "timeout of each node hook command (and of each node-agent command on any cluster)")
 }
 
 // New builds the Driver described by c.
