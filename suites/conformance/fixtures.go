@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/keysync-dev/keysync/fixtures/manifest"
 	"github.com/keysync-dev/keysync/internal/crikeys"
 )
 
@@ -26,23 +27,12 @@ type Fixtures struct {
 	Plain string
 }
 
-// manifestVariant is one entry of the fixtures manifest (contract 3). Unknown fields are
-// ignored so that newer manifests stay readable.
-type manifestVariant struct {
-	Name       string   `json:"name"`
-	Reference  string   `json:"reference"`
-	Digest     string   `json:"digest"`
-	Encrypted  bool     `json:"encrypted"`
-	Recipients []string `json:"recipients"`
-	KeyFiles   []string `json:"keyFiles"`
-	Marker     string   `json:"marker"`
-	PlainTwin  string   `json:"plainTwin"`
-}
-
-// ParseManifest decodes a fixtures manifest: either {"variants": [...]} or a bare array.
-func ParseManifest(data []byte) ([]manifestVariant, error) {
+// ParseManifest decodes a fixtures manifest (package fixtures/manifest, contract 3): either
+// {"variants": [...]} or a bare array of variants. Unknown fields are ignored and the schema
+// version is not checked, so that other writers' manifests stay readable.
+func ParseManifest(data []byte) ([]manifest.Variant, error) {
 	data = bytes.TrimSpace(data)
-	var vs []manifestVariant
+	var vs []manifest.Variant
 	if len(data) > 0 && data[0] == '[' {
 		if err := json.Unmarshal(data, &vs); err != nil {
 			return nil, fmt.Errorf("failed to decode fixtures manifest: %w", err)
@@ -50,7 +40,7 @@ func ParseManifest(data []byte) ([]manifestVariant, error) {
 		return vs, nil
 	}
 	var doc struct {
-		Variants []manifestVariant `json:"variants"`
+		Variants []manifest.Variant `json:"variants"`
 	}
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("failed to decode fixtures manifest: %w", err)
@@ -62,7 +52,7 @@ func ParseManifest(data []byte) ([]manifestVariant, error) {
 // encrypted variant with exactly one key file that CRI-O accepts, B the first such variant for
 // another key, and the plain image is A's plain twin or else the first unencrypted variant.
 // readFile reads key files (os.ReadFile).
-func SelectFixtures(vs []manifestVariant, readFile func(string) ([]byte, error)) (Fixtures, error) {
+func SelectFixtures(vs []manifest.Variant, readFile func(string) ([]byte, error)) (Fixtures, error) {
 	var f Fixtures
 	var haveA, haveB bool
 	var normA []byte
