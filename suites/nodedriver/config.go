@@ -80,6 +80,33 @@ const (
 	ExitNotFound    = 4
 )
 
+// ContractError is the error a hook's exit status stands for under the contract: wrapping
+// ErrUnsupported for ExitUnsupported, fs.ErrNotExist for ExitNotFound, as "<where>: <msg>: ...";
+// ok is false for any other status.
+func ContractError(code int, where, msg string) (err error, ok bool) {
+	switch code {
+	case ExitUnsupported:
+		return fmt.Errorf("%s: %s: %w", where, msg, ErrUnsupported), true
+	case ExitNotFound:
+		return fmt.Errorf("%s: %s: %w", where, msg, fs.ErrNotExist), true
+	}
+	return nil, false
+}
+
+// ContractExitCode is the exit status a hook answers err with (the inverse of ContractError):
+// ExitUnsupported, ExitNotFound, 1 for any other error, 0 for nil.
+func ContractExitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, ErrUnsupported):
+		return ExitUnsupported
+	case errors.Is(err, fs.ErrNotExist):
+		return ExitNotFound
+	}
+	return 1
+}
+
 // Environment variables read by (*Config).FromEnv, and their flag twins (--hook-nodes, ...).
 const (
 	EnvHookNodes      = "KEYSYNC_HOOK_NODES"
@@ -300,11 +327,8 @@ func RunHook(ctx context.Context, timeout time.Duration, stderr io.Writer, what 
 	msg := strings.TrimSpace(tail(errBuf.String(), 2048))
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		switch ee.ExitCode() {
-		case ExitUnsupported:
-			return nil, fmt.Errorf("%s hook: %s: %w", what, msg, ErrUnsupported)
-		case ExitNotFound:
-			return nil, fmt.Errorf("%s hook: %s: %w", what, msg, fs.ErrNotExist)
+		if cerr, ok := ContractError(ee.ExitCode(), what+" hook", msg); ok {
+			return nil, cerr
 		}
 	}
 	if ctx.Err() != nil {

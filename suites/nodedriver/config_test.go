@@ -204,3 +204,30 @@ func TestHookSettingsPrecedence(t *testing.T) {
 		})
 	}
 }
+
+// The contract's exit statuses and errors map onto each other.
+func TestContractRoundTrip(t *testing.T) {
+	tests := []struct {
+		code   int
+		wantOK bool
+		is     error
+	}{
+		{ExitUnsupported, true, ErrUnsupported},
+		{ExitNotFound, true, fs.ErrNotExist},
+		{1, false, nil},
+		{137, false, nil},
+	}
+	for _, tt := range tests {
+		err, ok := ContractError(tt.code, "node n1", "why")
+		if ok != tt.wantOK || (ok && !errors.Is(err, tt.is)) {
+			t.Errorf("ContractError(%d) = %v, %v", tt.code, err, ok)
+			continue
+		}
+		if ok && (ContractExitCode(err) != tt.code || err.Error() != "node n1: why: "+tt.is.Error()) {
+			t.Errorf("exit %d: back to %d, message %q", tt.code, ContractExitCode(err), err)
+		}
+	}
+	if ContractExitCode(nil) != 0 || ContractExitCode(errors.New("boom")) != 1 {
+		t.Error("nil must be 0 and any other error 1")
+	}
+}

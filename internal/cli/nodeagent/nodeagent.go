@@ -12,9 +12,7 @@
 package nodeagent
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 
 	"github.com/spf13/cobra"
 
@@ -107,13 +105,12 @@ means unsupported, 4 not found.`,
 
 // exit maps errors to the hook contract's exit statuses.
 func exit(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, nodedriver.ErrUnsupported):
-		return &cli.ExitError{Code: nodedriver.ExitUnsupported, Err: err}
-	case errors.Is(err, fs.ErrNotExist):
-		return &cli.ExitError{Code: nodedriver.ExitNotFound, Err: fmt.Errorf("not found: %w", err)}
+	switch code := nodedriver.ContractExitCode(err); code {
+	case 0, 1:
+		return err
+	case nodedriver.ExitNotFound:
+		return &cli.ExitError{Code: code, Err: fmt.Errorf("not found: %w", err)}
+	default:
+		return &cli.ExitError{Code: code, Err: err}
 	}
-	return err
 }

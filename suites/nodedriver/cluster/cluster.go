@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/url"
 	"path"
@@ -483,11 +482,8 @@ func agentError(node, op, pod string, err error, stderr string) error {
 	if !errors.As(err, &ee) {
 		return fmt.Errorf("failed to exec node-agent %s in %s on node %s: %w (%s)", op, pod, node, err, msg)
 	}
-	switch ee.ExitStatus() {
-	case nodedriver.ExitUnsupported:
-		return fmt.Errorf("node %s: %s: %w", node, msg, nodedriver.ErrUnsupported)
-	case nodedriver.ExitNotFound:
-		return fmt.Errorf("node %s: %s: %w", node, msg, fs.ErrNotExist)
+	if cerr, ok := nodedriver.ContractError(ee.ExitStatus(), "node "+node, msg); ok {
+		return cerr
 	}
 	return fmt.Errorf("node %s: node-agent %s exited %d: %s", node, op, ee.ExitStatus(), msg)
 }
