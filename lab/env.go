@@ -16,10 +16,11 @@ import (
 	"strings"
 
 	"github.com/keysync-dev/keysync/internal/atomicfile"
+	"github.com/keysync-dev/keysync/internal/names"
 )
 
 // DefaultEnvFile is where a lab writes its description, relative to the checkout.
-const DefaultEnvFile = "_out/lab.env"
+const DefaultEnvFile = names.LabEnvFile
 
 // Kinds of lab.
 const (
@@ -30,13 +31,85 @@ const (
 	KindCluster = "cluster"
 )
 
+// Capability is something a lab can do that some features need. The suites branch on
+// capabilities (Env.Has), never on the lab's kind: a new lab, or a real cluster, gets every
+// feature its capabilities allow. The set is closed: ParseCapability rejects other words.
+type Capability string
+
+// The capabilities.
+const (
+	// CapCluster: a Kubernetes cluster whose nodes run the synchronizer as the runbook's
+	// DaemonSet (kind lab, any cluster); the node lab runs the synchronizer as a host process.
+	CapCluster Capability = "cluster"
+	// CapIsolated: the lab blocks every outside registry and host name (the labs, not a real
+	// cluster); the isolation feature checks it.
+	CapIsolated Capability = "isolated"
+	// CapAddNode: ADD_NODE_CMD and REMOVE_NODE_CMD add and remove a node (resilience).
+	CapAddNode Capability = "add-node"
+	// CapMockKP: a mockkp with its admin API reachable from the runner (MOCKKP_* keys), so the
+	// Key Protect features may create keyprotect-config and inject faults.
+	CapMockKP Capability = "mockkp"
+	// CapRunImage: the node access can run a container from a pulled image.
+	CapRunImage Capability = "run-image"
+	// CapKMS: the lab's kube-apiserver encrypts Secrets at rest through keysync's KMS plug-in.
+	CapKMS Capability = "kms"
+	// CapEtcd: the runner can read etcd's raw values (ETCD_* keys).
+	CapEtcd Capability = "etcd"
+	// CapRegistryAuth: the lab registry requires credentials (REGISTRY_AUTH_FILE).
+	CapRegistryAuth Capability = "registry-auth"
+)
+
+// Capabilities lists every capability in a stable order.
+var Capabilities = []Capability{CapCluster, CapIsolated, CapAddNode, CapMockKP, CapRunImage, CapKMS, CapEtcd, CapRegistryAuth}
+
+// ParseCapability validates s against the closed set.
+func ParseCapability(s string) (Capability, error) {
+	if slices.Contains(Capabilities, Capability(s)) {
+		return Capability(s), nil
+	}
+	return "", fmt.Errorf("unknown capability %q (known: %s)", s, joinCaps(Capabilities))
+}
+
+func joinCaps(cs []Capability) string {
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = string(c)
+	}
+	return strings.Join(out, ",")
+}
+
+// NodeAccess is how the runner reaches a node's keys tree and CRI socket: the transport of the
+// node agent protocol. The set is closed.
+type NodeAccess string
+
+// The node accesses.
+const (
+	// AccessHost: the node is this host (node lab): paths and the CRI socket are local.
+	AccessHost NodeAccess = "host"
+	// AccessDocker: each node is a Docker container named like the node (kind lab).
+	AccessDocker NodeAccess = "docker"
+	// AccessPod: agent pods on each node, reached by pod exec (any cluster).
+	AccessPod NodeAccess = "pod"
+)
+
 // Env is the lab description, written by a lab's bring-up and read by the suites (contract 4).
 // On disk it is an env file: one KEY=VALUE per line, '#' comments, no quoting; each value is
-// the rest of the line after the first '='. The file can be sourced by a shell as long as no
-// value contains spaces (the labs never write such values).
+// the rest of the line after the first '='. Only ADD_NODE_CMD and REMOVE_NODE_CMD may hold
+// spaces, so read the file with a parser (ParseEnv, or sed), not by sourcing it in a shell.
 type Env struct {
-	// Lab is KEYSYNC_LAB: "node", "kind" or "cluster".
+	// Lab is KEYSYNC_LAB: "node", "kind" or "cluster". It names the lab in reports; the
+	// suites decide what to run from Capabilities and NodeAccess, never from this name.
 	Lab string
+	// Capabilities is CAPABILITIES, comma-separated on disk: what the lab can do.
+	Capabilities []Capability
+	// NodeAccess is NODE_ACCESS: how the runner reaches nodes (default by Lab: node → host,
+	// kind → docker, cluster → pod).
+	NodeAccess NodeAccess
+	// AddNodeCmd and RemoveNodeCmd are ADD_NODE_CMD and REMOVE_NODE_CMD: command lines (split
+	// on spaces; the node name is appended) that add a node and wait until it is Ready, and
+	// remove it. Set with CapAddNode.
+	AddNodeCmd    string
+	RemoveNodeCmd string
 	// Kubeconfig is KUBECONFIG: the absolute path of an admin kubeconfig for the lab's cluster.
 	Kubeconfig string
 	// Nodes is NODES: the node names, comma-separated on disk.
@@ -90,6 +163,17 @@ func envFields() []envField {
 	}
 	return []envField{
 		str("KEYSYNC_LAB", func(e *Env) *string { return &e.Lab }),
+		{key: "CAPABILITIES", get: func(e *Env) string { return joinCaps(e.Capabilities) }, set: func(e *Env, v string) {
+			e.Capabilities = nil
+			for _, c := range strings.Split(v, ",") {
+				if c = strings.TrimSpace(c); c != "" {
+					e.Capabilities = append(e.Capabilities, Capability(c))
+				}
+			}
+		}},
+		{key: "NODE_ACCESS", get: func(e *Env) string { return string(e.NodeAccess) }, set: func(e *Env, v string) { e.NodeAccess = NodeAccess(v) }},
+		str("ADD_NODE_CMD", func(e *Env) *string { return &e.AddNodeCmd }),
+		str("REMOVE_NODE_CMD", func(e *Env) *string { return &e.RemoveNodeCmd }),
 		str("KUBECONFIG", func(e *Env) *string { return &e.Kubeconfig }),
 		{key: "NODES", get: func(e *Env) string { return strings.Join(e.Nodes, ",") }, set: func(e *Env, v string) {
 			e.Nodes = nil
@@ -117,9 +201,40 @@ func envFields() []envField {
 	}
 }
 
+// Has reports whether the lab has capability c.
+func (e Env) Has(c Capability) bool { return slices.Contains(e.Capabilities, c) }
+
+// Access returns NodeAccess, or the default for the lab's kind when the file names none (env
+// files written before NODE_ACCESS existed).
+func (e Env) Access() NodeAccess {
+	if e.NodeAccess != "" {
+		return e.NodeAccess
+	}
+	switch e.Lab {
+	case KindNode:
+		return AccessHost
+	case KindKind:
+		return AccessDocker
+	}
+	return AccessPod
+}
+
 // Validate checks what every lab must describe.
 func (e Env) Validate() error {
 	var errs []error
+	for _, c := range e.Capabilities {
+		if _, err := ParseCapability(string(c)); err != nil {
+			errs = append(errs, fmt.Errorf("CAPABILITIES: %w", err))
+		}
+	}
+	switch e.NodeAccess {
+	case "", AccessHost, AccessDocker, AccessPod:
+	default:
+		errs = append(errs, fmt.Errorf("NODE_ACCESS is %q, want %q, %q or %q", e.NodeAccess, AccessHost, AccessDocker, AccessPod))
+	}
+	if e.Has(CapAddNode) && (e.AddNodeCmd == "" || e.RemoveNodeCmd == "") {
+		errs = append(errs, errors.New("capability add-node needs ADD_NODE_CMD and REMOVE_NODE_CMD"))
+	}
 	switch e.Lab {
 	case KindNode, KindKind, KindCluster:
 	case "":
@@ -133,15 +248,15 @@ func (e Env) Validate() error {
 	if len(e.Nodes) == 0 {
 		errs = append(errs, errors.New("NODES is missing"))
 	}
-	if e.Lab == KindCluster && e.NodeAgentImage == "" {
-		errs = append(errs, errors.New("NODE_AGENT_IMAGE is missing (cluster)"))
+	if e.Access() == AccessPod && e.NodeAgentImage == "" {
+		errs = append(errs, errors.New("NODE_AGENT_IMAGE is missing (NODE_ACCESS=pod)"))
 	}
-	if e.Lab == KindNode {
+	if e.Access() == AccessHost {
 		if e.CRIEndpoint == "" {
-			errs = append(errs, errors.New("CRI_ENDPOINT is missing (node lab)"))
+			errs = append(errs, errors.New("CRI_ENDPOINT is missing (NODE_ACCESS=host)"))
 		}
 		if e.KeysRoot == "" {
-			errs = append(errs, errors.New("KEYS_ROOT is missing (node lab)"))
+			errs = append(errs, errors.New("KEYS_ROOT is missing (NODE_ACCESS=host)"))
 		}
 	}
 	return errors.Join(errs...)

@@ -164,3 +164,69 @@ func TestWriteEnvRefuses(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func TestEnvCapabilities(t *testing.T) {
+	t.Parallel()
+	base := "KEYSYNC_LAB=kind\nKUBECONFIG=/k\nNODES=a,b\nNODE_AGENT_IMAGE=x\n"
+	tests := []struct {
+		name    string
+		extra   string
+		wantErr string
+		has     []Capability
+		hasNot  []Capability
+		access  NodeAccess
+	}{
+		{name: "none, default access by kind", access: AccessDocker, hasNot: []Capability{CapCluster}},
+		{name: "listed", extra: "CAPABILITIES=cluster, isolated\n", has: []Capability{CapCluster, CapIsolated},
+			hasNot: []Capability{CapAddNode}, access: AccessDocker},
+		{name: "explicit access", extra: "NODE_ACCESS=pod\n", access: AccessPod},
+		{name: "unknown capability", extra: "CAPABILITIES=cluster,teleport\n", wantErr: `unknown capability "teleport"`},
+		{name: "unknown access", extra: "NODE_ACCESS=ssh\n", wantErr: `NODE_ACCESS is "ssh"`},
+		{name: "add-node without commands", extra: "CAPABILITIES=add-node\n", wantErr: "ADD_NODE_CMD and REMOVE_NODE_CMD"},
+		{name: "add-node with commands", extra: "CAPABILITIES=add-node\nADD_NODE_CMD=bin/keysync lab add-node --kind kind\nREMOVE_NODE_CMD=bin/keysync lab remove-node --kind kind\n",
+			has: []Capability{CapAddNode}, access: AccessDocker},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env, err := ParseEnv([]byte(base + tt.extra))
+			if err != nil {
+				t.Fatalf("ParseEnv: %v", err)
+			}
+			err = env.Validate()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Validate() = %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Validate: %v", err)
+			}
+			for _, c := range tt.has {
+				if !env.Has(c) {
+					t.Errorf("Has(%s) = false", c)
+				}
+			}
+			for _, c := range tt.hasNot {
+				if env.Has(c) {
+					t.Errorf("Has(%s) = true", c)
+				}
+			}
+			if got := env.Access(); got != tt.access {
+				t.Errorf("Access() = %q, want %q", got, tt.access)
+			}
+			data, err := env.Marshal()
+			if err != nil {
+				t.Fatalf("Marshal: %v", err)
+			}
+			back, err := ParseEnv(data)
+			if err != nil {
+				t.Fatalf("ParseEnv(Marshal): %v", err)
+			}
+			if joinCaps(back.Capabilities) != joinCaps(env.Capabilities) || back.AddNodeCmd != env.AddNodeCmd {
+				t.Errorf("round trip lost capabilities or commands: %+v", back)
+			}
+		})
+	}
+}

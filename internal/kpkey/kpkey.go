@@ -14,14 +14,16 @@ import (
 	"strings"
 
 	kp "github.com/IBM/keyprotect-go-client"
+
+	"github.com/keysync-dev/keysync/internal/names"
 )
 
 // Names fixed by the IBM Image Key Synchronizer addon.
 const (
-	ConfigSecretName = "keyprotect-config" // Secret holding ConfigKey
-	ConfigKey        = "config.json"
-	SecretTypeKey    = "key"    // Secret type whose data entries are PEM private keys
-	SecretTypeKPKey  = "kp-key" // Secret type holding RootKeyIDKey + CiphertextKey
+	ConfigSecretName = names.KPConfigSecret // Secret holding ConfigKey
+	ConfigKey        = names.KPConfigKey
+	SecretTypeKey    = names.SecretTypeKey   // Secret type whose data entries are PEM private keys
+	SecretTypeKPKey  = names.SecretTypeKPKey // Secret type holding RootKeyIDKey + CiphertextKey
 	RootKeyIDKey     = "rootkeyid"
 	CiphertextKey    = "ciphertext"
 	// DefaultTokenURL is the official client's default IAM endpoint.

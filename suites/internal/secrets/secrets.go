@@ -15,17 +15,18 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keysync-dev/keysync/internal/kpkey"
+	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/suites/internal/tracker"
 )
 
 // LabelManagedBy marks every object the suites create, so leaks can be found and removed.
-const LabelManagedBy = "app.kubernetes.io/managed-by"
+const LabelManagedBy = names.LabelManagedBy
 
 // ManagedByValue is LabelManagedBy's value.
-const ManagedByValue = "keysync-suites"
+const ManagedByValue = names.ManagedBy
 
 // LabelRunID carries the run ID of the run that created the object.
-const LabelRunID = "keysync.dev/run-id"
+const LabelRunID = names.LabelRunID
 
 func meta(ns, name, runID string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Namespace: ns, Name: name,
