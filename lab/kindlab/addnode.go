@@ -32,11 +32,11 @@ func workerRunArgs(cluster, name, image string) []string {
 	}
 }
 
-// AddWorker adds a worker node named name to the running lab, as kind would have created it,
+// AddNode adds a worker node named name to the running lab, as kind would have created it,
 // joins it with kubeadm (CRI-O socket), routes the pod networks, waits until it is Ready and
 // rewrites the env file with the new node list. The synchronizer DaemonSet then schedules a pod
 // on it by itself.
-func (l *Lab) AddWorker(ctx context.Context, name string, timeout time.Duration) error {
+func (l *Lab) AddNode(ctx context.Context, name string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := l.loadEnv(); err != nil {
@@ -92,11 +92,11 @@ func deadline(ctx context.Context) time.Time {
 	return time.Now().Add(2 * time.Minute)
 }
 
-// RemoveWorker takes a worker out of the running lab: it deletes the Node (the pod garbage
+// RemoveNode takes a worker out of the running lab: it deletes the Node (the pod garbage
 // collector then removes its pods, the synchronizer's among them), removes the node container
 // with its volumes, drops the routes other nodes had to its pod network and rewrites the env
 // file's node list. The control plane cannot be removed.
-func (l *Lab) RemoveWorker(ctx context.Context, name string, timeout time.Duration) error {
+func (l *Lab) RemoveNode(ctx context.Context, name string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if err := l.loadEnv(); err != nil {

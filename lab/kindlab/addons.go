@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keysync-dev/keysync/fixtures"
+	"github.com/keysync-dev/keysync/fixtures/manifest"
 	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/lab"
 )
@@ -22,8 +24,6 @@ import (
 type Parts struct {
 	// Root is the checkout (cmd/mockkp, cmd/keysync-syncer, syncer/deploy, syncer/Dockerfile).
 	Root string
-	// Keysync is the keysync CLI (for `keysync fixtures push`).
-	Keysync string
 	// Kubectl is a kubectl binary (hack/build-k8s.sh builds one).
 	Kubectl string
 }
@@ -48,22 +48,23 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// FixturesStep pushes the fixtures to the lab registry through its host port; the references
-// in the manifest (127.0.0.1:5001/...) resolve on the nodes to the registry container.
+// FixturesStep pushes the fixtures to the lab registry through its host port (package
+// fixtures, in this process); the references in the manifest (127.0.0.1:5001/...) resolve on
+// the nodes to the registry container.
 func FixturesStep(p Parts) func(*Lab) lab.Step {
 	return func(l *Lab) lab.Step {
 		return lab.Step{Name: "Pushing the fixtures", Run: func(ctx context.Context) (string, error) {
 			out := filepath.Join(l.Opts.OutDir, "fixtures")
-			cmd := exec.CommandContext(ctx, p.Keysync, "fixtures", "push", "--registry", RegistryHostAddr,
-				"--tls-verify=false", "--out", out)
-			if b, err := cmd.CombinedOutput(); err != nil {
-				return "", fmt.Errorf("failed to push fixtures (keysync fixtures push): %w: %s", err, lab.LastLines(b, 20))
+			m, err := fixtures.Push(ctx, fixtures.Options{Out: out, Registry: RegistryHostAddr,
+				InsecureSkipTLSVerify: true, SourceDir: p.Root, Logger: l.Opts.Logger})
+			if err != nil {
+				return "", fmt.Errorf("failed to push fixtures: %w", err)
 			}
-			l.Env.FixturesManifest = filepath.Join(out, "manifest.json")
+			l.Env.FixturesManifest = manifest.Path(out)
 			if _, err := os.Stat(l.Env.FixturesManifest); err != nil {
 				return "", fmt.Errorf("fixtures push wrote no manifest: %w", err)
 			}
-			return RegistryHostAddr, nil
+			return fmt.Sprintf("%d images to %s", len(m.Variants), RegistryHostAddr), nil
 		}}
 	}
 }

@@ -184,3 +184,31 @@ func TestRemoveKindEnv(t *testing.T) {
 		})
 	}
 }
+
+func TestParseDaemonSetReady(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, out, want, wantErr string
+	}{
+		{name: "ready", out: "addon-image-key-synchronizer 2 2\n", want: "addon-image-key-synchronizer 2/2 ready"},
+		{name: "one pod missing", out: "addon-image-key-synchronizer 1 2\n", wantErr: "1 of 2 pods ready"},
+		{name: "scheduled nowhere", out: "addon-image-key-synchronizer 0 0\n", wantErr: "0 of 0 pods ready"},
+		{name: "no DaemonSet", out: "\n", wantErr: "no DaemonSet in namespace image-key-synchronizer"},
+		{name: "garbage", out: "x y\n", wantErr: `unexpected DaemonSet status line "x y"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := parseDaemonSetReady(tt.out)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseDaemonSetReady() = %q, %v; want error containing %q", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("parseDaemonSetReady() = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}

@@ -47,3 +47,12 @@ func containerIP(ctx context.Context, name, network string) (string, error) {
 	}
 	return ip, nil
 }
+
+// containerRunning reports whether a container with this name exists and runs.
+func containerRunning(ctx context.Context, name string) (bool, error) {
+	out, err := docker(ctx, nil, "ps", "--filter", "name=^/"+name+"$", "--filter", "status=running", "--format", "{{.Names}}")
+	if err != nil {
+		return false, err
+	}
+	return out == name, nil
+}

@@ -25,6 +25,7 @@ import (
 
 	"sigs.k8s.io/kind/pkg/cluster"
 
+	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/lab"
 )
 
@@ -38,7 +39,7 @@ const (
 	MockKPContainer   = "keysync-mockkp"
 	MockKPHostAddr    = "127.0.0.1:5002"
 	MockKPAdminAddr   = "127.0.0.1:5003"
-	SyncerNamespace   = "image-key-synchronizer"
+	SyncerNamespace   = names.Namespace
 )
 
 // Options configure the lab.
@@ -59,6 +60,9 @@ type Options struct {
 	// Steps, when set, run after the cluster and registry are up, before the env file is
 	// written (fixtures, mockkp, the addon). Each may fill in the env.
 	Steps []func(*Lab) lab.Step
+	// Keysync is the keysync CLI binary; the env file names it in ADD_NODE_CMD and
+	// REMOVE_NODE_CMD (`keysync lab add-node --kind kind ...`). Empty: no add-node capability.
+	Keysync string
 	// Logger receives kind's progress; Out the status lines.
 	Logger *slog.Logger
 	Out    io.Writer
@@ -111,15 +115,44 @@ func New(opts Options) (*Lab, error) {
 	p := cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(kindLogger{l: opts.Logger}))
 	return &Lab{Opts: opts, Provider: p, Env: lab.Env{
 		Lab:             lab.KindKind,
-		SyncSubdir:      "synced",
+		NodeAccess:      lab.AccessDocker,
+		Capabilities:    []lab.Capability{lab.CapCluster, lab.CapIsolated, lab.CapRunImage},
+		SyncSubdir:      names.SyncSubdir,
 		Registry:        RegistryHostAddr, // nodes map it to the registry container too
-		SyncerNamespace: SyncerNamespace,
+		SyncerNamespace: names.Namespace,
 	}}, nil
 }
 
-// Up brings the lab up, printing a status line with timing per step, and writes the env file.
-// Parts already running (cluster, registry) are reused.
-func (l *Lab) Up(ctx context.Context) ([]lab.StepResult, error) {
+var (
+	_ lab.Lab       = (*Lab)(nil)
+	_ lab.NodeAdder = (*Lab)(nil)
+)
+
+// Kind is lab.KindKind.
+func (l *Lab) Kind() string { return lab.KindKind }
+
+// nodeCommands names the keysync CLI verbs that add and remove nodes of this lab, for the env
+// file (the suites run them as hooks; they never link this package).
+func (l *Lab) nodeCommands() {
+	if l.Opts.Keysync == "" {
+		return
+	}
+	args := fmt.Sprintf("--kind %s --name %s --out %s --lab-env %s", lab.KindKind, l.Opts.Name, l.Opts.OutDir, l.Opts.EnvPath)
+	l.Env.AddNodeCmd = l.Opts.Keysync + " lab add-node " + args
+	l.Env.RemoveNodeCmd = l.Opts.Keysync + " lab remove-node " + args
+	if !l.Env.Has(lab.CapAddNode) {
+		l.Env.Capabilities = append(l.Env.Capabilities, lab.CapAddNode)
+	}
+}
+
+// Up brings the lab up, printing a status line with timing per step on out, writes the env
+// file and returns it. Parts already running (cluster, registry, mockkp) are reused, the addon
+// is applied again: Up repairs a lab that is partly down.
+func (l *Lab) Up(ctx context.Context, out io.Writer) (lab.Env, error) {
+	if out != nil {
+		l.Opts.Out = out
+	}
+	l.nodeCommands()
 	steps := []lab.Step{
 		{Name: fmt.Sprintf("Creating cluster %s (1 control plane + %d workers)", l.Opts.Name, l.Opts.Workers), Run: l.createCluster},
 		{Name: "Configuring the pod network", Run: l.configureNetwork},
@@ -134,12 +167,18 @@ func (l *Lab) Up(ctx context.Context) ([]lab.StepResult, error) {
 		}
 		return l.Opts.EnvPath, nil
 	}})
-	return lab.RunSteps(ctx, l.Opts.Out, false, steps)
+	if _, err := lab.RunSteps(ctx, l.Opts.Out, false, steps); err != nil {
+		return lab.Env{}, err
+	}
+	return l.Env, nil
 }
 
 // Down removes the cluster, the registry, mockkp and the env file; it keeps going past
 // failures and reports them all.
-func (l *Lab) Down(ctx context.Context) ([]lab.StepResult, error) {
+func (l *Lab) Down(ctx context.Context, out io.Writer) error {
+	if out != nil {
+		l.Opts.Out = out
+	}
 	steps := []lab.Step{
 		{Name: "Deleting cluster " + l.Opts.Name, Run: func(ctx context.Context) (string, error) {
 			names, err := l.Provider.List()
@@ -177,7 +216,8 @@ func (l *Lab) Down(ctx context.Context) ([]lab.StepResult, error) {
 			return removeKindEnv(l.Opts.EnvPath)
 		}},
 	}
-	return lab.RunSteps(ctx, l.Opts.Out, true, steps)
+	_, err := lab.RunSteps(ctx, l.Opts.Out, true, steps)
+	return err
 }
 
 func (l *Lab) createCluster(ctx context.Context) (string, error) {

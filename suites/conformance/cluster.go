@@ -578,7 +578,7 @@ func (a *kindNodeAdder) AddNode(ctx context.Context, name string) (nodedriver.Dr
 	if err != nil {
 		return nil, err
 	}
-	if err := l.AddWorker(ctx, name, 4*time.Minute); err != nil {
+	if err := l.AddNode(ctx, name, 4*time.Minute); err != nil {
 		return nil, fmt.Errorf("failed to add worker %s to the kind lab %s: %w", name, l.Opts.Name, err)
 	}
 	return kind.New(kind.Options{Nodes: []string{name}, Client: a.client, Logger: a.logger})
@@ -589,7 +589,7 @@ func (a *kindNodeAdder) RemoveNode(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := l.RemoveWorker(ctx, name, 2*time.Minute); err != nil {
+	if err := l.RemoveNode(ctx, name, 2*time.Minute); err != nil {
 		return fmt.Errorf("failed to remove worker %s from the kind lab %s: %w", name, l.Opts.Name, err)
 	}
 	return nil

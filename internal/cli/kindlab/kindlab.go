@@ -59,7 +59,8 @@ func NewCommand(s *cli.Streams) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("failed to resolve checkout: %w", err)
 			}
-			parts := kl.Parts{Root: absRoot, Keysync: self, Kubectl: kubectl}
+			opts.Keysync = self
+			parts := kl.Parts{Root: absRoot, Kubectl: kubectl}
 			if !slices.Contains(skip, "fixtures") {
 				opts.Steps = append(opts.Steps, kl.FixturesStep(parts))
 			}
@@ -76,7 +77,7 @@ func NewCommand(s *cli.Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := l.Up(c.Context()); err != nil {
+			if _, err := l.Up(c.Context(), s.ErrOut); err != nil {
 				return err
 			}
 			fmt.Fprintf(s.Out, "kind lab %s is up\n  KUBECONFIG=%s\n  nodes: %s\n  registry: %s (push) = %s (nodes)\n",
@@ -107,8 +108,7 @@ func NewCommand(s *cli.Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			_, err = l.Down(c.Context())
-			return err
+			return l.Down(c.Context(), s.ErrOut)
 		},
 	}
 	flags(down)
@@ -137,9 +137,9 @@ func NewCommand(s *cli.Streams) *cobra.Command {
 		return wc
 	}
 	add := workerCommand("add-worker", "add a worker node to the running lab (kubeadm join over CRI-O, Ready) and update the lab env file",
-		"joined", 4*time.Minute, (*kl.Lab).AddWorker)
+		"joined", 4*time.Minute, (*kl.Lab).AddNode)
 	remove := workerCommand("remove-worker", "remove a worker node from the running lab (Node object, container, routes) and update the lab env file",
-		"removed", 2*time.Minute, (*kl.Lab).RemoveWorker)
+		"removed", 2*time.Minute, (*kl.Lab).RemoveNode)
 	cmd.AddCommand(up, down, add, remove)
 	return cmd
 }
