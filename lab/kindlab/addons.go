@@ -104,10 +104,11 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 				if err := atomicfile.Write(seedPath, data, 0o600); err != nil {
 					return "", fmt.Errorf("failed to write mockkp seed: %w", err)
 				}
-				if _, err := docker(ctx, nil, "run", "-d", "--name", MockKPContainer, "--network", KindNetwork,
-					"--restart", "unless-stopped", "-p", MockKPHostAddr+":8080", "-p", MockKPAdminAddr+":8081",
-					"-v", seedPath+":/seed.json:ro", tag,
-					"--addr", ":8080", "--admin-addr", ":8081", "--seed", "/seed.json"); err != nil {
+				svc := service{Name: MockKPContainer, Image: tag,
+					Ports: map[string]string{"8080/tcp": MockKPHostAddr, "8081/tcp": MockKPAdminAddr},
+					Binds: []string{seedPath + ":/seed.json:ro"},
+					Cmd:   []string{"--addr", ":8080", "--admin-addr", ":8081", "--seed", "/seed.json"}, Ready: "/healthz"}
+				if err := svc.start(ctx, l.Opts.Logger); err != nil {
 					return "", fmt.Errorf("failed to start mockkp: %w", err)
 				}
 			} else if _, err := docker(ctx, nil, "start", MockKPContainer); err != nil {

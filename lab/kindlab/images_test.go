@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -69,8 +71,10 @@ func hostMode(t *testing.T, path string) int64 {
 	return int64(st.Mode().Perm())
 }
 
-// TestRegistryImage loads the lab registry image FROM scratch and checks that it serves the
-// registry API (needs a Docker daemon: hack/prepare-docker.sh).
+// TestRegistryImage loads the lab registry image FROM scratch and starts it as the lab does
+// (testcontainers-go, no reaper, no pull): it serves the registry API on its fixed loopback
+// port, carries the lab label, and a second start reuses the container, also after it was
+// stopped (needs a Docker daemon: hack/prepare-docker.sh).
 func TestRegistryImage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -82,19 +86,52 @@ func TestRegistryImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := "keysync-registry-test-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
-	docker(ctx, nil, "rm", "-f", name)
-	if _, err := docker(ctx, nil, "run", "-d", "--name", name, "-p", "127.0.0.1::5000", tag); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { docker(context.Background(), nil, "rm", "-f", "-v", name) })
-	port, err := docker(ctx, nil, "port", name, "5000/tcp")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := strings.Split(port, "\n")[0]
+	addr := ln.Addr().String()
+	ln.Close()
+	name := "keysync-registry-test-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-"))
+	docker(ctx, nil, "rm", "-f", name)
+	docker(ctx, nil, "network", "rm", name)
+	if _, err := docker(ctx, nil, "network", "create", name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		docker(context.Background(), nil, "rm", "-f", "-v", name)
+		docker(context.Background(), nil, "network", "rm", name)
+	})
+	svc := service{Name: name, Image: tag, Network: name, Ports: map[string]string{"5000/tcp": addr}, Ready: "/v2/"}
+	logger := slog.New(slog.DiscardHandler)
+	if err := svc.start(ctx, logger); err != nil {
+		t.Fatal(err)
+	}
+	first, err := docker(ctx, nil, "inspect", "-f", "{{.Id}} {{index .Config.Labels \""+LabelLab+"\"}}", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(first, " "+DefaultName) {
+		t.Fatalf("container %s: id and lab label = %q, want the label %s=%s", name, first, LabelLab, DefaultName)
+	}
 	if err := waitHTTP(ctx, "http://"+addr+"/v2/", 30*time.Second); err != nil {
 		logs, _ := docker(ctx, nil, "logs", name)
 		t.Fatalf("%v; logs: %s", err, logs)
+	}
+	if _, err := docker(ctx, nil, "stop", name); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.start(ctx, logger); err != nil {
+		t.Fatalf("second start (reuse of a stopped container): %v", err)
+	}
+	second, err := docker(ctx, nil, "inspect", "-f", "{{.Id}} {{index .Config.Labels \""+LabelLab+"\"}}", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second != first {
+		t.Fatalf("second start made a new container: %q, first was %q", second, first)
+	}
+	if err := waitHTTP(ctx, "http://"+addr+"/v2/", 30*time.Second); err != nil {
+		t.Fatalf("registry does not serve after the restart: %v", err)
 	}
 }

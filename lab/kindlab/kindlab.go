@@ -194,23 +194,28 @@ func (l *Lab) Down(ctx context.Context, out io.Writer) error {
 			return "", nil
 		}},
 		{Name: "Removing containers", Run: func(ctx context.Context) (string, error) {
-			var gone []string
+			// By label (what this version starts) and by name (what older versions started).
+			ids, err := docker(ctx, nil, "ps", "-aq", "--filter", "label="+LabelLab+"="+DefaultName)
+			if err != nil {
+				return "", err
+			}
+			targets := strings.Fields(ids)
 			for _, c := range []string{RegistryContainer, MockKPContainer} {
 				ok, err := containerExists(ctx, c)
 				if err != nil {
 					return "", err
 				}
 				if ok {
-					if _, err := docker(ctx, nil, "rm", "-f", "-v", c); err != nil {
-						return "", err
-					}
-					gone = append(gone, c)
+					targets = append(targets, c)
 				}
 			}
-			if len(gone) == 0 {
+			if len(targets) == 0 {
 				return "none", nil
 			}
-			return strings.Join(gone, ", "), nil
+			if _, err := docker(ctx, nil, append([]string{"rm", "-f", "-v"}, targets...)...); err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("%d removed", len(targets)), nil
 		}},
 		{Name: "Removing the lab env file", Run: func(context.Context) (string, error) {
 			return removeKindEnv(l.Opts.EnvPath)
@@ -267,14 +272,6 @@ func (l *Lab) createCluster(ctx context.Context) (string, error) {
 }
 
 func (l *Lab) startRegistry(ctx context.Context) (string, error) {
-	if ok, err := containerExists(ctx, RegistryContainer); err != nil {
-		return "", err
-	} else if ok {
-		if _, err := docker(ctx, nil, "start", RegistryContainer); err != nil {
-			return "", err
-		}
-		return "reused", waitHTTP(ctx, "http://"+RegistryHostAddr+"/v2/", 30*time.Second)
-	}
 	img, err := RegistryImage()
 	if err != nil {
 		return "", err
@@ -283,13 +280,9 @@ func (l *Lab) startRegistry(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := docker(ctx, nil, "run", "-d", "--name", RegistryContainer, "--network", KindNetwork,
-		"--restart", "unless-stopped", "-p", RegistryHostAddr+":5000", tag); err != nil {
-		return "", fmt.Errorf("failed to start the registry container: %w", err)
-	}
-	if err := waitHTTP(ctx, "http://"+RegistryHostAddr+"/v2/", 30*time.Second); err != nil {
-		logs, _ := docker(ctx, nil, "logs", "--tail", "20", RegistryContainer)
-		return "", fmt.Errorf("registry did not answer: %w; logs: %s", err, logs)
+	svc := service{Name: RegistryContainer, Image: tag, Ports: map[string]string{"5000/tcp": RegistryHostAddr}, Ready: "/v2/"}
+	if err := svc.start(ctx, l.Opts.Logger); err != nil {
+		return "", fmt.Errorf("failed to start the registry: %w", err)
 	}
 	return tag, nil
 }
