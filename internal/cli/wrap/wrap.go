@@ -20,10 +20,11 @@ import (
 	"github.com/keysync-dev/keysync/internal/cli/kp"
 	"github.com/keysync-dev/keysync/internal/crikeys"
 	"github.com/keysync-dev/keysync/internal/kpkey"
+	"github.com/keysync-dev/keysync/internal/names"
 )
 
 // DefaultNamespace is the IBM Image Key Synchronizer's namespace.
-const DefaultNamespace = "image-key-synchronizer"
+const DefaultNamespace = names.Namespace
 
 // maxKeyBytes bounds the key file: the wrap API takes at most 7168 bytes of key material
 // (the decoded plaintext, here the PEM).
