@@ -3,7 +3,9 @@
 #   keysync/kind-node:<kubernetes version>-<input hash>
 # Inputs, all local: a Debian rootfs from mmdebstrap (the host's apt sources), kind's base files
 # from the module cache, Kubernetes node binaries (hack/build-k8s.sh), CRI-O + pinns + crictl
-# (hack/build-crio.sh), keysync-runtime-wrapper, lab/kindlab/nodeimage/. The control-plane images
+# (hack/build-crio.sh), keysync-runtime-wrapper, lab/kindlab/nodeimage/, and the configuration every
+# lab shares (lab/labconfig: CRI-O's drop-in, registries.conf, policy.json), rendered for the kind
+# nodes by hack/render-labconfig into the build context's files/. The control-plane images
 # kubeadm needs are built FROM scratch (kube-proxy on the Debian base: it runs iptables) and
 # preloaded into CRI-O's storage AT BUILD TIME (skopeo in a privileged build container, the store
 # added to the image as a layer), so nodes never resolve a registry for them. CoreDNS is not
@@ -41,8 +43,15 @@ criobin=$("$KEYSYNC_ROOT/hack/build-crio.sh")
 kinddir=$(cd "$KEYSYNC_CACHE" && go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" | jq -r .Dir)
 [ -d "$kinddir/images/base/files" ] || { log "failed to download kind $KIND_VERSION's base files"; exit 1; }
 
-# 3. the node image, keyed by every input.
+# 3. the node image, keyed by every input: the rendered lab configuration as it will be baked in.
+rendered=$(mktemp -d "$KEYSYNC_CACHE/.kind-node-config.XXXXXX")
+trap 'rm -rf "$rendered"' EXIT
+(cd "$KEYSYNC_ROOT" && CGO_ENABLED=0 go run ./hack/render-labconfig --pause-version "$PAUSE_VERSION" --out "$rendered") ||
+  { log "failed to render the lab configuration (hack/render-labconfig)"; exit 1; }
 hash=$( (
+  (cd "$rendered" && find . -type f | LC_ALL=C sort | while read -r f; do
+    echo "rendered/${f#./}"; cat "$f"
+  done)
   cd "$KEYSYNC_ROOT"
   # Cache directories by their names (version + input hash), not where the cache lives.
   echo "$base_tag ${k8sbin#"$KEYSYNC_CACHE"/} ${criobin#"$KEYSYNC_CACHE"/} $KIND_VERSION"
@@ -58,13 +67,13 @@ if docker image inspect "$tag" >/dev/null 2>&1; then echo "$tag"; exit 0; fi
 
 start=$(date +%s)
 ctx=$(mktemp -d "$KEYSYNC_CACHE/.kind-node.XXXXXX")
-cleanup() { rm -rf "$ctx"; docker rmi "keysync/kind-node-stage:$hash" >/dev/null 2>&1 || true; }
+cleanup() { rm -rf "$ctx" "$rendered"; docker rmi "keysync/kind-node-stage:$hash" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
 mkdir -p "$ctx/bin" "$ctx/kind" "$ctx/images"
 cp -r "$kinddir/images/base/files/." "$ctx/kind/"
 chmod -R u+w "$ctx/kind"
 cp -r "$ctxsrc/files" "$ctxsrc/Dockerfile" "$ctx/"
-sed -i "s/@PAUSE_VERSION@/$PAUSE_VERSION/" "$ctx/files/etc/crio/crio.conf.d/10-keysync.conf"
+cp -r "$rendered/." "$ctx/files/"
 for b in kubeadm kubelet kubectl; do cp "$k8sbin/$b" "$ctx/bin/"; done
 for b in crio pinns crictl; do cp "$criobin/$b" "$ctx/bin/"; done
 (cd "$KEYSYNC_ROOT" && CGO_ENABLED=0 go build -trimpath -o "$ctx/bin/keysync-runtime-wrapper" ./cmd/keysync-runtime-wrapper)

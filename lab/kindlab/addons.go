@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"github.com/keysync-dev/keysync/fixtures/manifest"
 	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/lab"
+	"github.com/keysync-dev/keysync/lab/labconfig"
+	"github.com/keysync-dev/keysync/mockkp"
 )
 
 // Parts are the checkout's pieces the addon steps build and run.
@@ -92,14 +93,13 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 				if err != nil {
 					return "", err
 				}
-				seed := map[string]any{"instances": []map[string]any{{
-					"id":       "lab-" + randomHex(8),
-					"apiKeys":  []string{"lab-apikey-" + randomHex(16)},
-					"rootKeys": []map[string]any{{"id": "lab-root-" + randomHex(8), "name": "keysync-lab-root"}},
-				}}}
-				data, err := json.MarshalIndent(seed, "", "  ")
+				data, err := labconfig.MockKPSeedJSON(labconfig.MockKPIdentity{
+					InstanceID: "lab-" + randomHex(8),
+					APIKey:     "lab-apikey-" + randomHex(16),
+					RootKeyID:  "lab-root-" + randomHex(8),
+				})
 				if err != nil {
-					return "", fmt.Errorf("failed to render mockkp seed: %w", err)
+					return "", err
 				}
 				if err := atomicfile.Write(seedPath, data, 0o600); err != nil {
 					return "", fmt.Errorf("failed to write mockkp seed: %w", err)
@@ -114,21 +114,13 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 			} else if _, err := docker(ctx, nil, "start", MockKPContainer); err != nil {
 				return "", err
 			}
-			var seed struct {
-				Instances []struct {
-					ID       string   `json:"id"`
-					APIKeys  []string `json:"apiKeys"`
-					RootKeys []struct {
-						ID string `json:"id"`
-					} `json:"rootKeys"`
-				} `json:"instances"`
-			}
-			data, err := os.ReadFile(seedPath)
+			seed, err := mockkp.LoadSeed(seedPath)
+			var id labconfig.MockKPIdentity
 			if err == nil {
-				err = json.Unmarshal(data, &seed)
+				id, err = labconfig.Identity(seed)
 			}
-			if err != nil || len(seed.Instances) == 0 || len(seed.Instances[0].APIKeys) == 0 || len(seed.Instances[0].RootKeys) == 0 {
-				return "", fmt.Errorf("failed to read mockkp seed %s (remove the %s container to recreate it): %v", seedPath, MockKPContainer, err)
+			if err != nil {
+				return "", fmt.Errorf("failed to read mockkp seed %s (remove the %s container to recreate it): %w", seedPath, MockKPContainer, err)
 			}
 			ip, err := containerIP(ctx, MockKPContainer, KindNetwork)
 			if err != nil {
@@ -139,9 +131,9 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 			l.Env.MockKPAdminURL = "http://" + MockKPAdminAddr
 			l.Env.MockKPClusterURL = "http://" + ip + ":8080"
 			l.Env.MockKPClusterTokenURL = l.Env.MockKPClusterURL + "/identity/token"
-			l.Env.KPInstanceID = seed.Instances[0].ID
-			l.Env.KPAPIKey = seed.Instances[0].APIKeys[0]
-			l.Env.KPRootKeyID = seed.Instances[0].RootKeys[0].ID
+			l.Env.KPInstanceID = id.InstanceID
+			l.Env.KPAPIKey = id.APIKey
+			l.Env.KPRootKeyID = id.RootKeyID
 			if err := waitHTTP(ctx, l.Env.MockKPAdminURL+"/healthz", 30*time.Second); err != nil {
 				// The admin API's health path is mockkp's; a 404 still proves it listens.
 				if !strings.Contains(err.Error(), "404") {

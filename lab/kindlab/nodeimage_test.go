@@ -2,20 +2,56 @@ package kindlab
 
 import (
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/keysync-dev/keysync/internal/names"
 )
 
+// nodeFiles holds the node image's own files; NodeImageFiles renders the shared ones.
 const nodeFiles = "nodeimage/files"
+
+// renderedFile returns one of the node image's rendered files.
+func renderedFile(t *testing.T, rel string) []byte {
+	t.Helper()
+	files, err := NodeImageFiles("3.10.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, ok := files[rel]
+	if !ok {
+		t.Fatalf("NodeImageFiles renders no %s", rel)
+	}
+	return data
+}
 
 func readTOML(t *testing.T, rel string, v any) {
 	t.Helper()
-	if _, err := toml.DecodeFile(filepath.Join(nodeFiles, rel), v); err != nil {
+	if _, err := toml.Decode(string(renderedFile(t, rel)), v); err != nil {
 		t.Fatalf("failed to parse %s: %v", rel, err)
+	}
+}
+
+// TestNodeImageHasNoStaticCopies: a file under nodeimage/files that the build also renders
+// would be a second copy to drift (the rendered one wins in the build context).
+func TestNodeImageHasNoStaticCopies(t *testing.T) {
+	files, err := NodeImageFiles("3.10.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("NodeImageFiles renders nothing")
+	}
+	for rel := range files {
+		if _, err := os.Stat(filepath.Join(nodeFiles, filepath.FromSlash(rel))); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("nodeimage/files/%s exists (%v): it is rendered from lab/labconfig, delete the copy", rel, err)
+		}
 	}
 }
 
@@ -46,9 +82,9 @@ func TestNodeCRIOConfig(t *testing.T) {
 	tests := []struct{ name, got, want string }{
 		{"listen", "unix://" + c.API.Listen, CRISocket},
 		{"cgroup_manager (kind's kubelet uses systemd)", c.Runtime.CgroupManager, "systemd"},
-		{"decryption_keys_path", c.Runtime.DecryptionKeysPath, "/etc/crio/keys/"},
+		{"decryption_keys_path", c.Runtime.DecryptionKeysPath, names.KeysRoot},
 		{"default runtime path", c.Runtime.Runtimes[c.Runtime.DefaultRuntime].RuntimePath, "/usr/local/bin/keysync-runtime-wrapper"},
-		{"pause image (preloaded, version filled in at build)", c.Image.PauseImage, "registry.k8s.io/pause:@PAUSE_VERSION@"},
+		{"pause image (preloaded, the version given)", c.Image.PauseImage, "registry.k8s.io/pause:3.10.1"},
 		{"pause command (image entrypoint)", c.Image.PauseCommand, ""},
 		{"signature policy", c.Image.SignaturePolicy, "/etc/containers/policy.json"},
 	}
@@ -91,21 +127,18 @@ func TestNodeRegistriesBlockOutside(t *testing.T) {
 			redirect[key] = r.Location
 		}
 	}
-	for _, host := range []string{"registry.k8s.io", "k8s.gcr.io", "docker.io", "quay.io", "gcr.io", "ghcr.io", "icr.io"} {
+	for _, host := range []string{"registry.k8s.io", "k8s.gcr.io", "docker.io", "index.docker.io", "quay.io", "gcr.io", "ghcr.io", "icr.io", "de.icr.io"} {
 		if !blocked[host] {
 			t.Errorf("%s is not blocked", host)
 		}
 	}
-	for _, prefix := range []string{RegistryNodeAddr, RegistryHostAddr} {
+	for _, prefix := range []string{RegistryNodeAddr, RegistryHostAddr, RegistryHostAlias} {
 		if redirect[prefix] != RegistryNodeAddr {
 			t.Errorf("%s → %q, want insecure %s", prefix, redirect[prefix], RegistryNodeAddr)
 		}
 	}
 
-	data, err := os.ReadFile(filepath.Join(nodeFiles, "etc/containers/policy.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := renderedFile(t, "etc/containers/policy.json")
 	var policy struct {
 		Default    []map[string]any                       `json:"default"`
 		Transports map[string]map[string][]map[string]any `json:"transports"`

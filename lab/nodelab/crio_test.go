@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/keysync-dev/keysync/lab/labconfig"
 )
 
 func testCRIOConfig(dir string) crioConfig {
@@ -16,11 +18,21 @@ func testCRIOConfig(dir string) crioConfig {
 		cniPluginDir: "/usr/lib/cni"}
 }
 
+func renderCRIO(t *testing.T, c crioConfig) labconfig.Files {
+	t.Helper()
+	f, err := labconfig.Render(c.params())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 func TestCRIODropIn(t *testing.T) {
 	c := testCRIOConfig("/w/lab")
+	dropIn := renderCRIO(t, c).DropIn
 	var got map[string]any
-	if _, err := toml.Decode(c.dropIn(), &got); err != nil {
-		t.Fatalf("drop-in is not TOML: %v\n%s", err, c.dropIn())
+	if _, err := toml.Decode(string(dropIn), &got); err != nil {
+		t.Fatalf("drop-in is not TOML: %v\n%s", err, dropIn)
 	}
 	lookup := func(path string) any {
 		var cur any = got
@@ -80,7 +92,7 @@ func TestRegistriesConf(t *testing.T) {
 			Insecure, Blocked bool
 		}
 	}
-	if _, err := toml.Decode(c.registriesConf(), &got); err != nil {
+	if _, err := toml.Decode(string(renderCRIO(t, c).RegistriesConf), &got); err != nil {
 		t.Fatalf("registries.conf is not TOML: %v", err)
 	}
 	if len(got.Unqualified) != 0 || got.ShortName != "enforcing" {
@@ -109,7 +121,7 @@ func TestRegistriesConf(t *testing.T) {
 func TestPolicyAndWrite(t *testing.T) {
 	dir := t.TempDir()
 	c := testCRIOConfig(dir)
-	if err := c.write(); err != nil {
+	if _, err := c.write(); err != nil {
 		t.Fatal(err)
 	}
 	data, err := os.ReadFile(filepath.Join(dir, "crio", "policy.json"))
@@ -142,5 +154,18 @@ func TestPolicyAndWrite(t *testing.T) {
 		if !strings.Contains(args, want) {
 			t.Errorf("args %q lack %q", args, want)
 		}
+	}
+}
+
+// TestSameConfigAsKindNodes fails if the node lab's CRI-O files differ from the kind node
+// image's anywhere but the lab-specific parameters (labconfig.Compare).
+func TestSameConfigAsKindNodes(t *testing.T) {
+	kind, err := labconfig.Kind(labconfig.KindInput{Registry: "kind-registry:5000",
+		RegistryAliases: []string{"127.0.0.1:5001", "localhost:5001"}, PauseVersion: "3.10.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := labconfig.Compare(kind, testCRIOConfig(t.TempDir()).params()); err != nil {
+		t.Fatalf("the node lab's CRI-O files differ from the kind nodes':\n%v", err)
 	}
 }

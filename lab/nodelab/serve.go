@@ -20,7 +20,7 @@ import (
 	"github.com/keysync-dev/keysync/internal/registry"
 	"github.com/keysync-dev/keysync/internal/runtimewrap"
 	"github.com/keysync-dev/keysync/lab"
-	"github.com/keysync-dev/keysync/mockkp"
+	"github.com/keysync-dev/keysync/lab/labconfig"
 )
 
 // Seeded mockkp identity of the lab: fixed, so env files and Secrets stay valid across ups.
@@ -310,16 +310,9 @@ func (s *supervisor) startMockKP(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	seed := mockkp.Seed{Instances: []mockkp.SeedInstance{{
-		ID: KPInstanceID, APIKeys: []string{KPAPIKey},
-		RootKeys: []mockkp.SeedKey{{ID: KPRootKeyID, Name: "keysync-node-lab-root"}},
-	}}}
-	if err := seed.Validate(); err != nil {
-		return "", fmt.Errorf("invalid mockkp seed: %w", err)
-	}
-	data, err := json.MarshalIndent(seed, "", "  ")
+	data, err := labconfig.MockKPSeedJSON(labconfig.MockKPIdentity{InstanceID: KPInstanceID, APIKey: KPAPIKey, RootKeyID: KPRootKeyID})
 	if err != nil {
-		return "", fmt.Errorf("failed to encode mockkp seed: %w", err)
+		return "", err
 	}
 	seedPath := filepath.Join(s.l.MockKPDir(), "seed.json")
 	if err := atomicfile.Write(seedPath, data, 0o600); err != nil {
@@ -378,18 +371,15 @@ func (s *supervisor) startCRIO(ctx context.Context) (string, error) {
 	}
 	cfg := crioConfig{layout: s.l, pinns: filepath.Join(s.opts.CRIOBinDir, "pinns"), runtimePath: runtimePath,
 		monitorPath: conmonPath, registry: s.reg.Addr(), pauseImage: s.pauseImage(), cniPluginDir: cniPluginDir}
-	if err := cfg.write(); err != nil {
+	files, err := cfg.write()
+	if err != nil {
 		return "", err
 	}
 	if err := os.MkdirAll(s.l.SyncedDir(), 0o755); err != nil {
 		return "", fmt.Errorf("failed to create %s: %w", s.l.SyncedDir(), err)
 	}
-	pol, err := cfg.policy()
-	if err != nil {
-		return "", err
-	}
 	p := s.newProc("crio", filepath.Join(s.opts.CRIOBinDir, "crio"), cfg.args())
-	p.Fingerprint = fingerprint(cfg.dropIn(), cfg.registriesConf(), string(pol), strings.Join(cfg.args(), " "), p.Path)
+	p.Fingerprint = fingerprint(string(files.DropIn), string(files.RegistriesConf), string(files.Policy), strings.Join(cfg.args(), " "), p.Path)
 	p.Health = criHealth(s.l.CRISocket())
 	p.StartTimeout = 90 * time.Second
 	reused, err := p.Ensure(ctx)
