@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,8 +15,9 @@ import (
 // httpPoll is WaitHTTP's poll period.
 const httpPoll = 200 * time.Millisecond
 
-// CheckHTTP sends one GET to url and returns nil when it answers 200 OK. A nil client means
-// http.DefaultClient; the request is bounded by ctx (and the client's own timeout).
+// CheckHTTP sends one GET to url and returns nil when it answers 200 OK; otherwise the error
+// names the status and the body's last lines. A nil client means http.DefaultClient; the
+// request is bounded by ctx (and the client's own timeout).
 func CheckHTTP(ctx context.Context, client *http.Client, url string) error {
 	if client == nil {
 		client = http.DefaultClient
@@ -28,9 +30,13 @@ func CheckHTTP(ctx context.Context, client *http.Client, url string) error {
 	if err != nil {
 		return err
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		// The body's end says why (kube-apiserver's /readyz lists the failing checks last).
+		if tail := LastLines(bytes.TrimSpace(body), 5); tail != "" {
+			return fmt.Errorf("GET %s: %s: %s", url, resp.Status, tail)
+		}
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return nil

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,6 +20,9 @@ func TestCheckHTTP(t *testing.T) {
 			if r.Header.Get("Authorization") != "Bearer s3cret" {
 				w.WriteHeader(http.StatusUnauthorized)
 			}
+		case "/readyz":
+			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprint(w, "[+]ping ok\n[-]etcd failed: reason withheld\nreadyz check failed\n")
 		default:
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
@@ -35,6 +39,7 @@ func TestCheckHTTP(t *testing.T) {
 	}{
 		{name: "200", url: srv.URL + "/ok"},
 		{name: "503", url: srv.URL + "/down", wantErr: "503 Service Unavailable"},
+		{name: "500 with a reason in the body", url: srv.URL + "/readyz", wantErr: "500 Internal Server Error: [+]ping ok\n[-]etcd failed"},
 		{name: "token required, none sent", url: srv.URL + "/auth", wantErr: "401"},
 		{name: "token sent by BearerTransport", client: bearer, url: srv.URL + "/auth"},
 		{name: "connection refused", url: closed.URL + "/ok", wantErr: "refused"},
