@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -57,8 +56,6 @@ type Options struct {
 	// SourceDir is a directory inside the keysync checkout (the fixtures' marker program is
 	// built from it); empty means the working directory.
 	SourceDir string
-	// Logger receives debug detail; nil discards it.
-	Logger *slog.Logger
 }
 
 func (o Options) validateUp() error {
@@ -72,13 +69,6 @@ func (o Options) validateUp() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (o Options) logger() *slog.Logger {
-	if o.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return o.Logger
 }
 
 func (o Options) sourceDir() string {

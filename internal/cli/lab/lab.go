@@ -133,7 +133,7 @@ func (f *flagpole) options(s *cli.Streams) (nodelab.Options, error) {
 		}
 		f.binDir = filepath.Dir(self)
 	}
-	opts := nodelab.Options{Logger: s.Logger}
+	var opts nodelab.Options
 	for _, p := range []struct {
 		dst *string
 		src string
