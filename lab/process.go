@@ -212,7 +212,7 @@ func (p *Process) kill(pid int, exited <-chan int) {
 // configured one first). It reports whether it reused.
 func (p *Process) Ensure(ctx context.Context) (reused bool, err error) {
 	if _, ok := p.Running(); ok {
-		if p.runningFingerprint() == p.fingerprint() && (p.Health == nil || p.Health(ctx) == nil) {
+		if p.runningFingerprint() == p.fingerprint() && p.Check(ctx).Up {
 			return true, nil
 		}
 		if err := p.Stop(ctx); err != nil {
@@ -220,6 +220,24 @@ func (p *Process) Ensure(ctx context.Context) (reused bool, err error) {
 		}
 	}
 	return false, p.Start(ctx)
+}
+
+// Check reports the process as a lab Component: up when its pid file names a running process
+// and Health (if any) passes now; Detail names the pid, or says why it is down.
+func (p *Process) Check(ctx context.Context) Component {
+	pid, ok := p.Running()
+	if !ok {
+		return Component{Name: p.Name, Detail: "not running"}
+	}
+	if p.Health != nil {
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := p.Health(hctx)
+		cancel()
+		if err != nil {
+			return Component{Name: p.Name, Detail: fmt.Sprintf("pid %d, unhealthy: %v", pid, err)}
+		}
+	}
+	return Component{Name: p.Name, Up: true, Detail: fmt.Sprintf("pid %d", pid)}
 }
 
 // Running reports the pid of the process named by PidFile if it is still the process that was

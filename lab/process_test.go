@@ -267,3 +267,30 @@ func TestRunSteps(t *testing.T) {
 		})
 	}
 }
+
+func TestProcessCheck(t *testing.T) {
+	p, dir := newProc(t, "touch ready; exec sleep 60", ready)
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	if c := p.Check(context.Background()); c.Up || c.Name != "test" || c.Detail != "not running" {
+		t.Fatalf("before start: %+v", c)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := p.Running()
+	if c := p.Check(context.Background()); !c.Up || !strings.Contains(c.Detail, "pid ") {
+		t.Fatalf("running and healthy: %+v", c)
+	}
+	if err := os.Remove(filepath.Join(dir, "ready")); err != nil {
+		t.Fatal(err)
+	}
+	if c := p.Check(context.Background()); c.Up || !strings.Contains(c.Detail, "unhealthy") {
+		t.Fatalf("running, unhealthy: %+v (pid %d)", c, pid)
+	}
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if c := p.Check(context.Background()); c.Up || c.Detail != "not running" {
+		t.Fatalf("after stop: %+v", c)
+	}
+}

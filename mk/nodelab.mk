@@ -19,7 +19,7 @@ runtime-wrapper: ## build the static OCI runtime wrapper (hosts lacking CAP_SYS_
 node-lab-bins: ## build the binaries the node lab runs into bin/
 	@$(GO) build -trimpath -o $(BIN)/ $(NODE_LAB_CMDS)
 
-node-lab-up: deps node-lab-bins ## start (or reuse) the node lab; writes $(LAB_ENV) (root)
+node-lab-up: deps node-lab-bins ## start the node lab, or restart what is down in it; writes $(LAB_ENV) (root)
 	@crio=$$(hack/build-crio.sh) && k8s=$$(hack/build-k8s.sh kube-apiserver) && \
 	  $(BIN)/keysync lab node up $(NODE_LAB_FLAGS) --crio-bin-dir "$$crio" --k8s-bin-dir "$$k8s"
 
@@ -27,9 +27,9 @@ node-lab-down: ## stop the node lab's processes and unmount what CRI-O mounted (
 	@[ -x $(BIN)/keysync ] || $(GO) build -trimpath -o $(BIN)/ ./cmd/keysync
 	@$(BIN)/keysync lab node down $(NODE_LAB_FLAGS)
 
-node-lab-status: ## show the node lab's processes
+node-lab-status: ## show the node lab's processes; fails unless every one runs and is healthy
 	@$(BIN)/keysync lab node status $(NODE_LAB_FLAGS)
 
 # The node lab's integration test (lab/nodelab) runs in `make test` (as root) and needs CRI-O built;
-# it builds its own keysync binaries.
+# it builds its own binaries and runs a lab of its own in a temp dir on free ports.
 test: crio

@@ -6,7 +6,6 @@
 package kubetest
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -17,7 +16,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -33,6 +31,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/keysync-dev/keysync/lab"
 )
 
 // EnvBinDir names the environment variable holding the directory of kube-apiserver and etcd.
@@ -203,33 +203,26 @@ func (s *Server) Stop() {
 	})
 }
 
+// waitReady polls /readyz (lab.CheckHTTP, with the admin token) until it passes, failing
+// early when etcd or kube-apiserver exits.
 func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	hc := &http.Client{Timeout: 2 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // loopback self-signed
-	last := "no answer"
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &lab.BearerTransport{Token: s.Token,
+		Base: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}} //nolint:gosec // loopback self-signed
 	for {
 		for _, p := range []*proc{s.etcd, s.apiserver} {
 			if err := p.exited(); err != nil {
 				return err
 			}
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.URL+"/readyz", nil)
-		req.Header.Set("Authorization", "Bearer "+s.Token)
-		if resp, err := hc.Do(req); err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Sprintf("HTTP %d: %s", resp.StatusCode, lastLines(body, 5))
-		} else {
-			last = err.Error()
+		last := lab.CheckHTTP(ctx, hc, s.URL+"/readyz")
+		if last == nil {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("kube-apiserver not ready after %s (last: %s); log tail:\n%s", timeout, last, s.apiserver.tail())
+			return fmt.Errorf("kube-apiserver not ready after %s (last: %v); log tail:\n%s", timeout, last, s.apiserver.tail())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -294,15 +287,7 @@ func (p *proc) tail() string {
 	if err != nil {
 		return "(no log: " + err.Error() + ")"
 	}
-	return lastLines(data, 20)
-}
-
-func lastLines(data []byte, n int) string {
-	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
+	return lab.LastLines(data, 20)
 }
 
 func freePorts(n int) ([]int, error) {

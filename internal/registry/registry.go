@@ -137,9 +137,10 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// config is distribution 2.8's configuration: filesystem storage, deletes allowed, no auth,
-// plain HTTP on loopback, quiet logs.
-func config(storage, addr, htpasswd string) string {
+// Config is distribution 2.8's configuration: filesystem storage under storage, deletes
+// allowed, basic authentication when htpasswd names a file, plain HTTP on addr, quiet logs.
+// The node lab runs the registry as its own process with it.
+func Config(storage, addr, htpasswd string) string {
 	auth := ""
 	if htpasswd != "" {
 		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: keysync\n    path: %q\n", htpasswd)
@@ -166,7 +167,7 @@ http:
 
 func start(ctx context.Context, bin, dir, addr, htpasswd string, timeout time.Duration, log *slog.Logger) (*Registry, error) {
 	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(config(filepath.Join(dir, "storage"), addr, htpasswd)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(Config(filepath.Join(dir, "storage"), addr, htpasswd)), 0o644); err != nil {
 		return nil, fmt.Errorf("failed to write registry config: %w", err)
 	}
 	out := &tailBuffer{max: 8 << 10}

@@ -289,29 +289,7 @@ func (l *Lab) startRegistry(ctx context.Context) (string, error) {
 
 // waitHTTP polls url until it answers 200 or timeout passes.
 func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last error
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return fmt.Errorf("failed to build request for %s: %w", url, err)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("status %s", resp.Status)
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("failed to reach %s within %s: %w", url, timeout, last)
-		case <-time.After(300 * time.Millisecond):
-		}
-	}
+	return lab.WaitHTTP(ctx, http.DefaultClient, url, timeout)
 }
 
 // removeKindEnv removes the env file only when it describes a kind lab: the node lab writes the

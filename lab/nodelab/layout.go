@@ -8,20 +8,17 @@ type Layout struct{ Dir string }
 
 func (l Layout) path(p ...string) string { return filepath.Join(append([]string{l.Dir}, p...)...) }
 
-// LogDir holds one log file per process (<name>.log) and the supervisor's status log.
+// LogDir holds one log file per process (<name>.log) and the fixtures push's log.
 func (l Layout) LogDir() string { return l.path("logs") }
 
 // Log is a process's log file.
 func (l Layout) Log(name string) string { return l.path("logs", name+".log") }
 
-// RunDir holds pid files, the ready marker and sockets.
+// RunDir holds pid files and sockets.
 func (l Layout) RunDir() string { return l.path("run") }
 
 // PidFile is a process's pid file.
 func (l Layout) PidFile(name string) string { return l.path("run", name+".pid") }
-
-// ReadyFile exists while the supervisor has the lab up.
-func (l Layout) ReadyFile() string { return l.path("run", "ready") }
 
 // StateFile records the ports chosen on the first up, so later ups keep the same addresses.
 func (l Layout) StateFile() string { return l.path("state.json") }
@@ -29,11 +26,33 @@ func (l Layout) StateFile() string { return l.path("state.json") }
 // Kubeconfig is the lab's admin kubeconfig.
 func (l Layout) Kubeconfig() string { return l.path("kubeconfig") }
 
-// RegistryDir holds the registry's storage.
+// RegistryDir holds the registry's config and storage.
 func (l Layout) RegistryDir() string { return l.path("registry") }
 
-// ControlPlaneDir holds etcd's data and kube-apiserver's certificates.
+// RegistryConfig is the registry's config file.
+func (l Layout) RegistryConfig() string { return l.path("registry", "config.yml") }
+
+// RegistryStorage is the registry's storage root.
+func (l Layout) RegistryStorage() string { return l.path("registry", "storage") }
+
+// ControlPlaneDir holds etcd's data and kube-apiserver's certificates and keys.
 func (l Layout) ControlPlaneDir() string { return l.path("control-plane") }
+
+// EtcdDataDir is etcd's data dir.
+func (l Layout) EtcdDataDir() string { return l.path("control-plane", "etcd") }
+
+// APIServerCertDir is kube-apiserver's --cert-dir (it writes its self-signed serving
+// certificate there once and reuses it).
+func (l Layout) APIServerCertDir() string { return l.path("control-plane", "certs") }
+
+// TokenFile holds the lab's admin bearer token; TokenAuthFile is kube-apiserver's
+// --token-auth-file naming it.
+func (l Layout) TokenFile() string     { return l.path("control-plane", "admin.token") }
+func (l Layout) TokenAuthFile() string { return l.path("control-plane", "tokens.csv") }
+
+// SAKey and SAPub are the service-account signing key pair.
+func (l Layout) SAKey() string { return l.path("control-plane", "sa.key") }
+func (l Layout) SAPub() string { return l.path("control-plane", "sa.pub") }
 
 // MockKPDir holds mockkp's seed and state.
 func (l Layout) MockKPDir() string { return l.path("mockkp") }
@@ -89,3 +108,6 @@ func (l Layout) CNIConfDir() string { return l.path("crio", "net.d") }
 
 // CRISocket is CRI-O's listen socket.
 func (l Layout) CRISocket() string { return l.path("run", "crio.sock") }
+
+// CrictlConfig is a crictl config for the lab's CRI socket (crictl --config).
+func (l Layout) CrictlConfig() string { return l.path("crictl.yaml") }

@@ -3,30 +3,30 @@
 // decryption_keys_path at <work>/keys) and the synchronizer writing <work>/keys/synced — with
 // the fixtures pushed, a kubeconfig and a lab env file (lab.Env) for the suites.
 //
-// Up starts a supervisor (`keysync lab node serve`, detached, pid file run/lab.pid) that brings
-// the lab up as ordered steps (a status line with timing each) and keeps the registry and the
-// control plane as its children; CRI-O, mockkp and the synchronizer are detached processes
-// with pid files, so Down finds them even if the supervisor died. A second Up reuses a running
-// lab, and otherwise reuses everything on disk (storage, certificates, pushed fixtures, ports).
-// Down stops every process by its pid file, removes CRI-O's pods and unmounts what CRI-O
-// mounted under the work dir.
+// Lab implements lab.Lab. Up runs in the caller's process: it starts every component as a
+// detached lab.Process (pid file, log file, health check, fingerprint of its inputs), pushes
+// the pause image and the fixtures, writes the env file and returns; the processes outlive
+// the command. Up reconciles: a process that runs, passes its health check and matches its
+// fingerprint is kept, anything missing, stopped, unhealthy or changed is (re)started.
+// Status reports one component per process, up only when it runs and is healthy. Down stops
+// every process by its pid file, removes CRI-O's pods and unmounts what CRI-O mounted under
+// the work dir.
 //
 // The lab needs root (CRI-O), the binaries of hack/build-crio.sh and hack/build-k8s.sh, and the
 // Debian packages of hack/packages.txt (conmon, runc, docker-registry, catatonit, CNI plugins).
 package nodelab
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/lab"
 )
 
@@ -35,81 +35,40 @@ const (
 	// NodeName is the lab's only node, as the synchronizer reports it.
 	NodeName = "node-lab"
 	// SyncSubdir is the synchronizer's directory under the keys root.
-	SyncSubdir = "synced"
+	SyncSubdir = names.SyncSubdir
 	// Namespace is the namespace the synchronizer watches.
-	Namespace = "image-key-synchronizer"
-	// supervisorName names the supervisor's pid and log files.
-	supervisorName = "lab"
+	Namespace = names.Namespace
 )
 
 // Options configure a node lab. Paths must be absolute (the CLI makes them so).
 type Options struct {
-	// WorkDir holds everything the lab writes and mounts (default _out/node-lab).
+	// WorkDir holds everything the lab writes and mounts (default _out/node-lab). Required.
 	WorkDir string
-	// EnvFile is where the lab description goes (default _out/lab.env).
+	// EnvFile is where the lab description goes (default _out/lab.env). Required by Up.
 	EnvFile string
 	// BinDir holds keysync's binaries: mockkp, keysync-syncer, keysync-runtime-wrapper.
+	// Required by Up.
 	BinDir string
-	// CRIOBinDir holds crio, pinns and crictl (hack/build-crio.sh).
+	// CRIOBinDir holds crio, pinns and crictl (hack/build-crio.sh). Required by Up.
 	CRIOBinDir string
-	// K8sBinDir holds kube-apiserver and etcd (hack/build-k8s.sh kube-apiserver).
+	// K8sBinDir holds kube-apiserver and etcd (hack/build-k8s.sh kube-apiserver). Required by Up.
 	K8sBinDir string
-	// Self is the keysync binary (supervisor, fixtures push); empty means os.Executable.
-	Self string
 	// SourceDir is a directory inside the keysync checkout (the fixtures' marker program is
 	// built from it); empty means the working directory.
 	SourceDir string
-	// Out receives the status lines.
-	Out io.Writer
-	// Logger receives debug detail; nil discards it.
-	Logger *slog.Logger
-	// StartTimeout bounds the whole bring-up seen from Up (default 10 min: a cold fixtures
-	// build and image pulls are slow on 2 cores).
-	StartTimeout time.Duration
 }
 
-func (o Options) validate() error {
+func (o Options) validateUp() error {
 	var errs []error
-	for name, p := range map[string]string{"work dir": o.WorkDir, "env file": o.EnvFile, "bin dir": o.BinDir,
-		"CRI-O bin dir": o.CRIOBinDir, "Kubernetes bin dir": o.K8sBinDir} {
-		if p == "" {
-			errs = append(errs, fmt.Errorf("%s is not set", name))
-		} else if !filepath.IsAbs(p) {
-			errs = append(errs, fmt.Errorf("%s %q is not absolute", name, p))
+	for _, p := range []struct{ name, path string }{{"work dir", o.WorkDir}, {"env file", o.EnvFile}, {"bin dir", o.BinDir},
+		{"CRI-O bin dir", o.CRIOBinDir}, {"Kubernetes bin dir", o.K8sBinDir}} {
+		if p.path == "" {
+			errs = append(errs, fmt.Errorf("%s is not set", p.name))
+		} else if !filepath.IsAbs(p.path) {
+			errs = append(errs, fmt.Errorf("%s %q is not absolute", p.name, p.path))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (o Options) out() io.Writer {
-	if o.Out == nil {
-		return io.Discard
-	}
-	return o.Out
-}
-
-func (o Options) logger() *slog.Logger {
-	if o.Logger == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return o.Logger
-}
-
-func (o Options) self() (string, error) {
-	if o.Self != "" {
-		return o.Self, nil
-	}
-	p, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("failed to find the keysync binary: %w", err)
-	}
-	return p, nil
-}
-
-// serveArgs is the supervisor's command line.
-func (o Options) serveArgs() []string {
-	return []string{"lab", "node", "serve", "--work-dir", o.WorkDir, "--env-file", o.EnvFile, "--bin-dir", o.BinDir,
-		"--crio-bin-dir", o.CRIOBinDir, "--k8s-bin-dir", o.K8sBinDir, "--source-dir", o.sourceDir()}
 }
 
 func (o Options) sourceDir() string {
@@ -122,260 +81,121 @@ func (o Options) sourceDir() string {
 	return o.WorkDir
 }
 
-func (o Options) supervisor() (*lab.Process, error) {
-	self, err := o.self()
-	if err != nil {
-		return nil, err
-	}
-	l := Layout{Dir: o.WorkDir}
-	timeout := o.StartTimeout
-	if timeout == 0 {
-		timeout = 10 * time.Minute
-	}
-	return &lab.Process{
-		Name: "lab supervisor", Path: self, Args: o.serveArgs(), Dir: o.sourceDir(),
-		LogFile: l.Log(supervisorName), PidFile: l.PidFile(supervisorName),
-		StartTimeout: timeout, StopTimeout: 3 * time.Minute, PollInterval: 200 * time.Millisecond,
-	}, nil
+// Lab is the node lab in one work dir.
+type Lab struct {
+	opts Options
 }
 
-// Up brings the node lab up (or finds it up) and returns its description, also written to
-// EnvFile. Status lines go to Out; on failure the error names the failed step and its log.
-func Up(ctx context.Context, opts Options) (lab.Env, error) {
-	if err := opts.validate(); err != nil {
+var _ lab.Lab = (*Lab)(nil)
+
+// New returns the node lab of opts.WorkDir, which must be absolute. Up checks the other
+// options; Down and Status need only the work dir (and the env file, which Down removes when
+// it describes this lab).
+func New(opts Options) (*Lab, error) {
+	if opts.WorkDir == "" || !filepath.IsAbs(opts.WorkDir) {
+		return nil, fmt.Errorf("invalid node lab options: work dir %q must be absolute", opts.WorkDir)
+	}
+	if opts.EnvFile != "" && !filepath.IsAbs(opts.EnvFile) {
+		return nil, fmt.Errorf("invalid node lab options: env file %q must be absolute", opts.EnvFile)
+	}
+	return &Lab{opts: opts}, nil
+}
+
+// Kind implements lab.Lab.
+func (*Lab) Kind() string { return lab.KindNode }
+
+// runner is one invocation's view of the lab: its options, layout and recorded state.
+type runner struct {
+	opts   Options
+	l      Layout
+	st     state
+	token  string
+	wrap   bool
+	client *http.Client
+}
+
+func (n *Lab) runner() (*runner, error) {
+	r := &runner{opts: n.opts, l: Layout{Dir: n.opts.WorkDir}, client: &http.Client{Timeout: 30 * time.Second}}
+	if err := r.loadState(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Up brings the node lab up, or repairs it, printing one status line per step on out (the
+// CLI's stderr), and returns the description it wrote to EnvFile. On failure the error names
+// the failed step and the log file to read.
+func (n *Lab) Up(ctx context.Context, out io.Writer) (lab.Env, error) {
+	if err := n.opts.validateUp(); err != nil {
 		return lab.Env{}, fmt.Errorf("invalid node lab options: %w", err)
 	}
-	l := Layout{Dir: opts.WorkDir}
-	for _, d := range []string{l.LogDir(), l.RunDir()} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return lab.Env{}, fmt.Errorf("failed to create %s: %w", d, err)
-		}
-	}
-	sup, err := opts.supervisor()
+	r, err := n.runner()
 	if err != nil {
 		return lab.Env{}, err
 	}
-	out := opts.out()
-	if pid, ok := sup.Running(); ok {
-		if _, err := os.Stat(l.ReadyFile()); err == nil {
-			env, err := lab.LoadEnv(opts.EnvFile)
-			if err == nil {
-				fmt.Fprintf(out, "✓ node lab already up (supervisor pid %d, reused); env file %s\n", pid, opts.EnvFile)
-				return env, nil
-			}
-		}
-		// Up but not ready (still starting, or its env file is gone): start over.
-		fmt.Fprintf(out, "• restarting the lab supervisor (pid %d): not ready\n", pid)
-		if err := sup.Stop(ctx); err != nil {
-			return lab.Env{}, err
-		}
+	var env lab.Env
+	steps := []lab.Step{{Name: "Checking the host", Run: r.checkHost}}
+	if legacy := r.legacySupervisor(); legacy != nil {
+		steps = append(steps, lab.Step{Name: "Stopping the old lab supervisor", Run: func(ctx context.Context) (string, error) {
+			pid, _ := legacy.Running()
+			return fmt.Sprintf("pid %d", pid), legacy.Stop(ctx)
+		}})
 	}
-	// Stale ready marker from a supervisor that died.
-	_ = os.Remove(l.ReadyFile())
-
-	f := &follower{path: sup.LogFile, out: out}
-	if err := f.skipToEnd(); err != nil {
-		return lab.Env{}, err
-	}
-	sup.Health = func(context.Context) error {
-		f.copy()
-		if _, err := os.Stat(l.ReadyFile()); err != nil {
-			return errors.New("lab not ready yet")
-		}
-		return nil
-	}
-	err = sup.Start(ctx)
-	f.copy()
-	if err != nil {
-		var ee *lab.ExitError
-		if errors.As(err, &ee) {
-			// The status lines (with the failed step and its log) were copied already.
-			return lab.Env{}, fmt.Errorf("failed to bring the node lab up (supervisor exit code %d, log %s)", ee.Code, ee.LogFile)
-		}
-		return lab.Env{}, fmt.Errorf("failed to bring the node lab up: %w", err)
-	}
-	env, err := lab.LoadEnv(opts.EnvFile)
-	if err != nil {
-		return lab.Env{}, fmt.Errorf("node lab up but its env file is unreadable: %w", err)
+	steps = append(steps,
+		lab.Step{Name: "Starting the registry", Run: r.startRegistry},
+		lab.Step{Name: "Starting mockkp", Run: r.startMockKP},
+		lab.Step{Name: "Pushing the pause image", Run: r.pushPause},
+		lab.Step{Name: "Starting CRI-O", Run: r.startCRIO},
+		lab.Step{Name: "Starting etcd", Run: r.startEtcd},
+		lab.Step{Name: "Starting kube-apiserver", Run: r.startAPIServer},
+		lab.Step{Name: "Starting the synchronizer", Run: r.startSyncer},
+		lab.Step{Name: "Pushing the fixtures", Run: r.pushFixtures},
+		lab.Step{Name: "Writing the env file", Run: func(context.Context) (string, error) {
+			var err error
+			env, err = r.writeEnv()
+			return n.opts.EnvFile, err
+		}},
+	)
+	if _, err := lab.RunSteps(ctx, out, false, steps); err != nil {
+		return lab.Env{}, fmt.Errorf("failed to bring the node lab up (logs in %s): %w", r.l.LogDir(), err)
 	}
 	return env, nil
 }
 
-// Down stops the node lab: the supervisor (which tears down in order), then every process
-// still named by a pid file, then unmounts what is left mounted under the work dir. It is
-// safe to run on a lab that is not up.
-func Down(ctx context.Context, opts Options) error {
-	if opts.WorkDir == "" || !filepath.IsAbs(opts.WorkDir) {
-		return fmt.Errorf("invalid node lab options: work dir %q must be absolute", opts.WorkDir)
+// Status checks every process of the lab: up when it runs and its health check passes.
+func (n *Lab) Status(ctx context.Context) (lab.Status, error) {
+	r, err := n.runner()
+	if err != nil {
+		return lab.Status{}, err
 	}
-	l := Layout{Dir: opts.WorkDir}
-	out := opts.out()
-	sup, err := opts.supervisor()
+	st := lab.Status{Kind: lab.KindNode}
+	for _, c := range components() {
+		comp := r.process(c).Check(ctx)
+		if addr := c.addr(r); comp.Up && addr != "" {
+			comp.Detail += ", " + addr
+		}
+		st.Components = append(st.Components, comp)
+	}
+	return st, nil
+}
+
+// Down stops every process still named by a pid file (reverse start order, CRI-O's pods
+// first), kills containers a crashed CRI-O left, unmounts what is mounted under the work dir
+// and removes the env file when it describes this lab. It is safe to run on a lab that is
+// not up.
+func (n *Lab) Down(ctx context.Context, out io.Writer) error {
+	r, err := n.runner()
 	if err != nil {
 		return err
 	}
-	steps := []lab.Step{{Name: "Stopping the lab supervisor", Run: func(ctx context.Context) (string, error) {
-		pid, ok := sup.Running()
-		if !ok {
-			return "not running", sup.Stop(ctx)
-		}
-		// Show the supervisor's own tear-down lines, indented under this step.
-		f := &follower{path: sup.LogFile, out: &indent{w: out}}
-		_ = f.skipToEnd()
-		err := sup.Stop(ctx)
-		f.copy()
-		return fmt.Sprintf("pid %d", pid), err
-	}}}
-	_, supErr := lab.RunSteps(ctx, out, true, steps)
-	// Whatever the supervisor did not stop (it died, or was killed): by pid file, listed once
-	// the supervisor is gone.
-	_, err = lab.RunSteps(ctx, out, true, teardownSteps(l, procNames()))
-	if err := errors.Join(supErr, err); err != nil {
+	steps := r.teardownSteps()
+	if n.opts.EnvFile != "" {
+		steps = append(steps, lab.Step{Name: "Removing the env file", Run: func(context.Context) (string, error) {
+			return r.removeEnv(n.opts.EnvFile)
+		}})
+	}
+	if _, err := lab.RunSteps(ctx, out, true, steps); err != nil {
 		return fmt.Errorf("failed to bring the node lab down: %w", err)
 	}
-	_ = os.Remove(l.ReadyFile())
 	return nil
-}
-
-// procNames are the detached processes, in start order.
-func procNames() []string { return []string{"mockkp", "crio", "syncer"} }
-
-// teardownSteps stops the detached processes that their pid files name as running (reverse
-// order), removing CRI-O's pods first, and unmounts whatever is mounted under the work dir.
-func teardownSteps(l Layout, names []string) []lab.Step {
-	var steps []lab.Step
-	for i := len(names) - 1; i >= 0; i-- {
-		name := names[i]
-		p := &lab.Process{Name: name, PidFile: l.PidFile(name), StopTimeout: 30 * time.Second}
-		if _, ok := p.Running(); !ok {
-			// Not running: only a stale pid file to drop, nothing to show.
-			_ = p.Stop(context.Background())
-			continue
-		}
-		if name == "crio" {
-			steps = append(steps, lab.Step{Name: "Removing CRI-O pods", Run: func(ctx context.Context) (string, error) {
-				if _, ok := p.Running(); !ok {
-					return "CRI-O not running", nil
-				}
-				n, err := removeAllPods(ctx, l.CRISocket())
-				return fmt.Sprintf("%d pods", n), err
-			}})
-		}
-		steps = append(steps, lab.Step{Name: "Stopping " + name, Run: func(ctx context.Context) (string, error) {
-			pid, ok := p.Running()
-			if !ok {
-				return "not running", p.Stop(ctx)
-			}
-			return fmt.Sprintf("pid %d", pid), p.Stop(ctx)
-		}})
-	}
-	// Containers whose CRI-O died (SIGKILL) keep running under conmon: kill them through runc's
-	// state in the lab's runtime root.
-	if ids := leftoverContainers(l); len(ids) > 0 {
-		steps = append(steps, lab.Step{Name: "Killing leftover containers", Run: func(ctx context.Context) (string, error) {
-			n, err := killContainers(ctx, l)
-			return fmt.Sprintf("%d containers", n), err
-		}})
-	}
-	steps = append(steps, lab.Step{Name: "Unmounting under the work dir", Run: func(ctx context.Context) (string, error) {
-		n, err := unmountUnder(l.Dir)
-		return fmt.Sprintf("%d mounts", n), err
-	}})
-	return steps
-}
-
-// Status describes the lab's processes and files.
-func Status(ctx context.Context, opts Options, out io.Writer) error {
-	l := Layout{Dir: opts.WorkDir}
-	sup, err := opts.supervisor()
-	if err != nil {
-		return err
-	}
-	ready := "not ready"
-	if _, err := os.Stat(l.ReadyFile()); err == nil {
-		ready = "ready"
-	}
-	line := func(name string, p *lab.Process) {
-		if pid, ok := p.Running(); ok {
-			fmt.Fprintf(out, "  %-16s running (pid %d)\n", name, pid)
-		} else {
-			fmt.Fprintf(out, "  %-16s stopped\n", name)
-		}
-	}
-	fmt.Fprintf(out, "node lab in %s: %s\n", opts.WorkDir, ready)
-	line("supervisor", sup)
-	for _, n := range procNames() {
-		line(n, &lab.Process{Name: n, PidFile: l.PidFile(n)})
-	}
-	fmt.Fprintf(out, "  logs             %s\n  env file         %s\n", l.LogDir(), opts.EnvFile)
-	if ready != "ready" {
-		return errors.New("node lab is not up (make node-lab-up)")
-	}
-	return nil
-}
-
-// follower copies complete new lines of a growing file to out.
-type follower struct {
-	path   string
-	out    io.Writer
-	offset int64
-	// failed is set once an ERROR line was seen: every later line belongs to the error.
-	failed bool
-}
-
-func (f *follower) skipToEnd() error {
-	st, err := os.Stat(f.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("failed to stat %s: %w", f.path, err)
-	}
-	f.offset = st.Size()
-	return nil
-}
-
-func (f *follower) copy() {
-	file, err := os.Open(f.path)
-	if err != nil {
-		return
-	}
-	defer file.Close()
-	if _, err := file.Seek(f.offset, io.SeekStart); err != nil {
-		return
-	}
-	r := bufio.NewReader(file)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return // a partial line is read again next time
-		}
-		f.offset += int64(len(line))
-		// The supervisor's log holds the status lines and its slog output; show status lines.
-		if strings.HasPrefix(line, "ERROR") {
-			f.failed = true
-		}
-		if f.failed || isStatusLine(line) {
-			io.WriteString(f.out, line)
-		}
-	}
-}
-
-func isStatusLine(line string) bool {
-	for _, p := range []string{"• ", "✓ ", "✗ ", "total ", "  "} {
-		if strings.HasPrefix(line, p) {
-			return true
-		}
-	}
-	return false
-}
-
-// indent prefixes every write (one status line) with two spaces.
-type indent struct{ w io.Writer }
-
-func (i *indent) Write(p []byte) (int, error) {
-	if _, err := io.WriteString(i.w, "  "); err != nil {
-		return 0, err
-	}
-	return i.w.Write(p)
 }

@@ -3,9 +3,9 @@ package nodelab
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +17,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/keysync-dev/keysync/fixtures/manifest"
 	"github.com/keysync-dev/keysync/lab"
 )
 
@@ -58,19 +59,27 @@ func binDir(t *testing.T, root, env string, script ...string) string {
 	return lines[len(lines)-1]
 }
 
-type testManifest struct {
-	Variants []struct {
-		Name      string   `json:"name"`
-		Reference string   `json:"reference"`
-		Encrypted bool     `json:"encrypted"`
-		KeyFiles  []string `json:"keyFiles"`
-		Marker    string   `json:"marker"`
-	} `json:"variants"`
+// startSteps are Up's steps that start a component, by component name.
+var startSteps = map[string]string{"registry": "Starting the registry", "mockkp": "Starting mockkp", "crio": "Starting CRI-O",
+	"etcd": "Starting etcd", "kube-apiserver": "Starting kube-apiserver", "syncer": "Starting the synchronizer"}
+
+// stepNote returns the note of step's ✓ line in Up's output ("" when the line is missing).
+func stepNote(out, step string) (string, bool) {
+	for _, line := range strings.Split(out, "\n") {
+		rest, ok := strings.CutPrefix(line, "✓ "+step+" (")
+		if ok {
+			note, _, _ := strings.Cut(rest, ") ")
+			return note, true
+		}
+	}
+	return "", false
 }
 
-// TestIntegrationNodeLab brings the node lab up as root, pulls a plain image and an encrypted
-// fixture through CRI-O's CRI socket without and with the key in keys/synced, checks that a
-// second up reuses the lab, and tears it down.
+// TestIntegrationNodeLab brings the node lab up as root in a temp dir on free ports, pulls a
+// plain image and an encrypted fixture through CRI-O's CRI socket without and with the key in
+// keys/synced, runs containers, checks that a second up reuses every process, that status
+// names a killed synchronizer and up restarts only it, and tears the lab down after CRI-O
+// crashed with containers running.
 func TestIntegrationNodeLab(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the node lab integration test needs root (CRI-O); run it as root, as CI does")
@@ -86,7 +95,7 @@ func TestIntegrationNodeLab(t *testing.T) {
 	}
 	bin := filepath.Join(work, "bin")
 	build := exec.Command("go", "build", "-trimpath", "-tags", "containers_image_openpgp", "-o", bin+"/",
-		"./cmd/keysync", "./cmd/mockkp", "./cmd/keysync-syncer", "./cmd/keysync-runtime-wrapper")
+		"./cmd/mockkp", "./cmd/keysync-syncer", "./cmd/keysync-runtime-wrapper")
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -96,14 +105,18 @@ func TestIntegrationNodeLab(t *testing.T) {
 	var status bytes.Buffer
 	opts := Options{
 		WorkDir: filepath.Join(work, "lab"), EnvFile: filepath.Join(work, "lab.env"), BinDir: bin,
-		CRIOBinDir: crioBin, K8sBinDir: k8sBin, Self: filepath.Join(bin, "keysync"), Out: &status,
+		CRIOBinDir: crioBin, K8sBinDir: k8sBin, SourceDir: root,
+	}
+	nl, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	downDone := false
 	t.Cleanup(func() {
 		if !downDone {
-			_ = Down(context.Background(), opts)
+			_ = nl.Down(context.Background(), io.Discard)
 		}
 		if !t.Failed() {
 			os.RemoveAll(work)
@@ -113,29 +126,39 @@ func TestIntegrationNodeLab(t *testing.T) {
 	})
 
 	start := time.Now()
-	env, err := Up(ctx, opts)
+	env, err := nl.Up(ctx, &status)
 	cold := time.Since(start)
 	t.Logf("cold up %.1fs:\n%s", cold.Seconds(), status.String())
 	if err != nil {
 		t.Fatalf("up: %v", err)
 	}
 	if env.Lab != lab.KindNode || env.CRIEndpoint != filepath.Join(opts.WorkDir, "run", "crio.sock") ||
-		env.KeysRoot != filepath.Join(opts.WorkDir, "keys") || env.SyncSubdir != SyncSubdir || len(env.Nodes) != 1 {
+		env.KeysRoot != filepath.Join(opts.WorkDir, "keys") || env.SyncSubdir != SyncSubdir || len(env.Nodes) != 1 ||
+		env.NodeAccess != lab.AccessHost || !env.Has(lab.CapIsolated) || !env.Has(lab.CapMockKP) || !env.Has(lab.CapRunImage) {
 		t.Fatalf("unexpected env: %+v", env)
 	}
-	for _, step := range []string{"Starting the registry", "Starting CRI-O", "Starting etcd and kube-apiserver",
+	for _, step := range []string{"Starting the registry", "Starting CRI-O", "Starting etcd", "Starting kube-apiserver",
 		"Starting the synchronizer", "Pushing the fixtures", "Writing the env file"} {
-		if !strings.Contains(status.String(), "✓ "+step) {
+		if _, ok := stepNote(status.String(), step); !ok {
 			t.Errorf("status lacks a ✓ line for %q", step)
 		}
 	}
-
-	data, err := os.ReadFile(env.FixturesManifest)
-	if err != nil {
-		t.Fatal(err)
+	requireReady := func(when string) {
+		t.Helper()
+		st, err := nl.Status(ctx)
+		if err != nil {
+			t.Fatalf("status %s: %v", when, err)
+		}
+		if !st.Ready() {
+			var b bytes.Buffer
+			_ = st.Write(&b)
+			t.Fatalf("lab not ready %s:\n%s", when, b.String())
+		}
 	}
-	var m testManifest
-	if err := json.Unmarshal(data, &m); err != nil {
+	requireReady("after the cold up")
+
+	m, err := manifest.Load(env.FixturesManifest)
+	if err != nil {
 		t.Fatal(err)
 	}
 	var plainRef, plainMarker, encRef, keyFile string
@@ -148,7 +171,7 @@ func TestIntegrationNodeLab(t *testing.T) {
 		}
 	}
 	if plainRef == "" || encRef == "" {
-		t.Fatalf("fixtures manifest lacks a plain variant or a one-key encrypted variant: %s", data)
+		t.Fatalf("fixtures manifest lacks a plain variant or a one-key encrypted variant: %+v", m.Variants)
 	}
 
 	conn, err := dialCRI(env.CRIEndpoint)
@@ -250,57 +273,80 @@ func TestIntegrationNodeLab(t *testing.T) {
 		})
 	}
 
-	// A second up finds the lab up.
+	// A second up finds every process up and reuses it.
 	status.Reset()
 	start = time.Now()
-	if _, err := Up(ctx, opts); err != nil {
+	if _, err := nl.Up(ctx, &status); err != nil {
 		t.Fatalf("second up: %v", err)
 	}
-	t.Logf("warm up %.2fs: %s", time.Since(start).Seconds(), status.String())
-	if !strings.Contains(status.String(), "reused") {
-		t.Fatalf("second up did not reuse the lab:\n%s", status.String())
-	}
-	var st bytes.Buffer
-	if err := Status(ctx, opts, &st); err != nil {
-		t.Fatalf("status: %v\n%s", err, st.String())
+	t.Logf("warm up %.2fs:\n%s", time.Since(start).Seconds(), status.String())
+	for _, step := range append(sortedSteps(), "Pushing the fixtures") {
+		if note, _ := stepNote(status.String(), step); !strings.HasPrefix(note, "reused") {
+			t.Errorf("second up did not reuse %q (note %q)", step, note)
+		}
 	}
 
-	// The supervisor crashes: its children (registry, etcd, kube-apiserver) die with it; the
-	// next up restarts them and reuses CRI-O and mockkp, whose configuration did not change.
+	// The synchronizer dies: status is not ready and names it; up restarts it and only it.
 	l := Layout{Dir: opts.WorkDir}
 	kill := func(name string) {
 		t.Helper()
-		pid, ok := (&lab.Process{PidFile: l.PidFile(name)}).Running()
+		p := &lab.Process{PidFile: l.PidFile(name)}
+		pid, ok := p.Running()
 		if !ok {
 			t.Fatalf("%s is not running", name)
 		}
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if _, ok := p.Running(); !ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s (pid %d) still running 10s after SIGKILL", name, pid)
+			}
+		}
 	}
-	crioPid, _ := (&lab.Process{PidFile: l.PidFile("crio")}).Running()
-	kill(supervisorName)
-	time.Sleep(500 * time.Millisecond)
+	kill("syncer")
+	st, err := nl.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stOut bytes.Buffer
+	_ = st.Write(&stOut)
+	if st.Ready() {
+		t.Fatalf("status is ready with the synchronizer killed:\n%s", stOut.String())
+	}
+	for _, c := range st.Components {
+		if c.Up == (c.Name == "syncer") {
+			t.Errorf("after killing the synchronizer: %s up=%v (%s)", c.Name, c.Up, c.Detail)
+		}
+	}
+	if !strings.Contains(stOut.String(), "✗ syncer") || !strings.Contains(stOut.String(), "(1 of 6 components down)") {
+		t.Errorf("status does not name the synchronizer:\n%s", stOut.String())
+	}
 	status.Reset()
 	start = time.Now()
-	if _, err := Up(ctx, opts); err != nil {
-		t.Fatalf("up after a supervisor crash: %v\n%s", err, status.String())
+	if _, err := nl.Up(ctx, &status); err != nil {
+		t.Fatalf("up after the synchronizer died: %v\n%s", err, status.String())
 	}
-	t.Logf("up after a supervisor crash %.2fs:\n%s", time.Since(start).Seconds(), status.String())
-	if !strings.Contains(status.String(), fmt.Sprintf("✓ Starting CRI-O (reused pid %d", crioPid)) {
-		t.Errorf("CRI-O pid %d was not reused:\n%s", crioPid, status.String())
+	t.Logf("up after the synchronizer died %.2fs:\n%s", time.Since(start).Seconds(), status.String())
+	for name, step := range startSteps {
+		note, ok := stepNote(status.String(), step)
+		if restarted := ok && !strings.HasPrefix(note, "reused"); restarted != (name == "syncer") {
+			t.Errorf("%s restarted=%v (note %q), want only the synchronizer restarted", step, restarted, note)
+		}
 	}
+	requireReady("after up restarted the synchronizer")
 	if err := pull(plainRef); err != nil {
-		t.Fatalf("pull after the supervisor restart: %v", err)
+		t.Fatalf("pull after the synchronizer restart: %v", err)
 	}
 
-	// Supervisor and CRI-O both crash, leaving containers, conmon and mounts behind: down
-	// still cleans up everything.
-	kill(supervisorName)
+	// CRI-O crashes, leaving containers, conmon and mounts behind: down still cleans up
+	// everything.
 	kill("crio")
-	time.Sleep(500 * time.Millisecond)
 	status.Reset()
-	if err := Down(ctx, opts); err != nil {
+	if err := nl.Down(ctx, &status); err != nil {
 		t.Fatalf("down: %v\n%s", err, status.String())
 	}
 	downDone = true
@@ -312,7 +358,7 @@ func TestIntegrationNodeLab(t *testing.T) {
 	if pids := processesUnder(t, opts.WorkDir); len(pids) > 0 {
 		t.Errorf("processes referring to the work dir left after down: %v", pids)
 	}
-	for _, name := range append(procNames(), supervisorName) {
+	for name := range startSteps {
 		p := &lab.Process{PidFile: l.PidFile(name)}
 		if pid, ok := p.Running(); ok {
 			t.Errorf("%s still running as pid %d after down", name, pid)
@@ -329,9 +375,21 @@ func TestIntegrationNodeLab(t *testing.T) {
 	if mounts, _ := mountsUnder(f, opts.WorkDir); len(mounts) > 0 {
 		t.Errorf("mounts left under the work dir: %q", mounts)
 	}
-	if err := Status(ctx, opts, &st); err == nil {
-		t.Error("status after down reports the lab up")
+	if st, err := nl.Status(ctx); err != nil || st.Ready() {
+		t.Errorf("status after down: ready=%v err=%v", st.Ready(), err)
 	}
+	if _, err := os.Stat(opts.EnvFile); !os.IsNotExist(err) {
+		t.Errorf("env file kept after down: %v", err)
+	}
+}
+
+// sortedSteps are the start steps in component order.
+func sortedSteps() []string {
+	var steps []string
+	for _, c := range components() {
+		steps = append(steps, startSteps[c.name])
+	}
+	return steps
 }
 
 // processesUnder lists the processes whose command line names dir (conmon, containers' runc

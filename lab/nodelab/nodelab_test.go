@@ -3,13 +3,19 @@ package nodelab
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/keysync-dev/keysync/lab"
 )
 
-func TestOptionsValidate(t *testing.T) {
+func TestOptionsValidateUp(t *testing.T) {
 	ok := Options{WorkDir: "/w", EnvFile: "/w/lab.env", BinDir: "/b", CRIOBinDir: "/c", K8sBinDir: "/k"}
 	tests := []struct {
 		name    string
@@ -25,7 +31,7 @@ func TestOptionsValidate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			o := ok
 			tt.mutate(&o)
-			err := o.validate()
+			err := o.validateUp()
 			if len(tt.wantErr) == 0 {
 				if err != nil {
 					t.Fatal(err)
@@ -41,63 +47,274 @@ func TestOptionsValidate(t *testing.T) {
 	}
 }
 
-func TestFollower(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "lab.log")
-	if err := os.WriteFile(path, []byte("• old run ...\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	f := &follower{path: path, out: &out}
-	if err := f.skipToEnd(); err != nil {
-		t.Fatal(err)
-	}
-	appendLog := func(s string) {
-		t.Helper()
-		fh, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fh.WriteString(s)
-		fh.Close()
-	}
-	steps := []struct {
-		write string
-		want  string
+func TestNew(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    Options
+		wantErr string
 	}{
-		{write: "=== start\n• Starting CRI-O ...\ntime=x level=INFO msg=debug\n✓ Starting CRI-O (pid 1) 0.4", want: "• Starting CRI-O ...\n"},
-		{write: "2s\n", want: "• Starting CRI-O ...\n✓ Starting CRI-O (pid 1) 0.42s\n"},
-		{write: "✗ Pushing the fixtures 1.00s\nERROR: step failed: a\nsecond line of the error\n",
-			want: "• Starting CRI-O ...\n✓ Starting CRI-O (pid 1) 0.42s\n✗ Pushing the fixtures 1.00s\nERROR: step failed: a\nsecond line of the error\n"},
+		{name: "work dir only", opts: Options{WorkDir: "/w"}},
+		{name: "no work dir", opts: Options{}, wantErr: `work dir "" must be absolute`},
+		{name: "relative work dir", opts: Options{WorkDir: "w"}, wantErr: `work dir "w" must be absolute`},
+		{name: "relative env file", opts: Options{WorkDir: "/w", EnvFile: "lab.env"}, wantErr: `env file "lab.env" must be absolute`},
 	}
-	for i, s := range steps {
-		appendLog(s.write)
-		f.copy()
-		if out.String() != s.want {
-			t.Fatalf("step %d: out = %q, want %q", i, out.String(), s.want)
-		}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, err := New(tt.opts)
+			if tt.wantErr == "" {
+				if err != nil || l.Kind() != lab.KindNode {
+					t.Fatalf("New: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
 	}
 }
 
-func TestStatusAndDownOnAnEmptyWorkDir(t *testing.T) {
-	dir := t.TempDir()
-	opts := Options{WorkDir: dir, EnvFile: filepath.Join(dir, "lab.env"), Self: "/bin/true"}
+func TestComponents(t *testing.T) {
+	var names []string
+	for _, c := range components() {
+		names = append(names, c.name)
+		if componentNamed(c.name).name != c.name || c.health == nil || c.addr == nil || c.startTimeout <= 0 {
+			t.Errorf("component %q is incomplete", c.name)
+		}
+	}
+	if got, want := strings.Join(names, ","), "registry,mockkp,crio,etcd,kube-apiserver,syncer"; got != want {
+		t.Fatalf("components %s, want %s", got, want)
+	}
+}
+
+// startFake runs `sleep` as the lab's process called name (pid file and log in the work dir).
+func startFake(t *testing.T, work, name string) *lab.Process {
+	t.Helper()
+	l := Layout{Dir: work}
+	if err := os.MkdirAll(l.RunDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(l.LogDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := &lab.Process{Name: name, Path: "/bin/sleep", Args: []string{"60"}, LogFile: l.Log(name), PidFile: l.PidFile(name),
+		StopTimeout: 2 * time.Second}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	return p
+}
+
+func writeState(t *testing.T, work string, st state) {
+	t.Helper()
+	data, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(Layout{Dir: work}.StateFile(), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestStatusTellsTheTruth: a component is up only when its process runs and its health check
+// passes; the lab is ready only when every component is up.
+func TestStatusTellsTheTruth(t *testing.T) {
+	work := t.TempDir()
+	healthy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	t.Cleanup(healthy.Close)
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	writeState(t, work, state{MockKP: strings.TrimPrefix(healthy.URL, "http://"), Registry: strings.TrimPrefix(dead.URL, "http://")})
+	nl, err := New(Options{WorkDir: work})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := nl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Ready() || len(st.Components) != len(components()) {
+		t.Fatalf("empty work dir: ready=%v, %d components", st.Ready(), len(st.Components))
+	}
+	for _, c := range st.Components {
+		if c.Up || c.Detail != "not running" {
+			t.Errorf("empty work dir: %+v", c)
+		}
+	}
+
+	mockkp := startFake(t, work, "mockkp")
+	startFake(t, work, "registry")
+	st, err = nl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]lab.Component{}
+	for _, c := range st.Components {
+		byName[c.Name] = c
+	}
+	if c := byName["mockkp"]; !c.Up || !strings.Contains(c.Detail, healthy.URL[len("http://"):]) {
+		t.Errorf("mockkp runs and is healthy: %+v", c)
+	}
+	if c := byName["registry"]; c.Up || !strings.Contains(c.Detail, "unhealthy") {
+		t.Errorf("registry runs but does not answer: %+v", c)
+	}
+	if c := byName["syncer"]; c.Up || c.Detail != "not running" {
+		t.Errorf("syncer: %+v", c)
+	}
 	var out bytes.Buffer
-	err := Status(context.Background(), opts, &out)
-	if err == nil || !strings.Contains(err.Error(), "make node-lab-up") {
-		t.Fatalf("status err = %v, want a hint to start the lab", err)
+	if err := st.Write(&out); err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "supervisor       stopped") {
-		t.Fatalf("status output:\n%s", out.String())
+	if !strings.Contains(out.String(), "node lab: NOT ready (5 of 6 components down)") {
+		t.Errorf("status output:\n%s", out.String())
 	}
+
+	if err := mockkp.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st, err = nl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.Components[1]; c.Name != "mockkp" || c.Up {
+		t.Errorf("mockkp stopped: %+v", c)
+	}
+}
+
+func TestDown(t *testing.T) {
+	work := t.TempDir()
+	envFile := filepath.Join(t.TempDir(), "lab.env")
+	syncer := startFake(t, work, "syncer")
+	mockkp := startFake(t, work, "mockkp")
+	syncerPid, _ := syncer.Running()
+	// A stale pid file of a process that is gone is dropped silently.
+	stale := Layout{Dir: work}.PidFile("etcd")
+	if err := os.WriteFile(stale, []byte("999999999 1 x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{l: Layout{Dir: work}, opts: Options{WorkDir: work, EnvFile: envFile}}
+	if _, err := r.writeEnv(); err != nil {
+		t.Fatal(err)
+	}
+	nl, err := New(Options{WorkDir: work, EnvFile: envFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := nl.Down(context.Background(), &out); err != nil {
+		t.Fatalf("down: %v\n%s", err, out.String())
+	}
+	got := out.String()
+	iSyncer := strings.Index(got, "✓ Stopping syncer (pid ")
+	iMockKP := strings.Index(got, "✓ Stopping mockkp (pid ")
+	if iSyncer < 0 || iMockKP < iSyncer {
+		t.Errorf("down did not stop syncer (pid %d), then mockkp:\n%s", syncerPid, got)
+	}
+	for _, want := range []string{"✓ Unmounting under the work dir (0 mounts)", "✓ Removing the env file (removed)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("down output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "etcd") {
+		t.Errorf("down showed a process that was not running:\n%s", got)
+	}
+	for _, p := range []*lab.Process{syncer, mockkp} {
+		if _, ok := p.Running(); ok {
+			t.Errorf("%s still runs after down", p.Name)
+		}
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale pid file kept: %v", err)
+	}
+
+	// Again, on a lab that is not up.
 	out.Reset()
-	opts.Out = &out
-	if err := Down(context.Background(), opts); err != nil {
-		t.Fatalf("down on a lab that is not up: %v", err)
+	if err := nl.Down(context.Background(), &out); err != nil {
+		t.Fatalf("second down: %v\n%s", err, out.String())
 	}
-	if !strings.Contains(out.String(), "✓ Stopping the lab supervisor (not running)") {
-		t.Fatalf("down output:\n%s", out.String())
+	if strings.Contains(out.String(), "Stopping") || !strings.Contains(out.String(), "Removing the env file (absent)") {
+		t.Errorf("second down:\n%s", out.String())
 	}
-	if err := Down(context.Background(), Options{WorkDir: "relative"}); err == nil {
-		t.Fatal("down accepted a relative work dir")
+}
+
+func TestRemoveEnv(t *testing.T) {
+	work := t.TempDir()
+	tests := []struct {
+		name     string
+		env      *lab.Env
+		wantNote string
+		wantGone bool
+	}{
+		{name: "absent", wantNote: "absent", wantGone: true},
+		{name: "this lab's", env: &lab.Env{Lab: lab.KindNode, Kubeconfig: "/k", Nodes: []string{"n"}, CRIEndpoint: "/s", KeysRoot: "/r",
+			Extra: map[string]string{"NODE_LAB_WORK_DIR": work}}, wantNote: "removed", wantGone: true},
+		{name: "another node lab's", env: &lab.Env{Lab: lab.KindNode, Kubeconfig: "/k", Nodes: []string{"n"}, CRIEndpoint: "/s", KeysRoot: "/r",
+			Extra: map[string]string{"NODE_LAB_WORK_DIR": "/elsewhere"}}, wantNote: "kept: not this lab's"},
+		{name: "the kind lab's", env: &lab.Env{Lab: lab.KindKind, Kubeconfig: "/k", Nodes: []string{"n"}}, wantNote: "kept: not this lab's"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "lab.env")
+			if tt.env != nil {
+				if err := lab.WriteEnv(path, *tt.env); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := &runner{l: Layout{Dir: work}}
+			note, err := r.removeEnv(path)
+			if err != nil || note != tt.wantNote {
+				t.Fatalf("removeEnv = %q, %v; want %q", note, err, tt.wantNote)
+			}
+			if _, err := os.Stat(path); os.IsNotExist(err) != tt.wantGone {
+				t.Fatalf("file gone = %v, want %v", os.IsNotExist(err), tt.wantGone)
+			}
+		})
+	}
+}
+
+func TestEnvDescribesTheNodeLab(t *testing.T) {
+	work := t.TempDir()
+	r := &runner{l: Layout{Dir: work}, st: state{Registry: "127.0.0.1:5000", MockKP: "127.0.0.1:8300", MockKPAdmin: "127.0.0.1:8301"},
+		opts: Options{EnvFile: filepath.Join(work, "lab.env")}}
+	env, err := r.writeEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := lab.LoadEnv(r.opts.EnvFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []lab.Env{env, loaded} {
+		if e.Access() != lab.AccessHost || e.NodeAccess != lab.AccessHost {
+			t.Errorf("node access %q, want host", e.NodeAccess)
+		}
+		for _, c := range []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage} {
+			if !e.Has(c) {
+				t.Errorf("capability %s missing: %v", c, e.Capabilities)
+			}
+		}
+		for _, c := range []lab.Capability{lab.CapCluster, lab.CapAddNode} {
+			if e.Has(c) {
+				t.Errorf("capability %s claimed", c)
+			}
+		}
+		if e.SyncSubdir != "synced" || e.SyncerNamespace != "image-key-synchronizer" || e.KeysRoot != filepath.Join(work, "keys") {
+			t.Errorf("env: %+v", e)
+		}
+	}
+	data, err := os.ReadFile(r.opts.EnvFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"NODE_ACCESS=host\n", "CAPABILITIES=isolated,mockkp,run-image\n", "REGISTRY=127.0.0.1:5000\n"} {
+		if !strings.Contains(string(data), line) {
+			t.Errorf("env file lacks %q:\n%s", line, data)
+		}
 	}
 }

@@ -1,8 +1,10 @@
 // Package lab is `keysync lab`: bring the labs up and down. `keysync lab node up|down|status`
-// drives the Docker-free node lab (lab/nodelab); `serve` is its supervisor, started by up.
+// drives the Docker-free node lab (lab/nodelab) through the lab.Lab interface: progress on
+// stderr, results on stdout, status exits non-zero unless every component is up.
 package lab
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,6 +45,10 @@ etcd + kube-apiserver, a seeded mockkp, CRI-O (decryption_keys_path <work>/keys)
 synchronizer (writing <work>/keys/synced). It pushes the fixtures and writes a kubeconfig and
 the lab env file the suites read. Needs root. Usually run through make node-lab-up / node-lab-down,
 which build the binaries it needs.`,
+		// Runnable with no arguments, so that an unknown subcommand (e.g. the former "serve")
+		// fails instead of printing help.
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
 	pf := node.PersistentFlags()
 	pf.StringVar(&f.workDir, "work-dir", "_out/node-lab", "directory holding everything the lab writes and mounts")
@@ -55,14 +61,14 @@ which build the binaries it needs.`,
 	node.AddCommand(
 		&cobra.Command{
 			Use:   "up",
-			Short: "Bring the node lab up, or reuse it when it is up",
+			Short: "Bring the node lab up, or repair it: keeps what runs, starts what is missing or stopped",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				opts, err := f.options(s)
+				l, opts, err := f.lab(s)
 				if err != nil {
 					return err
 				}
-				env, err := nodelab.Up(cmd.Context(), opts)
+				env, err := l.Up(cmd.Context(), s.ErrOut)
 				if err != nil {
 					return err
 				}
@@ -75,52 +81,59 @@ which build the binaries it needs.`,
 			Short: "Stop every process of the node lab and unmount what CRI-O mounted (keeps caches on disk)",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				opts, err := f.options(s)
+				l, _, err := f.lab(s)
 				if err != nil {
 					return err
 				}
-				return nodelab.Down(cmd.Context(), opts)
+				return l.Down(cmd.Context(), s.ErrOut)
 			},
 		},
 		&cobra.Command{
 			Use:   "status",
-			Short: "Show the node lab's processes; fails when the lab is not up",
+			Short: "Show every process of the node lab; exits non-zero unless all of them run and are healthy",
 			Args:  cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				opts, err := f.options(s)
+				l, _, err := f.lab(s)
 				if err != nil {
 					return err
 				}
-				return nodelab.Status(cmd.Context(), opts, s.Out)
-			},
-		},
-		&cobra.Command{
-			Use:    "serve",
-			Short:  "Run the node lab's supervisor in the foreground (started by up)",
-			Hidden: true,
-			Args:   cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				opts, err := f.options(s)
+				st, err := l.Status(cmd.Context())
 				if err != nil {
 					return err
 				}
-				return nodelab.Serve(cmd.Context(), opts)
+				if err := st.Write(s.Out); err != nil {
+					return err
+				}
+				if !st.Ready() {
+					return errors.New("node lab is not ready (make node-lab-up starts what is down)")
+				}
+				return nil
 			},
 		},
 	)
 	return node
 }
 
+// lab builds the node lab from the flags.
+func (f *flagpole) lab(s *cli.Streams) (*nodelab.Lab, nodelab.Options, error) {
+	opts, err := f.options(s)
+	if err != nil {
+		return nil, opts, err
+	}
+	l, err := nodelab.New(opts)
+	return l, opts, err
+}
+
 // options turns the flags into absolute paths.
 func (f *flagpole) options(s *cli.Streams) (nodelab.Options, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nodelab.Options{}, fmt.Errorf("failed to find the keysync binary: %w", err)
-	}
 	if f.binDir == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return nodelab.Options{}, fmt.Errorf("failed to find the keysync binary: %w", err)
+		}
 		f.binDir = filepath.Dir(self)
 	}
-	opts := nodelab.Options{Self: self, Out: s.Out, Logger: s.Logger}
+	var opts nodelab.Options
 	for _, p := range []struct {
 		dst *string
 		src string

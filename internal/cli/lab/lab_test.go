@@ -30,12 +30,14 @@ func TestNodeCommands(t *testing.T) {
 		wantErr  string
 	}{
 		{name: "status of a lab that is not up", args: []string{"lab", "node", "status", "--work-dir", work},
-			wantCode: 1, wantOut: "supervisor       stopped", wantErr: "make node-lab-up"},
-		{name: "down of a lab that is not up", args: []string{"lab", "node", "down", "--work-dir", work},
-			wantCode: 0, wantOut: "Stopping the lab supervisor (not running)"},
+			wantCode: 1, wantOut: "✗ syncer       not running\nnode lab: NOT ready (6 of 6 components down)\n", wantErr: "make node-lab-up"},
+		{name: "down of a lab that is not up: progress on stderr", args: []string{"lab", "node", "down", "--work-dir", work,
+			"--env-file", filepath.Join(dir, "lab.env")},
+			wantCode: 0, wantErr: "✓ Removing the env file (absent)"},
 		{name: "up without the CRI-O and Kubernetes bin dirs", args: []string{"lab", "node", "up", "--work-dir", work,
 			"--crio-bin-dir", "", "--k8s-bin-dir", ""},
 			wantCode: 1, wantErr: "CRI-O bin dir is not set"},
+		{name: "serve is gone", args: []string{"lab", "node", "serve"}, wantCode: 1, wantErr: "unknown command"},
 		{name: "unexpected argument", args: []string{"lab", "node", "up", "extra"}, wantCode: 1, wantErr: "unknown command"},
 	}
 	for _, tt := range tests {
@@ -49,6 +51,9 @@ func TestNodeCommands(t *testing.T) {
 			}
 			if !strings.Contains(errOut, tt.wantErr) {
 				t.Errorf("err lacks %q:\n%s", tt.wantErr, errOut)
+			}
+			if strings.Contains(out, "✓") {
+				t.Errorf("progress lines on stdout:\n%s", out)
 			}
 		})
 	}

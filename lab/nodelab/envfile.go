@@ -1,0 +1,65 @@
+package nodelab
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/keysync-dev/keysync/internal/atomicfile"
+	"github.com/keysync-dev/keysync/lab"
+)
+
+// capabilities are what the node lab can do: it blocks every outside registry, runs a mockkp
+// whose admin API the runner reaches, and its node access (CRI-O's socket on this host) runs
+// containers.
+func capabilities() []lab.Capability {
+	return []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage}
+}
+
+// env is the lab's description.
+func (r *runner) env() lab.Env {
+	kp := "http://" + r.st.MockKP
+	return lab.Env{
+		Lab: lab.KindNode, Capabilities: capabilities(), NodeAccess: lab.AccessHost,
+		Kubeconfig: r.l.Kubeconfig(), Nodes: []string{NodeName},
+		CRIEndpoint: r.l.CRISocket(), KeysRoot: r.l.KeysRoot(), SyncSubdir: SyncSubdir, Registry: r.st.Registry,
+		MockKPURL: kp, MockKPTokenURL: kp + "/identity/token", MockKPAdminURL: "http://" + r.st.MockKPAdmin,
+		MockKPClusterURL: kp, MockKPClusterTokenURL: kp + "/identity/token",
+		KPInstanceID: KPInstanceID, KPAPIKey: KPAPIKey, KPRootKeyID: KPRootKeyID,
+		FixturesManifest: r.l.FixturesManifest(), SyncerNamespace: Namespace,
+		Extra: map[string]string{"NODE_LAB_WORK_DIR": r.l.Dir, "NODE_LAB_LOGS": r.l.LogDir(),
+			"CRICTL_CONFIG": r.l.CrictlConfig(), "PAUSE_IMAGE": r.pauseImage()},
+	}
+}
+
+// writeEnv writes crictl's config and the env file.
+func (r *runner) writeEnv() (lab.Env, error) {
+	crictl := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n", r.l.CRISocket(), r.l.CRISocket())
+	if err := atomicfile.Write(r.l.CrictlConfig(), []byte(crictl), 0o644); err != nil {
+		return lab.Env{}, fmt.Errorf("failed to write crictl config: %w", err)
+	}
+	env := r.env()
+	if err := lab.WriteEnv(r.opts.EnvFile, env); err != nil {
+		return lab.Env{}, err
+	}
+	return env, nil
+}
+
+// removeEnv removes the env file only when it describes this node lab: the kind lab writes
+// the same default path.
+func (r *runner) removeEnv(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "absent", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("failed to read lab env file: %w", err)
+	}
+	if env, err := lab.ParseEnv(data); err != nil || env.Lab != lab.KindNode || env.Extra["NODE_LAB_WORK_DIR"] != r.l.Dir {
+		return "kept: not this lab's", nil
+	}
+	if err := os.Remove(path); err != nil {
+		return "", fmt.Errorf("failed to remove lab env file: %w", err)
+	}
+	return "removed", nil
+}

@@ -1,0 +1,132 @@
+package nodelab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/keysync-dev/keysync/internal/atomicfile"
+	"github.com/keysync-dev/keysync/internal/registry"
+	"github.com/keysync-dev/keysync/internal/runtimewrap"
+)
+
+// state is what later ups reuse: the loopback addresses chosen on the first up.
+type state struct {
+	Registry      string `json:"registry"`
+	MockKP        string `json:"mockkp"`
+	MockKPAdmin   string `json:"mockkpAdmin"`
+	Etcd          string `json:"etcd,omitempty"`
+	EtcdPeer      string `json:"etcdPeer,omitempty"`
+	APIServer     string `json:"apiServer,omitempty"`
+	SyncerMetrics string `json:"syncerMetrics"`
+	SyncerProbe   string `json:"syncerProbe"`
+}
+
+// loadState reads the recorded addresses and the admin token; a missing or damaged state
+// only costs new ports.
+func (r *runner) loadState() error {
+	data, err := os.ReadFile(r.l.StateFile())
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("failed to read lab state: %w", err)
+	default:
+		if err := json.Unmarshal(data, &r.st); err != nil {
+			r.st = state{}
+		}
+	}
+	tok, err := os.ReadFile(r.l.TokenFile())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("failed to read the lab's admin token: %w", err)
+	}
+	r.token = strings.TrimSpace(string(tok))
+	return nil
+}
+
+func (r *runner) saveState() error {
+	data, err := json.MarshalIndent(r.st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("failed to encode lab state: %w", err)
+	}
+	if err := atomicfile.Write(r.l.StateFile(), append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("failed to save lab state: %w", err)
+	}
+	return nil
+}
+
+// port returns *addr when it is set and either in use by the lab's own running process
+// (ours) or free, and a new free loopback address otherwise; it records the choice.
+func (r *runner) port(addr *string, ours bool) (string, error) {
+	if *addr != "" && (ours || portFree(*addr)) {
+		return *addr, nil
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("failed to find a free port: %w", err)
+	}
+	*addr = l.Addr().String()
+	l.Close()
+	return *addr, r.saveState()
+}
+
+func portFree(addr string) bool {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// checkHost checks root, the binaries, overlayfs and whether runc needs the runtime wrapper,
+// and creates the work dir's log and run dirs.
+func (r *runner) checkHost(context.Context) (string, error) {
+	var errs []error
+	if os.Geteuid() != 0 {
+		errs = append(errs, errors.New("the node lab runs CRI-O and needs root"))
+	}
+	o := r.opts
+	need := []string{
+		filepath.Join(o.CRIOBinDir, "crio"), filepath.Join(o.CRIOBinDir, "pinns"),
+		filepath.Join(o.K8sBinDir, "kube-apiserver"), filepath.Join(o.K8sBinDir, "etcd"),
+		filepath.Join(o.BinDir, "mockkp"), filepath.Join(o.BinDir, "keysync-syncer"),
+		conmonPath, catatonitPath, registry.DefaultBinary, filepath.Join(cniPluginDir, "loopback"),
+	}
+	wrap, err := runtimewrap.Needed("/proc/self/status")
+	if err != nil {
+		errs = append(errs, err)
+	}
+	r.wrap = wrap
+	if wrap {
+		need = append(need, filepath.Join(o.BinDir, "keysync-runtime-wrapper"))
+	}
+	for _, p := range need {
+		if st, err := os.Stat(p); err != nil || st.Mode().Perm()&0o111 == 0 {
+			errs = append(errs, fmt.Errorf("missing executable %s (make deps / make crio / make build)", p))
+		}
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		errs = append(errs, errors.New("missing runc (make deps)"))
+	}
+	if fs, err := os.ReadFile("/proc/filesystems"); err != nil || !strings.Contains(string(fs), "\toverlay\n") {
+		errs = append(errs, errors.New("the kernel lacks overlayfs (modprobe overlay)"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return "", err
+	}
+	for _, d := range []string{r.l.LogDir(), r.l.RunDir()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", fmt.Errorf("failed to create %s: %w", d, err)
+		}
+	}
+	if wrap {
+		return "runtime wrapper: CapBnd lacks CAP_SYS_RESOURCE", nil
+	}
+	return "", nil
+}
