@@ -173,7 +173,10 @@ func (t *dockerExec) install(ctx context.Context, node string) error {
 		return nil
 	}
 	if t.binary == nil {
-		bin, from, err := agentbin.Load(ctx, t.opts.AgentBinary)
+		// A build from the checkout may outlast the first operation's deadline: it gets its own.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		defer cancel()
+		bin, from, err := agentbin.Load(bctx, t.opts.AgentBinary)
 		if err != nil {
 			return fmt.Errorf("kind: %w", err)
 		}
