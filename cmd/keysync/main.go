@@ -15,7 +15,6 @@ import (
 	kindlabcmd "github.com/keysync-dev/keysync/internal/cli/kindlab"
 	kpcmd "github.com/keysync-dev/keysync/internal/cli/kp"
 	labcmd "github.com/keysync-dev/keysync/internal/cli/lab"
-	nodeagentcmd "github.com/keysync-dev/keysync/internal/cli/nodeagent"
 	"github.com/keysync-dev/keysync/internal/cli/wrap"
 )
 
@@ -31,7 +30,6 @@ func main() {
 		kindlabcmd.NewCommand,
 		conformancecmd.NewCommand,
 		fixturescmd.NewCommand,
-		nodeagentcmd.NewCommand,
 	)
 
 	stop()

@@ -40,6 +40,11 @@ import (
 //	                            file|directory|symlink|other, MODE octal permission bits,
 //	                            SIZE decimal bytes, PATH relative to the keys tree (may hold spaces)
 //	ReadKeyCmd NODE RELPATH   → the file's bytes
+//	AuditKeysCmd NODE         → one line per entry: "TYPE MODE SIZE SHA256 VERDICT PATH" (see
+//	                            FormatAudit), CRI-O's verdict judged on the node, no key bytes
+//
+// Audit's precedence differs in one step: with no audit hook but a list-keys or read-key hook,
+// the audit judges what those hooks answer (AuditKeys) rather than asking the base driver.
 //
 // Two more hooks are lab capabilities rather than node operations; the conformance suite's
 // resilience feature uses them to add a node to a cluster that is not a kind lab:
@@ -55,6 +60,7 @@ type Config struct {
 	RunImageFunc  func(ctx context.Context, node, ref string, args ...string) (string, error)
 	ListKeysFunc  func(ctx context.Context, node string) ([]Entry, error)
 	ReadKeyFunc   func(ctx context.Context, node, relpath string) ([]byte, error)
+	AuditKeysFunc func(ctx context.Context, node string) ([]AuditEntry, error)
 
 	// Command hooks: argv prefixes; the operation's arguments are appended. ParseCommand
 	// turns a shell command line into one.
@@ -63,6 +69,7 @@ type Config struct {
 	RunImageCmd  []string
 	ListKeysCmd  []string
 	ReadKeyCmd   []string
+	AuditKeysCmd []string
 	// AddNodeCmd and RemoveNodeCmd add and remove a cluster node (see above); nil: the lab's
 	// own way, if it has one.
 	AddNodeCmd    []string
@@ -114,6 +121,7 @@ const (
 	EnvHookRunImage   = "KEYSYNC_HOOK_RUN_IMAGE"
 	EnvHookListKeys   = "KEYSYNC_HOOK_LIST_KEYS"
 	EnvHookReadKey    = "KEYSYNC_HOOK_READ_KEY"
+	EnvHookAuditKeys  = "KEYSYNC_HOOK_AUDIT_KEYS"
 	EnvHookAddNode    = "KEYSYNC_HOOK_ADD_NODE"
 	EnvHookRemoveNode = "KEYSYNC_HOOK_REMOVE_NODE"
 )
@@ -150,6 +158,7 @@ func (c *Config) hookSlots() []struct {
 		{"hook-run-image", EnvHookRunImage, &c.RunImageCmd},
 		{"hook-list-keys", EnvHookListKeys, &c.ListKeysCmd},
 		{"hook-read-key", EnvHookReadKey, &c.ReadKeyCmd},
+		{"hook-audit-keys", EnvHookAuditKeys, &c.AuditKeysCmd},
 		{"hook-add-node", EnvHookAddNode, &c.AddNodeCmd},
 		{"hook-remove-node", EnvHookRemoveNode, &c.RemoveNodeCmd},
 	}
@@ -166,7 +175,7 @@ func (c *Config) FromEnv(getenv func(string) string) {
 }
 
 // RegisterFlags adds --hook-nodes, --hook-pull-image, --hook-run-image, --hook-list-keys,
-// --hook-read-key, --hook-add-node and --hook-remove-node (shell command lines, see
+// --hook-read-key, --hook-audit-keys, --hook-add-node and --hook-remove-node (shell command lines, see
 // ParseCommand) and --hook-timeout to fs.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	for _, s := range c.hookSlots() {
@@ -193,6 +202,7 @@ type hooked struct{ c Config }
 var (
 	_ Driver     = (*hooked)(nil)
 	_ ArgsRunner = (*hooked)(nil)
+	_ Auditor    = (*hooked)(nil)
 )
 
 func (h *hooked) Name() string {
@@ -294,6 +304,28 @@ func (h *hooked) ReadKey(ctx context.Context, node, relpath string) ([]byte, err
 		return h.c.Base.ReadKey(ctx, node, rel)
 	}
 	return nil, h.unsupported("ReadKey", "hook-read-key", EnvHookReadKey)
+}
+
+// AuditKeys implements Auditor: the func hook, else the command hook, else (unless a
+// list-keys or read-key hook is set: then ErrUnsupported, so that AuditKeys judges what those
+// hooks answer) the base driver's Auditor.
+func (h *hooked) AuditKeys(ctx context.Context, node string) ([]AuditEntry, error) {
+	switch {
+	case h.c.AuditKeysFunc != nil:
+		return h.c.AuditKeysFunc(ctx, node)
+	case h.c.AuditKeysCmd != nil:
+		out, err := h.run(ctx, "audit keys", h.c.AuditKeysCmd, node)
+		if err != nil {
+			return nil, err
+		}
+		return ParseAudit(out)
+	case h.c.ListKeysFunc != nil || h.c.ListKeysCmd != nil || h.c.ReadKeyFunc != nil || h.c.ReadKeyCmd != nil:
+		return nil, fmt.Errorf("AuditKeys: judged from the list-keys and read-key hooks: %w", ErrUnsupported)
+	}
+	if a, ok := h.c.Base.(Auditor); ok {
+		return a.AuditKeys(ctx, node)
+	}
+	return nil, h.unsupported("AuditKeys", "hook-audit-keys", EnvHookAuditKeys)
 }
 
 func (h *hooked) run(ctx context.Context, what string, argv []string, args ...string) ([]byte, error) {

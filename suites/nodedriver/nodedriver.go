@@ -1,9 +1,13 @@
 // Package nodedriver hides where a node is from the conformance suites. A Driver pulls an
 // image on a node through the CRI, runs a container from it where the lab allows, and lists
 // and reads the node's decryption keys tree (CRI-O's decryption_keys_path). The suites use
-// only this interface and the Kubernetes client, so one suite body runs on the node lab (host
-// paths + the CRI socket, package nodelab), on kind (docker exec) and on a real cluster (a
-// privileged pod per node).
+// only this interface and the Kubernetes client, so one suite body runs on the node lab (package
+// nodelab), on kind (package kind) and on any cluster (package cluster).
+//
+// All three speak one node agent protocol (protocol.go; the node side is package agent, the
+// binary cmd/keysync-node-agent) through a Transport: in-process on the node lab, docker exec
+// on kind, pod exec on a cluster. Agent is the protocol's client; it also audits the keys tree
+// on the node (Auditor, audit.go), so that no key bytes travel to judge it.
 //
 // A lab that cannot do an operation returns an error wrapping ErrUnsupported; the suites skip
 // the step that needs it with the error's message, never silently.

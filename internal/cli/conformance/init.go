@@ -20,6 +20,7 @@ import (
 	"github.com/keysync-dev/keysync/internal/ociimage"
 	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/suites/conformance"
+	"github.com/keysync-dev/keysync/suites/nodedriver/agentbin"
 	"github.com/keysync-dev/keysync/suites/nodedriver/cluster"
 )
 
@@ -42,9 +43,9 @@ func newInitCommand(s *cli.Streams) *cobra.Command {
 		Short: "Prepare a conformance run against any cluster: push the fixtures and the node agent image, write the lab env file",
 		Long: `Prepares 'keysync conformance' for a cluster that is not one of keysync's labs (its nodes
 run CRI-O, the synchronizer under test is deployed): it pushes the fixture images to --registry
-(keys are generated into --out), pushes the node agent image (this keysync binary FROM scratch;
+(keys are generated into --out), pushes the node agent image (keysync-node-agent FROM scratch;
 the suites run it as DaemonSet keysync-node-agent, one pod per node, to pull through CRI-O and
-read the keys tree), lists the nodes, and writes the lab env file. Then:
+read and audit the keys tree), lists the nodes, and writes the lab env file. Then:
 
   keysync conformance --lab-env <that file> --junit out.xml
 
@@ -68,7 +69,7 @@ skipped and say so.`,
 	fl.StringVar(&f.syncerNamespace, "syncer-namespace", conformance.DefaultNamespace, "namespace the synchronizer watches")
 	fl.StringVar(&f.syncSubdir, "sync-subdir", "synced", "the synchronizer's directory under the keys tree")
 	fl.StringVar(&f.mockkpFrom, "mockkp-from", "", "copy the mockkp settings (MOCKKP_*, KP_*) from this lab env file (a lab whose mockkp the cluster reaches)")
-	fl.StringVar(&f.agentBinary, "agent-binary", "", "static linux/amd64 keysync binary for the node agent image (default: this one)")
+	fl.StringVar(&f.agentBinary, "agent-binary", "", "static linux/amd64 keysync-node-agent for the node agent image (default: the one beside this keysync, else built from the checkout)")
 	fl.StringVar(&f.keysRoot, "keys-root", cluster.DefaultKeysRoot, "CRI-O's decryption_keys_path on the nodes")
 	fl.StringVar(&f.criSocket, "cri-socket", cluster.DefaultCRISocket, "CRI-O's socket on the nodes")
 	return cmd
@@ -164,11 +165,9 @@ func runInit(ctx context.Context, s *cli.Streams, f *initFlags) error {
 			return fmt.Sprintf("%d images", len(m.Variants)), nil
 		}},
 		{Name: "Pushing the node agent image", Run: func(ctx context.Context) (string, error) {
-			bin := f.agentBinary
-			if bin == "" {
-				if bin, err = os.Executable(); err != nil {
-					return "", fmt.Errorf("failed to find this keysync binary: %w", err)
-				}
+			bin, from, err := agentbin.Load(ctx, f.agentBinary)
+			if err != nil {
+				return "", err
 			}
 			img, err := cluster.AgentImage(bin)
 			if err != nil {
@@ -190,7 +189,7 @@ func runInit(ctx context.Context, s *cli.Streams, f *initFlags) error {
 				return "", err
 			}
 			env.NodeAgentImage = ref
-			return ref, nil
+			return fmt.Sprintf("%s (agent %s)", ref, from), nil
 		}},
 		{Name: "Writing the lab env file", Run: func(context.Context) (string, error) {
 			if err := lab.WriteEnv(f.labEnv, env); err != nil {

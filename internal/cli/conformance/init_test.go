@@ -19,7 +19,7 @@ import (
 )
 
 // TestInit runs `keysync conformance init` against a real kube-apiserver and registry. The
-// agent image holds the marker program (static, like keysync built with CGO_ENABLED=0).
+// agent image holds the marker program (static, like keysync-node-agent from make build).
 func TestInit(t *testing.T) {
 	ctx := context.Background()
 	srv := kubetest.StartT(t)

@@ -1,17 +1,13 @@
 // Package keytree inspects a node's decryption keys tree through a node driver: find the file
-// holding given bytes, snapshot the tree, and audit it with internal/crikeys (the rule CRI-O
-// applies) plus the synchronizer's hygiene rules (no temp files, key files 0600).
+// holding given bytes, snapshot the tree, and audit it with CRI-O's verdicts (the node agent's
+// audit, internal/crikeys' rule) plus the synchronizer's hygiene rules (no temp files, key
+// files 0600).
 package keytree
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -19,35 +15,26 @@ import (
 	"github.com/keysync-dev/keysync/suites/nodedriver"
 )
 
-// Reader is the part of nodedriver.Driver this package uses.
-type Reader interface {
-	ListKeys(ctx context.Context, node string) ([]nodedriver.Entry, error)
-	ReadKey(ctx context.Context, node, relpath string) ([]byte, error)
-}
+// Reader is the part of nodedriver.Driver this package uses; a Reader that is also a
+// nodedriver.Auditor audits (and finds files) without reading key bytes.
+type Reader = nodedriver.KeyReader
 
-// Files returns the regular files whose bytes equal want, sorted by path. Files that vanish
-// between listing and reading are ignored.
+// Files returns the regular files whose bytes equal want, sorted by path, by their SHA-256 in
+// the node's audit (nodedriver.AuditKeys: judged on the node where the driver can, so no key
+// bytes travel). Files that vanish meanwhile are ignored.
 func Files(ctx context.Context, r Reader, node string, want []byte) ([]nodedriver.Entry, error) {
-	entries, err := r.ListKeys(ctx, node)
+	entries, err := nodedriver.AuditKeys(ctx, r, node)
 	if err != nil {
 		return nil, err
 	}
+	sum := nodedriver.SHA256Hex(want)
 	var found []nodedriver.Entry
 	for _, e := range entries {
-		if e.Type != nodedriver.TypeFile || e.Size != int64(len(want)) {
-			continue
-		}
-		data, err := r.ReadKey(ctx, node, e.Path)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if bytes.Equal(data, want) {
-			found = append(found, e)
+		if e.Type == nodedriver.TypeFile && e.Size == int64(len(want)) && e.SHA256 == sum {
+			found = append(found, e.Entry)
 		}
 	}
+	sort.Slice(found, func(i, j int) bool { return found[i].Path < found[j].Path })
 	return found, nil
 }
 
@@ -72,59 +59,27 @@ func IsTempName(base string) bool {
 		strings.Contains(base, ".tmp-") || strings.HasSuffix(base, ".tmp") || strings.HasSuffix(base, ".swp") || strings.HasSuffix(base, ".part")
 }
 
-// Audit lists every problem in the node's tree: what crikeys.Audit reports (symlinks,
-// non-regular files, files CRI-O cannot use as private keys), temp-looking names, and key
-// files under syncSubdir whose mode is not 0600. The regular files are copied into a private
-// temp dir and judged there by crikeys.Audit itself. Problems never carry key material.
+// Audit lists every problem in the node's tree: every entry CRI-O would not accept (the
+// verdicts of nodedriver.AuditKeys, judged on the node where the driver can: symlinks,
+// non-regular files, files ocicrypt rejects or that are not private keys), temp-looking names,
+// and key files under syncSubdir whose mode is not 0600. Problems never carry key material.
 func Audit(ctx context.Context, r Reader, node, syncSubdir string) ([]crikeys.Problem, error) {
-	entries, err := r.ListKeys(ctx, node)
+	entries, err := nodedriver.AuditKeys(ctx, r, node)
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.MkdirTemp("", "keysync-audit-")
-	if err != nil {
-		return nil, fmt.Errorf("failed to create audit dir: %w", err)
-	}
-	defer os.RemoveAll(tmp)
 	var problems []crikeys.Problem
 	for _, e := range entries {
-		base := path.Base(e.Path)
-		if IsTempName(base) {
+		if IsTempName(path.Base(e.Path)) {
 			problems = append(problems, crikeys.Problem{Path: e.Path, Reason: "temp file left in the keys tree"})
 		}
-		switch e.Type {
-		case nodedriver.TypeDir:
-			continue
-		case nodedriver.TypeSymlink:
-			problems = append(problems, crikeys.Problem{Path: e.Path, Reason: crikeys.ErrSymlink.Error()})
-			continue
-		case nodedriver.TypeOther:
-			problems = append(problems, crikeys.Problem{Path: e.Path, Reason: "not a regular file"})
-			continue
-		}
-		if syncSubdir != "" && strings.HasPrefix(e.Path, syncSubdir+"/") && e.Mode.Perm() != 0o600 {
+		if e.Type == nodedriver.TypeFile && syncSubdir != "" && strings.HasPrefix(e.Path, syncSubdir+"/") && e.Mode.Perm() != 0o600 {
 			problems = append(problems, crikeys.Problem{Path: e.Path, Reason: fmt.Sprintf("mode %04o, want 0600", e.Mode.Perm())})
 		}
-		data, err := r.ReadKey(ctx, node, e.Path)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		dst := filepath.Join(tmp, filepath.FromSlash(e.Path))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
-			return nil, fmt.Errorf("failed to create audit dir: %w", err)
-		}
-		if err := os.WriteFile(dst, data, 0o600); err != nil {
-			return nil, fmt.Errorf("failed to copy %s for audit: %w", e.Path, err)
+		if err := e.Verdict.Err(); err != nil {
+			problems = append(problems, crikeys.Problem{Path: e.Path, Reason: err.Error()})
 		}
 	}
-	found, err := crikeys.Audit(tmp)
-	if err != nil {
-		return nil, fmt.Errorf("failed to audit keys tree: %w", err)
-	}
-	problems = append(problems, found...)
-	sort.Slice(problems, func(i, j int) bool { return problems[i].Path < problems[j].Path })
+	sort.SliceStable(problems, func(i, j int) bool { return problems[i].Path < problems[j].Path })
 	return problems, nil
 }

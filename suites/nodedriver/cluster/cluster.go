@@ -1,17 +1,17 @@
 // Package cluster is the node driver for any Kubernetes cluster whose nodes run CRI-O: a real
 // cluster reached with a kubeconfig, or a lab. Deploy starts a DaemonSet, keysync-node-agent,
 // with one pod per node; each pod mounts its node's keys tree (read-only) and CRI socket and
-// runs `keysync node-agent` (package internal/cli/nodeagent) from the agent image (the keysync
-// binary FROM scratch). Pulls and key reads are `node-agent` commands exec'd in the node's
-// pod through the API server; images run as real Pods pinned to the node (package podrun).
-// Close removes the DaemonSet again.
+// runs the agent image (cmd/keysync-node-agent FROM scratch). The driver speaks the node agent
+// protocol over pod exec (the API server's exec subresource, WebSocket or SPDY: see
+// PodExec); images run as real Pods pinned to the node (package podrun). Close removes the
+// DaemonSet again.
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"path"
@@ -30,7 +30,6 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
-	utilexec "k8s.io/client-go/util/exec"
 
 	"github.com/keysync-dev/keysync/suites/nodedriver"
 	"github.com/keysync-dev/keysync/suites/nodedriver/podrun"
@@ -43,8 +42,8 @@ const (
 	// DefaultKeysRoot and DefaultCRISocket are CRI-O's defaults on a node.
 	DefaultKeysRoot  = "/etc/crio/keys"
 	DefaultCRISocket = "/var/run/crio/crio.sock"
-	// AgentBinary is the keysync binary's path in the agent image.
-	AgentBinary = "/keysync"
+	// AgentBinary is the agent binary's path in the agent image.
+	AgentBinary = "/keysync-node-agent"
 	// Where the agent pod sees the directories holding the node's keys tree and CRI socket.
 	agentKeysParent = "/host/keys-parent"
 	agentCRIDir     = "/host/cri"
@@ -57,11 +56,12 @@ const (
 	labelPSA = "pod-security.kubernetes.io/enforce"
 )
 
-// agentArgs is the agent's command line for op: node-agent with the paths as mounted.
-func (o *Options) agentArgs(op string, args ...string) []string {
-	return append([]string{AgentBinary, "node-agent",
-		"--keys-root", path.Join(agentKeysParent, path.Base(o.KeysRoot)),
-		"--cri", "unix://" + path.Join(agentCRIDir, path.Base(o.CRISocket)), op}, args...)
+// AgentCommand is the agent's command line in its pod for args (OP [ARG...]): the agent
+// binary with the node's keys tree and CRI socket as the pod mounts them.
+func AgentCommand(keysRoot, criSocket string, args ...string) []string {
+	return append([]string{AgentBinary,
+		"--keys-root", path.Join(agentKeysParent, path.Base(keysRoot)),
+		"--cri", "unix://" + path.Join(agentCRIDir, path.Base(strings.TrimPrefix(criSocket, "unix://")))}, args...)
 }
 
 // Options configure Deploy.
@@ -92,8 +92,9 @@ type Options struct {
 	Logger     *slog.Logger
 }
 
-// Driver is the cluster's nodedriver.Driver.
+// Driver is the cluster's nodedriver.Driver: the protocol's client over pod exec.
 type Driver struct {
+	*nodedriver.Agent
 	opts      Options
 	createdNS bool
 }
@@ -101,6 +102,7 @@ type Driver struct {
 var (
 	_ nodedriver.Driver     = (*Driver)(nil)
 	_ nodedriver.ArgsRunner = (*Driver)(nil)
+	_ nodedriver.Auditor    = (*Driver)(nil)
 )
 
 // defaults fills in the defaults, then says what is missing.
@@ -164,7 +166,7 @@ func DaemonSet(o Options) *appsv1.DaemonSet {
 		Containers: []corev1.Container{{
 			Name:    "agent",
 			Image:   o.Image,
-			Command: o.agentArgs("wait"),
+			Command: AgentCommand(o.KeysRoot, o.CRISocket, nodedriver.OpWait),
 			SecurityContext: &corev1.SecurityContext{RunAsUser: &root, Privileged: &no,
 				AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: new(bool(true)),
 				// Where SELinux enforces, a container_t process may not connect to CRI-O.
@@ -199,6 +201,8 @@ func Deploy(ctx context.Context, opts Options) (_ *Driver, err error) {
 		return nil, err
 	}
 	d := &Driver{opts: opts}
+	d.Agent = &nodedriver.Agent{Transport: &PodExec{Pod: d.agentPod, Exec: d.streamExec,
+		KeysRoot: opts.KeysRoot, CRISocket: opts.CRISocket, Timeout: opts.CmdTimeout, Logger: opts.Logger}}
 	if err := d.ensureNamespace(ctx); err != nil {
 		return nil, err
 	}
@@ -433,30 +437,18 @@ func (d *Driver) agentPod(ctx context.Context, node string) (string, error) {
 	return name, nil
 }
 
-// exec runs the agent command op on node and returns its stdout; exit statuses follow the
-// command-hook contract (3 unsupported, 4 not found).
-func (d *Driver) exec(ctx context.Context, node, op string, args ...string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, d.opts.CmdTimeout)
-	defer cancel()
-	pod, err := d.agentPod(ctx, node)
-	if err != nil {
-		return nil, err
-	}
+// streamExec runs command in the agent container of pod through the API server's exec
+// subresource; a non-zero exit status comes back as a utilexec.ExitError.
+func (d *Driver) streamExec(ctx context.Context, pod string, command []string, stdout, stderr io.Writer) error {
 	req := d.opts.Client.CoreV1().RESTClient().Post().Resource("pods").Namespace(d.opts.Namespace).
 		Name(pod).SubResource("exec").VersionedParams(&corev1.PodExecOptions{
-		Container: "agent", Command: d.opts.agentArgs(op, args...), Stdout: true, Stderr: true,
+		Container: "agent", Command: command, Stdout: true, Stderr: true,
 	}, scheme.ParameterCodec)
 	ex, err := executor(d.opts.Config, req.URL())
 	if err != nil {
-		return nil, fmt.Errorf("failed to exec in %s on node %s: %w", pod, node, err)
+		return err
 	}
-	var out, errb bytes.Buffer
-	d.opts.Logger.DebugContext(ctx, "node-agent", "node", node, "op", op)
-	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Stderr: &errb})
-	if err != nil {
-		return nil, agentError(node, op, pod, err, errb.String())
-	}
-	return out.Bytes(), nil
+	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: stderr})
 }
 
 // executor execs over WebSocket, falling back to SPDY where the upgrade fails (as kubectl).
@@ -474,26 +466,6 @@ func executor(cfg *rest.Config, u *url.URL) (remotecommand.Executor, error) {
 	})
 }
 
-// agentError maps a failed agent command to the hook contract: exit 3 is unsupported, 4 not
-// found; stderr (never key bytes: the agent writes those to stdout only) is quoted.
-func agentError(node, op, pod string, err error, stderr string) error {
-	msg := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(stderr), "ERROR: "))
-	var ee utilexec.ExitError
-	if !errors.As(err, &ee) {
-		return fmt.Errorf("failed to exec node-agent %s in %s on node %s: %w (%s)", op, pod, node, err, msg)
-	}
-	if cerr, ok := nodedriver.ContractError(ee.ExitStatus(), "node "+node, msg); ok {
-		return cerr
-	}
-	return fmt.Errorf("node %s: node-agent %s exited %d: %s", node, op, ee.ExitStatus(), msg)
-}
-
-// PullImage implements nodedriver.Driver: CRI PullImage on the node; the error quotes CRI-O.
-func (d *Driver) PullImage(ctx context.Context, node, ref string) error {
-	_, err := d.exec(ctx, node, "pull-image", ref)
-	return err
-}
-
 // RunImage implements nodedriver.Driver with a Pod pinned to node.
 func (d *Driver) RunImage(ctx context.Context, node, ref string) (string, error) {
 	return d.RunImageArgs(ctx, node, ref, nil)
@@ -504,22 +476,4 @@ func (d *Driver) RunImageArgs(ctx context.Context, node, ref string, args []stri
 	ctx, cancel := context.WithTimeout(ctx, d.opts.RunTimeout)
 	defer cancel()
 	return podrun.Run(ctx, d.opts.Client, d.opts.RunNamespace, node, ref, args)
-}
-
-// ListKeys implements nodedriver.Driver.
-func (d *Driver) ListKeys(ctx context.Context, node string) ([]nodedriver.Entry, error) {
-	out, err := d.exec(ctx, node, "list-keys")
-	if err != nil {
-		return nil, err
-	}
-	return nodedriver.ParseListing(out)
-}
-
-// ReadKey implements nodedriver.Driver.
-func (d *Driver) ReadKey(ctx context.Context, node, relpath string) ([]byte, error) {
-	rel, err := nodedriver.CleanRelPath(relpath)
-	if err != nil {
-		return nil, err
-	}
-	return d.exec(ctx, node, "read-key", rel)
 }

@@ -3,9 +3,8 @@ package cluster
 import (
 	"context"
 	"errors"
-	"io/fs"
+	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -62,30 +61,44 @@ func TestDaemonSet(t *testing.T) {
 	}
 }
 
-func TestAgentError(t *testing.T) {
+// PodExec frames the agent's command line for the pod and maps an exec's outcome: an exit
+// status is the agent's (the contract's mapping is nodedriver.Agent's), anything else is the
+// transport's failure. The contract test (suites/nodedriver/contract) drives the same code
+// with the real agent binary.
+func TestPodExec(t *testing.T) {
 	tests := []struct {
 		name     string
-		err      error
-		stderr   string
-		wantIs   error
-		wantText string
+		execErr  error
+		podErr   error
+		wantCode int
+		wantErr  string
 	}{
-		{"unsupported", utilexec.CodeExitError{Err: errors.New("x"), Code: nodedriver.ExitUnsupported}, "ERROR: no runtime\n", nodedriver.ErrUnsupported, "no runtime"},
-		{"not found", utilexec.CodeExitError{Err: errors.New("x"), Code: nodedriver.ExitNotFound}, "ERROR: not found: synced/a.pem", fs.ErrNotExist, "synced/a.pem"},
-		{"other exit status names the op and status", utilexec.CodeExitError{Err: errors.New("x"), Code: 137}, "", nil, "node-agent pull-image exited 137"},
-		{"no exit status: the stream failed", errors.New("upgrade failed"), "", nil, "failed to exec node-agent pull-image in agent-x on node n1: upgrade failed"},
+		{name: "success", wantCode: 0},
+		{name: "unsupported", execErr: utilexec.CodeExitError{Err: errors.New("x"), Code: nodedriver.ExitUnsupported}, wantCode: nodedriver.ExitUnsupported},
+		{name: "killed", execErr: utilexec.CodeExitError{Err: errors.New("x"), Code: 137}, wantCode: 137},
+		{name: "the stream failed", execErr: errors.New("upgrade failed"), wantErr: "failed to exec the node agent in pod agent-x: upgrade failed"},
+		{name: "no pod", podErr: errors.New("no ready pod"), wantErr: "no ready pod"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := agentError("n1", "pull-image", "agent-x", tt.err, tt.stderr)
-			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
-				t.Errorf("err %v is not %v", err, tt.wantIs)
+			var gotPod string
+			var gotCmd []string
+			p := &PodExec{KeysRoot: "/etc/crio/keys", CRISocket: "unix:///run/crio/crio.sock",
+				Pod: func(_ context.Context, node string) (string, error) { return "agent-x", tt.podErr },
+				Exec: func(_ context.Context, pod string, cmd []string, stdout, stderr io.Writer) error {
+					gotPod, gotCmd = pod, cmd
+					return tt.execErr
+				}}
+			code, err := p.RunAgent(context.Background(), "n1", []string{"read-key", "synced/a.pem"}, io.Discard, io.Discard)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
 			}
-			if tt.wantIs == nil && (errors.Is(err, nodedriver.ErrUnsupported) || errors.Is(err, fs.ErrNotExist)) {
-				t.Errorf("err %v maps to a contract error", err)
-			}
-			if !strings.Contains(err.Error(), tt.wantText) {
-				t.Errorf("err %q, want %q", err, tt.wantText)
+			want := []string{AgentBinary, "--keys-root", "/host/keys-parent/keys", "--cri", "unix:///host/cri/crio.sock", "read-key", "synced/a.pem"}
+			if err != nil || code != tt.wantCode || gotPod != "agent-x" || !slices.Equal(gotCmd, want) {
+				t.Fatalf("RunAgent = %d, %v in %q running %q; want %d in agent-x running %q", code, err, gotPod, gotCmd, tt.wantCode, want)
 			}
 		})
 	}
@@ -172,46 +185,26 @@ func TestAgentImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	staticPath := filepath.Join(dir, "static")
-	if err := os.WriteFile(staticPath, static, 0o755); err != nil {
+	dynamic, err := os.ReadFile("/bin/ls")
+	if err != nil {
 		t.Fatal(err)
 	}
-	notELF := filepath.Join(dir, "script")
-	if err := os.WriteFile(notELF, []byte("#!/bin/sh\n"), 0o755); err != nil {
+	if _, err := AgentImage(dynamic); err == nil || !strings.Contains(err.Error(), "dynamically linked") {
+		t.Fatalf("a dynamic binary: err = %v", err)
+	}
+	img, err := AgentImage(static)
+	if err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name, path, wantErr string
-	}{
-		{"static linux/amd64", staticPath, ""},
-		{"dynamically linked", "/bin/ls", "dynamically linked"},
-		{"not a program", notELF, "not an ELF program"},
-		{"missing", filepath.Join(dir, "absent"), "not an ELF program"},
+	tag, err := TagOf(img)
+	if err != nil || len(tag) != 12 {
+		t.Fatalf("TagOf = %q, %v", tag, err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			img, err := AgentImage(tt.path)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			tag, err := TagOf(img)
-			if err != nil || len(tag) != 12 {
-				t.Fatalf("TagOf = %q, %v", tag, err)
-			}
-			again, _ := AgentImage(tt.path)
-			if tag2, _ := TagOf(again); tag2 != tag {
-				t.Errorf("tag not reproducible: %s then %s", tag, tag2)
-			}
-			if !slices.Equal(img.Entrypoint, []string{AgentBinary, "node-agent", "wait"}) {
-				t.Errorf("entrypoint %q", img.Entrypoint)
-			}
-		})
+	again, _ := AgentImage(static)
+	if tag2, _ := TagOf(again); tag2 != tag {
+		t.Errorf("tag not reproducible: %s then %s", tag, tag2)
+	}
+	if !slices.Equal(img.Entrypoint, []string{AgentBinary, "wait"}) {
+		t.Errorf("entrypoint %q", img.Entrypoint)
 	}
 }

@@ -1,30 +1,41 @@
 // Package kind is the node driver of the kind lab: every node is a docker container running
-// CRI-O (keysync's node image). Pulls go through the node's CRI with crictl (docker exec), the
-// keys tree is read inside the node (docker exec), and images run as real Pods pinned to the
-// node through the Kubernetes API, the way a workload would run them.
+// CRI-O (keysync's node image). It speaks the node agent protocol over `docker exec`: on first
+// use of a node it copies the static agent binary (cmd/keysync-node-agent) into the node
+// container with `docker cp`, then runs `keysync-node-agent OP` there for the keys tree, audits
+// and pulls (CRI PullImage on the node's socket). Images run as real Pods pinned to the node
+// through the Kubernetes API (package podrun), the way a workload would run them.
 package kind
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"log/slog"
 	"os/exec"
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keysync-dev/keysync/suites/nodedriver"
+	"github.com/keysync-dev/keysync/suites/nodedriver/agent"
+	"github.com/keysync-dev/keysync/suites/nodedriver/agentbin"
 	"github.com/keysync-dev/keysync/suites/nodedriver/podrun"
 )
 
-// KeysRoot is CRI-O's decryption_keys_path inside the node image.
-const KeysRoot = "/etc/crio/keys"
+// KeysRoot is CRI-O's decryption_keys_path inside the node image, CRISocket its socket.
+const (
+	KeysRoot  = agent.DefaultKeysRoot
+	CRISocket = agent.DefaultCRIEndpoint
+	// AgentPath is where the driver copies the agent binary in each node container.
+	AgentPath = "/usr/local/bin/" + agentbin.Name
+)
 
 // Options describe the lab's nodes.
 type Options struct {
@@ -38,19 +49,27 @@ type Options struct {
 	RunTimeout time.Duration
 	// Docker is the docker CLI (default "docker").
 	Docker string
+	// AgentBinary is the static agent binary to copy into the nodes (default: agentbin.Load's
+	// search: beside this program, else built from the checkout).
+	AgentBinary string
 	// Logger narrates calls at debug level (default: discard).
 	Logger *slog.Logger
 }
 
 // Driver is the kind lab's nodedriver.Driver.
-type Driver struct{ opts Options }
+type Driver struct {
+	*nodedriver.Agent
+	opts Options
+	tr   *dockerExec
+}
 
 var (
 	_ nodedriver.Driver     = (*Driver)(nil)
 	_ nodedriver.ArgsRunner = (*Driver)(nil)
+	_ nodedriver.Auditor    = (*Driver)(nil)
 )
 
-// New validates the options.
+// New validates the options. Nothing touches a node before its first operation.
 func New(opts Options) (*Driver, error) {
 	if len(opts.Nodes) == 0 {
 		return nil, errors.New("kind: no nodes (lab env NODES)")
@@ -74,7 +93,8 @@ func New(opts Options) (*Driver, error) {
 	}
 	opts.Nodes = slices.Clone(opts.Nodes)
 	slices.Sort(opts.Nodes)
-	return &Driver{opts: opts}, nil
+	tr := &dockerExec{opts: &opts, installed: map[string]bool{}}
+	return &Driver{Agent: &nodedriver.Agent{Transport: tr}, opts: opts, tr: tr}, nil
 }
 
 // Name implements nodedriver.Driver.
@@ -82,66 +102,6 @@ func (d *Driver) Name() string { return "kind" }
 
 // Nodes implements nodedriver.Driver.
 func (d *Driver) Nodes(context.Context) ([]string, error) { return slices.Clone(d.opts.Nodes), nil }
-
-func (d *Driver) checkNode(node string) error {
-	if !slices.Contains(d.opts.Nodes, node) {
-		return fmt.Errorf("kind: unknown node %q (the lab has %v)", node, d.opts.Nodes)
-	}
-	return nil
-}
-
-// execError is a failed docker exec: its exit status and stderr.
-type execError struct {
-	code   int
-	stderr string
-	err    error
-}
-
-func (e *execError) Error() string {
-	if e.stderr != "" {
-		return fmt.Sprintf("%v: %s", e.err, e.stderr)
-	}
-	return e.err.Error()
-}
-func (e *execError) Unwrap() error { return e.err }
-
-// exec runs argv inside node and returns stdout.
-func (d *Driver) exec(ctx context.Context, node string, argv ...string) ([]byte, error) {
-	d.opts.Logger.DebugContext(ctx, "docker exec", "node", node, "argv", argv)
-	cmd := exec.CommandContext(ctx, d.opts.Docker, append([]string{"exec", node}, argv...)...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		ee := &execError{code: -1, stderr: strings.TrimSpace(errb.String()), err: err}
-		var xe *exec.ExitError
-		if errors.As(err, &xe) {
-			ee.code = xe.ExitCode()
-		}
-		return out.Bytes(), ee
-	}
-	return out.Bytes(), nil
-}
-
-// PullImage implements nodedriver.Driver with crictl pull on the node (CRI PullImage), then
-// removes the image again so that the next pull of the reference fetches and decrypts anew.
-// The error quotes CRI-O's message verbatim.
-func (d *Driver) PullImage(ctx context.Context, node, ref string) error {
-	if err := d.checkNode(node); err != nil {
-		return err
-	}
-	out, err := d.exec(ctx, node, "crictl", "pull", ref)
-	if err != nil {
-		return fmt.Errorf("failed to pull image %s on node %s: %w", ref, node, err)
-	}
-	// "Image is up to date for sha256:<id>"
-	if f := strings.Fields(string(out)); len(f) > 0 {
-		id := f[len(f)-1]
-		if _, err := d.exec(ctx, node, "crictl", "rmi", id); err != nil {
-			d.opts.Logger.DebugContext(ctx, "image kept after pull", "node", node, "image", id, "err", err)
-		}
-	}
-	return nil
-}
 
 // RunImage implements nodedriver.Driver: a Pod pinned to node (nodeName, imagePullPolicy
 // Always, restartPolicy Never) runs the image to completion; its logs are the output.
@@ -152,7 +112,7 @@ func (d *Driver) RunImage(ctx context.Context, node, ref string) (string, error)
 // RunImageArgs implements nodedriver.ArgsRunner: RunImage with args replacing the image's CMD
 // (the Pod's args).
 func (d *Driver) RunImageArgs(ctx context.Context, node, ref string, args []string) (string, error) {
-	if err := d.checkNode(node); err != nil {
+	if err := d.tr.checkNode(node); err != nil {
 		return "", err
 	}
 	if d.opts.Client == nil {
@@ -163,74 +123,84 @@ func (d *Driver) RunImageArgs(ctx context.Context, node, ref string, args []stri
 	return podrun.Run(ctx, d.opts.Client, d.opts.Namespace, node, ref, args)
 }
 
-// ListKeys implements nodedriver.Driver with find(1) inside the node (no symlink is followed).
-func (d *Driver) ListKeys(ctx context.Context, node string) ([]nodedriver.Entry, error) {
-	if err := d.checkNode(node); err != nil {
-		return nil, err
-	}
-	out, err := d.exec(ctx, node, "sh", "-c",
-		`[ -d "$1" ] || exit 0; find "$1" -mindepth 1 -printf '%y %m %s %P\n'`, "sh", KeysRoot)
-	if err != nil {
-		return nil, fmt.Errorf("failed to list keys tree %s on node %s: %w", KeysRoot, node, err)
-	}
-	return parseFind(out)
+// dockerExec is the docker exec transport: the agent binary, copied into each node container
+// once, run with `docker exec`.
+type dockerExec struct {
+	opts *Options
+
+	mu        sync.Mutex
+	binary    []byte
+	installed map[string]bool
 }
 
-// parseFind turns `find -printf '%y %m %s %P\n'` lines into entries.
-func parseFind(out []byte) ([]nodedriver.Entry, error) {
-	var b bytes.Buffer
-	for i, line := range strings.Split(strings.TrimRight(string(out), "\n"), "\n") {
-		if line == "" {
-			continue
-		}
-		f := strings.SplitN(line, " ", 4)
-		if len(f) != 4 {
-			return nil, fmt.Errorf("failed to parse find output line %d: %q", i+1, line)
-		}
-		t := nodedriver.TypeOther
-		switch f[0] {
-		case "f":
-			t = nodedriver.TypeFile
-		case "d":
-			t = nodedriver.TypeDir
-			f[2] = "0"
-		case "l":
-			t = nodedriver.TypeSymlink
-			f[2] = "0"
-		default:
-			f[2] = "0"
-		}
-		fmt.Fprintf(&b, "%s %s %s %s\n", t, f[1], f[2], f[3])
+func (t *dockerExec) checkNode(node string) error {
+	if !slices.Contains(t.opts.Nodes, node) {
+		return fmt.Errorf("kind: unknown node %q (the lab has %v)", node, t.opts.Nodes)
 	}
-	return nodedriver.ParseListing(b.Bytes())
+	return nil
 }
 
-// Exit statuses of ReadKey's script inside the node.
-const (
-	exitMissing    = 4
-	exitNotRegular = 5
-)
-
-// ReadKey implements nodedriver.Driver; it refuses symlinks and anything but a regular file.
-func (d *Driver) ReadKey(ctx context.Context, node, relpath string) ([]byte, error) {
-	if err := d.checkNode(node); err != nil {
-		return nil, err
+// RunAgent implements nodedriver.Transport.
+func (t *dockerExec) RunAgent(ctx context.Context, node string, args []string, stdout, stderr io.Writer) (int, error) {
+	if err := t.checkNode(node); err != nil {
+		return 0, err
 	}
-	rel, err := nodedriver.CleanRelPath(relpath)
-	if err != nil {
-		return nil, err
+	if err := t.install(ctx, node); err != nil {
+		return 0, err
 	}
-	p := path.Join(KeysRoot, rel)
-	out, err := d.exec(ctx, node, "sh", "-c",
-		`[ -L "$1" ] && exit 5; [ -e "$1" ] || exit 4; [ -f "$1" ] || exit 5; exec cat -- "$1"`, "sh", p)
-	var ee *execError
+	argv := append([]string{"exec", node, AgentPath, "--keys-root", KeysRoot, "--cri", CRISocket}, args...)
+	t.opts.Logger.DebugContext(ctx, "docker exec", "node", node, "args", args)
+	cmd := exec.CommandContext(ctx, t.opts.Docker, argv...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	err := cmd.Run()
+	var xe *exec.ExitError
 	switch {
 	case err == nil:
-		return out, nil
-	case errors.As(err, &ee) && ee.code == exitMissing:
-		return nil, fmt.Errorf("failed to read key %s on node %s: %w", rel, node, fs.ErrNotExist)
-	case errors.As(err, &ee) && ee.code == exitNotRegular:
-		return nil, fmt.Errorf("failed to read key %s on node %s: not a regular file", rel, node)
+		return 0, nil
+	case errors.As(err, &xe) && xe.Exited() && ctx.Err() == nil:
+		return xe.ExitCode(), nil
 	}
-	return nil, fmt.Errorf("failed to read key %s on node %s: %w", rel, node, err)
+	return 0, fmt.Errorf("failed to docker exec in node %s: %w", node, err)
+}
+
+// install copies the agent binary to AgentPath in node, once per driver and node (a node the
+// lab adds later gets it on its first operation). docker cp replaces the file, so a run of the
+// agent from an earlier copy is not disturbed.
+func (t *dockerExec) install(ctx context.Context, node string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.installed[node] {
+		return nil
+	}
+	if t.binary == nil {
+		// A build from the checkout may outlast the first operation's deadline: it gets its own.
+		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
+		defer cancel()
+		bin, from, err := agentbin.Load(bctx, t.opts.AgentBinary)
+		if err != nil {
+			return fmt.Errorf("kind: %w", err)
+		}
+		t.opts.Logger.DebugContext(ctx, "node agent binary", "from", from, "bytes", len(bin))
+		t.binary = bin
+	}
+	var archive bytes.Buffer
+	tw := tar.NewWriter(&archive)
+	hdr := &tar.Header{Name: path.Base(AgentPath), Mode: 0o755, Size: int64(len(t.binary)), Typeflag: tar.TypeReg,
+		ModTime: time.Unix(0, 0)}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return fmt.Errorf("failed to archive the node agent: %w", err)
+	}
+	if _, err := tw.Write(t.binary); err != nil {
+		return fmt.Errorf("failed to archive the node agent: %w", err)
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("failed to archive the node agent: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, t.opts.Docker, "cp", "-", node+":"+path.Dir(AgentPath))
+	cmd.Stdin = &archive
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("failed to copy the node agent into node %s (docker cp): %w: %s", node, err, strings.TrimSpace(string(out)))
+	}
+	t.installed[node] = true
+	return nil
 }
