@@ -9,6 +9,8 @@ import (
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/keysync-dev/keysync/internal/names"
 )
 
 func featureAddon() Feature {
@@ -29,32 +31,32 @@ func featureAddon() Feature {
 
 func assessAddonObjects(ctx context.Context, t T, c *Context) {
 	cs := c.Client
-	if _, err := cs.CoreV1().Namespaces().Get(ctx, AddonNamespace, metav1.GetOptions{}); err != nil {
-		t.Errorf("Namespace %s: %v", AddonNamespace, err)
+	if _, err := cs.CoreV1().Namespaces().Get(ctx, names.Namespace, metav1.GetOptions{}); err != nil {
+		t.Errorf("Namespace %s: %v", names.Namespace, err)
 	}
-	if _, err := cs.CoreV1().ServiceAccounts(AddonNamespace).Get(ctx, AddonName, metav1.GetOptions{}); err != nil {
-		t.Errorf("ServiceAccount %s/%s: %v", AddonNamespace, AddonName, err)
+	if _, err := cs.CoreV1().ServiceAccounts(names.Namespace).Get(ctx, names.Addon, metav1.GetOptions{}); err != nil {
+		t.Errorf("ServiceAccount %s/%s: %v", names.Namespace, names.Addon, err)
 	}
-	if _, err := cs.RbacV1().Roles(AddonNamespace).Get(ctx, AddonName, metav1.GetOptions{}); err != nil {
-		t.Errorf("Role %s/%s: %v", AddonNamespace, AddonName, err)
+	if _, err := cs.RbacV1().Roles(names.Namespace).Get(ctx, names.Addon, metav1.GetOptions{}); err != nil {
+		t.Errorf("Role %s/%s: %v", names.Namespace, names.Addon, err)
 	}
-	rb, err := cs.RbacV1().RoleBindings(AddonNamespace).Get(ctx, AddonName, metav1.GetOptions{})
+	rb, err := cs.RbacV1().RoleBindings(names.Namespace).Get(ctx, names.Addon, metav1.GetOptions{})
 	if err != nil {
-		t.Errorf("RoleBinding %s/%s: %v", AddonNamespace, AddonName, err)
+		t.Errorf("RoleBinding %s/%s: %v", names.Namespace, names.Addon, err)
 	} else {
-		if want := (rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: AddonName}); rb.RoleRef != want {
-			t.Errorf("RoleBinding %s refers to %+v, want %+v", AddonName, rb.RoleRef, want)
+		if want := (rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: names.Addon}); rb.RoleRef != want {
+			t.Errorf("RoleBinding %s refers to %+v, want %+v", names.Addon, rb.RoleRef, want)
 		}
-		want := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: AddonName, Namespace: AddonNamespace}
+		want := rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Name: names.Addon, Namespace: names.Namespace}
 		if len(rb.Subjects) != 1 || rb.Subjects[0] != want {
-			t.Errorf("RoleBinding %s binds %+v, want exactly %+v", AddonName, rb.Subjects, want)
+			t.Errorf("RoleBinding %s binds %+v, want exactly %+v", names.Addon, rb.Subjects, want)
 		}
 	}
-	ds, err := cs.AppsV1().DaemonSets(AddonNamespace).Get(ctx, AddonName, metav1.GetOptions{})
+	ds, err := cs.AppsV1().DaemonSets(names.Namespace).Get(ctx, names.Addon, metav1.GetOptions{})
 	if err != nil {
-		t.Errorf("DaemonSet %s/%s: %v", AddonNamespace, AddonName, err)
-	} else if sa := ds.Spec.Template.Spec.ServiceAccountName; sa != AddonName {
-		t.Errorf("DaemonSet %s runs as ServiceAccount %q, want %q", AddonName, sa, AddonName)
+		t.Errorf("DaemonSet %s/%s: %v", names.Namespace, names.Addon, err)
+	} else if sa := ds.Spec.Template.Spec.ServiceAccountName; sa != names.Addon {
+		t.Errorf("DaemonSet %s runs as ServiceAccount %q, want %q", names.Addon, sa, names.Addon)
 	}
 }
 
@@ -104,21 +106,21 @@ func sameGrants(got, want map[string][]string) bool {
 
 func bindsAddon(subjects []rbacv1.Subject) bool {
 	return slices.ContainsFunc(subjects, func(s rbacv1.Subject) bool {
-		return s.Kind == rbacv1.ServiceAccountKind && s.Name == AddonName && s.Namespace == AddonNamespace
+		return s.Kind == rbacv1.ServiceAccountKind && s.Name == names.Addon && s.Namespace == names.Namespace
 	})
 }
 
 func assessAddonRBAC(ctx context.Context, t T, c *Context) {
-	role, err := c.Client.RbacV1().Roles(AddonNamespace).Get(ctx, AddonName, metav1.GetOptions{})
+	role, err := c.Client.RbacV1().Roles(names.Namespace).Get(ctx, names.Addon, metav1.GetOptions{})
 	if err != nil {
-		t.Fatalf("failed to get Role %s/%s: %v", AddonNamespace, AddonName, err)
+		t.Fatalf("failed to get Role %s/%s: %v", names.Namespace, names.Addon, err)
 	}
 	got, bad := ruleGrants(role.Rules)
 	for _, b := range bad {
-		t.Errorf("Role %s grants %s", AddonName, b)
+		t.Errorf("Role %s grants %s", names.Addon, b)
 	}
 	if !sameGrants(got, roleRules) {
-		t.Errorf("Role %s grants %v, want exactly %v", AddonName, got, roleRules)
+		t.Errorf("Role %s grants %v, want exactly %v", names.Addon, got, roleRules)
 	}
 	crbs, err := c.Client.RbacV1().ClusterRoleBindings().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -126,7 +128,7 @@ func assessAddonRBAC(ctx context.Context, t T, c *Context) {
 	}
 	for _, b := range crbs.Items {
 		if bindsAddon(b.Subjects) {
-			t.Errorf("ClusterRoleBinding %s binds the addon's ServiceAccount: its grants must stay in %s", b.Name, AddonNamespace)
+			t.Errorf("ClusterRoleBinding %s binds the addon's ServiceAccount: its grants must stay in %s", b.Name, names.Namespace)
 		}
 	}
 	rbs, err := c.Client.RbacV1().RoleBindings(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
@@ -134,7 +136,7 @@ func assessAddonRBAC(ctx context.Context, t T, c *Context) {
 		t.Fatalf("failed to list RoleBindings: %v", err)
 	}
 	for _, b := range rbs.Items {
-		if bindsAddon(b.Subjects) && (b.Namespace != AddonNamespace || b.Name != AddonName) {
+		if bindsAddon(b.Subjects) && (b.Namespace != names.Namespace || b.Name != names.Addon) {
 			t.Errorf("RoleBinding %s/%s also binds the addon's ServiceAccount", b.Namespace, b.Name)
 		}
 	}

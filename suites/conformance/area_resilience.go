@@ -6,23 +6,17 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"log/slog"
-	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/lab"
-	"github.com/keysync-dev/keysync/lab/kindlab"
 	"github.com/keysync-dev/keysync/suites/internal/keytree"
 	"github.com/keysync-dev/keysync/suites/nodedriver"
-	"github.com/keysync-dev/keysync/suites/nodedriver/kind"
 )
 
 func featureResilience() Feature {
@@ -56,7 +50,7 @@ func featureResilience() Feature {
 				if !ok {
 					t.Fatalf("node %s has no ready synchronizer pod to restart", node)
 				}
-				if err := c.Client.CoreV1().Pods(AddonNamespace).Delete(ctx, old.Name, metav1.DeleteOptions{}); err != nil {
+				if err := c.Client.CoreV1().Pods(names.Namespace).Delete(ctx, old.Name, metav1.DeleteOptions{}); err != nil {
 					t.Fatalf("failed to delete synchronizer pod %s: %v", old.Name, err)
 				}
 				t.Logf("deleted synchronizer pod %s on node %s", old.Name, node)
@@ -99,7 +93,7 @@ func featureResilience() Feature {
 			}},
 			{Name: "a node added to the cluster gets every key", Fn: func(ctx context.Context, t T, c *Context) {
 				if c.NodeAdder == nil {
-					t.Skipf("this lab (KEYSYNC_LAB=%s) cannot add nodes: give the run --hook-add-node (or $%s); the kind lab adds its own workers", c.Lab.Lab, nodedriver.EnvHookAddNode)
+					c.skipWithout(t, lab.CapAddNode)
 				}
 				name := c.nameFor("node")
 				drv, err := c.NodeAdder.AddNode(ctx, name)
@@ -152,53 +146,4 @@ func featureResilience() Feature {
 			}},
 		},
 	}
-}
-
-// kindNodeAdder adds workers to the kind lab through lab/kindlab (as `keysync kind-lab
-// add-worker` does), which also rewrites the lab env file's NODES.
-type kindNodeAdder struct {
-	env     lab.Env
-	envPath string
-	client  kubernetes.Interface
-	logger  *slog.Logger
-}
-
-// open finds the kind cluster (its control plane is <cluster>-control-plane) and opens the lab.
-func (a *kindNodeAdder) open() (*kindlab.Lab, error) {
-	var cluster string
-	for _, n := range a.env.Nodes {
-		if cl, ok := strings.CutSuffix(n, "-control-plane"); ok {
-			cluster = cl
-		}
-	}
-	if cluster == "" {
-		return nil, fmt.Errorf("failed to find the kind cluster: no node of %v is named <cluster>-control-plane", a.env.Nodes)
-	}
-	l, err := kindlab.New(kindlab.Options{Name: cluster, OutDir: filepath.Dir(a.env.Kubeconfig), EnvPath: a.envPath, Logger: a.logger})
-	if err != nil {
-		return nil, fmt.Errorf("failed to open the kind lab %s: %w", cluster, err)
-	}
-	return l, nil
-}
-
-func (a *kindNodeAdder) AddNode(ctx context.Context, name string) (nodedriver.Driver, error) {
-	l, err := a.open()
-	if err != nil {
-		return nil, err
-	}
-	if err := l.AddWorker(ctx, name, 4*time.Minute); err != nil {
-		return nil, fmt.Errorf("failed to add worker %s to the kind lab %s: %w", name, l.Opts.Name, err)
-	}
-	return kind.New(kind.Options{Nodes: []string{name}, Client: a.client, Logger: a.logger})
-}
-
-func (a *kindNodeAdder) RemoveNode(ctx context.Context, name string) error {
-	l, err := a.open()
-	if err != nil {
-		return err
-	}
-	if err := l.RemoveWorker(ctx, name, 2*time.Minute); err != nil {
-		return fmt.Errorf("failed to remove worker %s from the kind lab %s: %w", name, l.Opts.Name, err)
-	}
-	return nil
 }

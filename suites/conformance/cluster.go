@@ -10,20 +10,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/keysync-dev/keysync/internal/names"
+	"github.com/keysync-dev/keysync/lab"
 )
 
-// The addon as the runbook lists it.
-const (
-	AddonNamespace = "image-key-synchronizer"
-	AddonName      = "addon-image-key-synchronizer"
-)
-
-// requireCluster skips (with the lab it needs) where the lab has no cluster running the addon.
+// requireCluster skips (naming the capability and the labs that have it) where the lab has no
+// Kubernetes cluster whose nodes run the synchronizer addon.
 func (c *Context) requireCluster(t T) {
 	t.Helper()
-	if !c.HasCluster() {
-		t.Skipf("needs a lab with a Kubernetes cluster whose nodes run the synchronizer addon (the kind lab: `make lab-up`, or a real cluster); this lab is KEYSYNC_LAB=%s", c.Lab.Lab)
-	}
+	c.require(t, lab.CapCluster)
 }
 
 // schedulable reports whether the DaemonSet's pods may run on node.
@@ -73,9 +69,9 @@ func podReady(p corev1.Pod) bool {
 
 // addonPods returns the DaemonSet, the schedulable nodes and the ready addon pod per node.
 func (c *Context) addonPods(ctx context.Context) (*appsv1.DaemonSet, []string, map[string]corev1.Pod, error) {
-	ds, err := c.Client.AppsV1().DaemonSets(AddonNamespace).Get(ctx, AddonName, metav1.GetOptions{})
+	ds, err := c.Client.AppsV1().DaemonSets(names.Namespace).Get(ctx, names.Addon, metav1.GetOptions{})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("failed to get DaemonSet %s/%s: %w", AddonNamespace, AddonName, err)
+		return nil, nil, nil, fmt.Errorf("failed to get DaemonSet %s/%s: %w", names.Namespace, names.Addon, err)
 	}
 	nodes, err := c.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -90,9 +86,9 @@ func (c *Context) addonPods(ctx context.Context) (*appsv1.DaemonSet, []string, m
 	slices.Sort(want)
 	sel, err := metav1.LabelSelectorAsSelector(ds.Spec.Selector)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("failed to parse DaemonSet %s's selector: %w", AddonName, err)
+		return nil, nil, nil, fmt.Errorf("failed to parse DaemonSet %s's selector: %w", names.Addon, err)
 	}
-	pods, err := c.Client.CoreV1().Pods(AddonNamespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	pods, err := c.Client.CoreV1().Pods(names.Namespace).List(ctx, metav1.ListOptions{LabelSelector: sel.String()})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("failed to list addon pods: %w", err)
 	}

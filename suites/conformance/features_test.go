@@ -13,25 +13,80 @@ import (
 	"github.com/keysync-dev/keysync/suites/conformance/report"
 )
 
-// On the node lab the cluster features skip, and say which lab they need.
-func TestClusterFeaturesSkipOnNodeLab(t *testing.T) {
-	c := &Context{Lab: lab.Env{Lab: lab.KindNode}, RunID: "test"}
-	fs := []Feature{featureAddon(), featurePod(), featureNetwork(), featureIsolation(), featureResilience()}
-	cases := Run(context.Background(), c, fs, RunOptions{})
-	setups := 0
-	for _, rc := range cases {
-		if rc.Status != report.Skipped {
-			t.Errorf("%s/%s: status %s, want skipped (%s)", rc.Suite, rc.Name, rc.Status, rc.Message)
-		}
-		if rc.Name == "setup" {
-			setups++
-			if !strings.Contains(rc.Message, "the kind lab") || !strings.Contains(rc.Message, "KEYSYNC_LAB=node") {
-				t.Errorf("%s: skip message %q does not name the lab it needs", rc.Suite, rc.Message)
+// Features a lab cannot run skip, naming the capability they need and the labs that have it.
+func TestFeaturesSkipWithoutCapability(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      lab.Env
+		features []Feature
+		want     []string // in every setup's skip message
+	}{
+		{"no cluster (an old node lab env file)", withDefaultCapabilities(lab.Env{Lab: lab.KindNode}),
+			[]Feature{featureAddon(), featurePod(), featureNetwork(), featureIsolation(), featureResilience()},
+			[]string{"capability cluster", "the kind lab", "KEYSYNC_LAB=node", "CAPABILITIES=isolated,mockkp,run-image"}},
+		{"a cluster that is not isolated", lab.Env{Lab: lab.KindCluster, Capabilities: []lab.Capability{lab.CapCluster}},
+			[]Feature{featureIsolation()}, []string{"capability isolated", "the node and kind labs"}},
+		{"no mockkp (an old cluster env file without Key Protect)", withDefaultCapabilities(lab.Env{Lab: lab.KindCluster}),
+			[]Feature{featureKPKey(), featureBadInput()}, []string{"capability mockkp", "--mockkp-from"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Context{Lab: tt.env, RunID: "test"}
+			cases := Run(context.Background(), c, tt.features, RunOptions{})
+			setups := 0
+			for _, rc := range cases {
+				if rc.Status != report.Skipped {
+					t.Errorf("%s/%s: status %s, want skipped (%s)", rc.Suite, rc.Name, rc.Status, rc.Message)
+				}
+				if rc.Name != "setup" {
+					continue
+				}
+				setups++
+				for _, w := range tt.want {
+					if !strings.Contains(rc.Message, w) {
+						t.Errorf("%s: skip message %q lacks %q", rc.Suite, rc.Message, w)
+					}
+				}
 			}
+			if setups != len(tt.features) {
+				t.Errorf("%d setups reported, want %d", setups, len(tt.features))
+			}
+		})
+	}
+}
+
+// The Key Protect features fail (not skip) on a lab that claims mockkp but lacks its settings.
+func TestKPFeatureFailsWithoutSettings(t *testing.T) {
+	c := &Context{Lab: lab.Env{Lab: lab.KindKind, Capabilities: []lab.Capability{lab.CapCluster, lab.CapMockKP}}, RunID: "test"}
+	for _, rc := range Run(context.Background(), c, []Feature{featureKPKey()}, RunOptions{}) {
+		if rc.Name == "setup" && (rc.Status != report.Failed || !strings.Contains(rc.Message, "KP_ROOT_KEY_ID")) {
+			t.Errorf("setup: %s %q, want failed naming the missing keys", rc.Status, rc.Message)
 		}
 	}
-	if setups != len(fs) {
-		t.Errorf("%d setups reported, want %d", setups, len(fs))
+}
+
+func TestWithDefaultCapabilities(t *testing.T) {
+	kp := lab.Env{MockKPURL: "u", MockKPAdminURL: "a", KPInstanceID: "i", KPAPIKey: "k", KPRootKeyID: "r"}
+	with := func(e lab.Env, kind string) lab.Env { e.Lab = kind; return e }
+	tests := []struct {
+		name string
+		env  lab.Env
+		want string
+	}{
+		{"node lab", lab.Env{Lab: lab.KindNode}, "isolated,mockkp,run-image"},
+		{"kind lab", lab.Env{Lab: lab.KindKind}, "cluster,isolated,mockkp,run-image"},
+		{"kind lab with node commands", lab.Env{Lab: lab.KindKind, AddNodeCmd: "add", RemoveNodeCmd: "rm"}, "cluster,isolated,mockkp,run-image,add-node"},
+		{"cluster", lab.Env{Lab: lab.KindCluster}, "cluster,run-image"},
+		{"cluster with a mockkp", with(kp, lab.KindCluster), "cluster,run-image,mockkp"},
+		{"cluster with part of a mockkp", lab.Env{Lab: lab.KindCluster, MockKPURL: "u"}, "cluster,run-image"},
+		{"named capabilities are kept as they are", lab.Env{Lab: lab.KindKind, Capabilities: []lab.Capability{lab.CapCluster}}, "cluster"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := capList(withDefaultCapabilities(tt.env).Capabilities); got != tt.want {
+				t.Errorf("capabilities %s, want %s", got, tt.want)
+			}
+		})
 	}
 }
 

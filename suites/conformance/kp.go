@@ -28,20 +28,22 @@ func (c *Context) kpLocalConfig() kpkey.Config {
 
 func (c *Context) requireKP(t T) {
 	t.Helper()
+	c.require(t, lab.CapMockKP)
+	if missing := missingKP(c.Lab); len(missing) > 0 {
+		t.Fatalf("the lab has capability %s but its env file lacks %v, which kp-key features need", lab.CapMockKP, missing)
+	}
+}
+
+// missingKP lists the env file keys kp-key features need that env lacks.
+func missingKP(env lab.Env) []string {
 	var missing []string
-	for _, f := range []struct{ k, v string }{{"MOCKKP_URL", c.Lab.MockKPURL}, {"MOCKKP_ADMIN_URL", c.Lab.MockKPAdminURL},
-		{"KP_INSTANCE_ID", c.Lab.KPInstanceID}, {"KP_APIKEY", c.Lab.KPAPIKey}, {"KP_ROOT_KEY_ID", c.Lab.KPRootKeyID}} {
+	for _, f := range []struct{ k, v string }{{"MOCKKP_URL", env.MockKPURL}, {"MOCKKP_ADMIN_URL", env.MockKPAdminURL},
+		{"KP_INSTANCE_ID", env.KPInstanceID}, {"KP_APIKEY", env.KPAPIKey}, {"KP_ROOT_KEY_ID", env.KPRootKeyID}} {
 		if f.v == "" {
 			missing = append(missing, f.k)
 		}
 	}
-	switch {
-	case len(missing) > 0 && c.Lab.Lab == lab.KindCluster:
-		// Any other cluster has no mockkp unless its user ran one and described it.
-		t.Skipf("the lab env file has no Key Protect (lacks %v): kp-key features need a mockkp the synchronizer reaches; add its settings to the env file", missing)
-	case len(missing) > 0:
-		t.Fatalf("the lab env file lacks %v, which kp-key features need", missing)
-	}
+	return missing
 }
 
 // putKPConfig creates (or replaces, restoring at cleanup) keyprotect-config.
