@@ -15,7 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/keysync-dev/keysync/fixtures"
+	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/suites/internal/secrets"
 )
 
@@ -121,7 +121,7 @@ func missingReaches(logs string, addrs []string) []string {
 	for _, a := range addrs {
 		found := false
 		for _, line := range strings.Split(logs, "\n") {
-			if rest, ok := strings.CutPrefix(line, fixtureReached+a+": "); ok && strings.HasPrefix(rest, fixtures.MarkerPrefix) {
+			if rest, ok := strings.CutPrefix(line, fixtureReached+a+": "); ok && strings.HasPrefix(rest, names.FixtureMarkerPrefix) {
 				found = true
 			}
 		}

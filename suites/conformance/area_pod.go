@@ -5,15 +5,14 @@ package conformance
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/keysync-dev/keysync/fixtures"
+	"github.com/keysync-dev/keysync/internal/names"
+	"github.com/keysync-dev/keysync/suites/internal/freshimage"
 )
 
 func featurePod() Feature {
@@ -28,7 +27,7 @@ func featurePod() Feature {
 		Setup: func(ctx context.Context, t T, c *Context) {
 			s = newScope(ctx, t, c)
 			c.requireCluster(t)
-			img = c.pushFresh(ctx, t).A
+			img = c.pushFresh(ctx, t)
 			node = c.lastNode(ctx, t)
 			p := c.podFor("pod", node, img.Ref, fixtureOnceArg)
 			p.Spec.Containers[0].ImagePullPolicy = corev1.PullAlways
@@ -88,35 +87,22 @@ func featurePod() Feature {
 	}
 }
 
-// pushFresh pushes the fixtures anew under unique references (new layers, new keys) so that
-// no node can hold any of them yet, and returns them. Their program is the one in the lab's
-// plain fixture image, so no keysync checkout is needed.
-func (c *Context) pushFresh(ctx context.Context, t T) Fixtures {
+// freshRepo is the repository, under the lab's registry, of the images pushFresh makes.
+const freshRepo = "keysync-suites/fresh"
+
+// pushFresh pushes an encrypted fixture anew under a unique reference (new layers, a new key)
+// so that no node can hold it yet, and returns it. Its program is the one in the lab's plain
+// fixture image, so no keysync checkout is needed.
+func (c *Context) pushFresh(ctx context.Context, t T) Image {
 	t.Helper()
 	if c.Lab.Registry == "" {
 		t.Fatalf("the lab env file has no REGISTRY to push a fresh fixture to")
 	}
-	dir, err := os.MkdirTemp("", "keysync-suites-fixtures-")
+	img, err := freshimage.Push(ctx, freshimage.Options{Registry: c.Lab.Registry, Repo: freshRepo, Tag: c.RunID,
+		PlainRef: c.Fixtures.Plain, Marker: names.FixtureMarkerPrefix + "fresh run=" + c.RunID, Insecure: true})
 	if err != nil {
-		t.Fatalf("failed to create fixtures directory: %v", err)
+		t.Fatalf("failed to push a fresh fixture to %s: %v", c.Lab.Registry, err)
 	}
-	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	program, err := fixtures.MarkerFromImage(ctx, c.Fixtures.Plain, fixtures.RegistrySystemContext(true), dir)
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	marker := filepath.Join(dir, "marker")
-	if err := os.WriteFile(marker, program, 0o755); err != nil {
-		t.Fatalf("failed to write the marker program: %v", err)
-	}
-	out := filepath.Join(dir, "out")
-	if _, err := fixtures.Push(ctx, fixtures.Options{Out: out, Registry: c.Lab.Registry, Prefix: "keysync-suites",
-		RunID: c.RunID, InsecureSkipTLSVerify: true, MarkerBinary: marker, Logger: c.logger()}); err != nil {
-		t.Fatalf("failed to push fresh fixtures to %s: %v", c.Lab.Registry, err)
-	}
-	fx, err := LoadFixtures(filepath.Join(out, "manifest.json"))
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	return fx
+	c.logger().InfoContext(ctx, "pushed a fresh fixture", "ref", img.Ref)
+	return Image{Name: "fresh", Ref: img.Ref, Marker: img.Marker, KeyFile: "(generated for " + img.Ref + ")", Key: img.Key}
 }
