@@ -3,9 +3,6 @@ package conformance
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -120,27 +117,6 @@ func TestDisruptiveLabel(t *testing.T) {
 			if _, ok := selected(f, RunOptions{SkipLabels: map[string][]string{LabelDisruptive: {"true"}}}); !ok {
 				t.Errorf("feature %q was skipped by disruptive=true", f.Name)
 			}
-		}
-	}
-}
-
-// Every area has its TestXxx in suites/e2e, or `go test ./suites/...` would never run it.
-func TestEveryAreaHasAnE2ETest(t *testing.T) {
-	e2e, err := os.ReadFile(filepath.Join("..", "e2e", "features_test.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	decls, err := os.ReadFile("conformance.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	consts := regexp.MustCompile(`(?m)^\s+(Area\w+)\s+Area = "`).FindAllStringSubmatch(string(decls), -1)
-	if len(consts) != len(Areas) {
-		t.Fatalf("conformance.go declares %d areas, Areas lists %d", len(consts), len(Areas))
-	}
-	for _, m := range consts {
-		if !strings.Contains(string(e2e), "conformance.FeaturesIn(conformance."+m[1]+")") {
-			t.Errorf("suites/e2e/features_test.go has no test running conformance.%s", m[1])
 		}
 	}
 }
