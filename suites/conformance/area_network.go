@@ -19,6 +19,9 @@ import (
 	"github.com/keysync-dev/keysync/suites/internal/secrets"
 )
 
+// labelNetServer selects the network feature's serving pod (value: the run ID).
+const labelNetServer = "keysync.dev/net-server"
+
 func featureNetwork() Feature {
 	var (
 		s              *scope
@@ -39,7 +42,7 @@ func featureNetwork() Feature {
 			}
 			serverNode, clientNode = nodes[0], nodes[len(nodes)-1]
 			p := c.podFor("net-server", serverNode, c.Fixtures.Plain, fixtureServeArg, ":"+strconv.Itoa(fixturePort))
-			serverSelector = map[string]string{"keysync.dev/net-server": c.RunID}
+			serverSelector = map[string]string{labelNetServer: c.RunID}
 			for k, v := range serverSelector {
 				p.Labels[k] = v
 			}
