@@ -1,6 +1,6 @@
 // Package conformance is keysync's conformance suite as a library: the features an image key
 // synchronizer must pass, written once against a Context (the lab, a Kubernetes client and a
-// node driver) and a small T interface, so that `go test ./suites/...` (through
+// node driver) and a small T interface, so that `go test ./suites` (through
 // e2e-framework, see E2E) and `keysync conformance` (through Run, with JUnit output) execute
 // the same bodies.
 //
