@@ -5,13 +5,14 @@ import (
 	"strings"
 
 	"github.com/keysync-dev/keysync/lab"
+	"github.com/keysync-dev/keysync/suites/nodedriver"
 )
 
 // whoHas says, in a skip message, which lab has a capability (and how to get it elsewhere).
 var whoHas = map[lab.Capability]string{
 	lab.CapCluster:      "the kind lab (`make lab-up`) and any cluster (`make cluster-init`) have it",
 	lab.CapIsolated:     "the node and kind labs have it; a real cluster may pull from outside",
-	lab.CapAddNode:      "the kind lab has it; on any cluster give --hook-add-node (or $KEYSYNC_HOOK_ADD_NODE)",
+	lab.CapAddNode:      "the kind lab has it; on any cluster give --hook-add-node (or $" + nodedriver.EnvHookAddNode + ")",
 	lab.CapMockKP:       "the node and kind labs have it; on any cluster pass `keysync conformance init --mockkp-from <lab env file>`",
 	lab.CapRunImage:     "the node and kind labs and any cluster have it",
 	lab.CapKMS:          "a lab whose kube-apiserver encrypts Secrets through keysync's KMS plug-in has it",
