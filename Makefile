@@ -12,8 +12,9 @@ BIN := bin
 # pure-Go OpenPGP backend is chosen, so every build, vet and test carries that tag.
 export CGO_ENABLED ?= 0
 export GOFLAGS := $(strip $(GOFLAGS) -tags=containers_image_openpgp)
-# Every package but the conformance suites, which need a running lab (make conformance).
-UNIT_PKGS = $$($(GO) list ./... | grep -v '/suites')
+# Every package but the conformance features (package ./suites, which needs a running lab:
+# make conformance); the suites' helper packages under suites/ are unit-tested here.
+UNIT_PKGS = $$($(GO) list ./... | grep -vx 'github.com/keysync-dev/keysync/suites')
 
 # Each area adds its targets in mk/<area>.mk (mockkp.mk, syncer.mk, fixtures.mk, nodelab.mk,
 # suites.mk, kindlab.mk) so the areas never edit one file at once.

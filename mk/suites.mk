@@ -1,8 +1,10 @@
 # Suites (suites/): the conformance features as a library (suites/conformance), their
-# `go test` entry point (suites/e2e, sigs.k8s.io/e2e-framework) and `keysync conformance`.
-# `make conformance` runs `go test ./suites/...` against the current lab ($(LAB_ENV)), writes
+# `go test` entry point (package ./suites, sigs.k8s.io/e2e-framework) and `keysync conformance`.
+# `make conformance` runs `go test ./suites` against the current lab ($(LAB_ENV)), writes
 # JUnit to _out/junit.xml and prints "N passed, N failed, N skipped". Without a lab it fails
-# and says how to start one (make node-lab-up).
+# and says how to start one (make node-lab-up). It needs no Kubernetes binaries; the suites'
+# helper packages (suites/conformance, suites/internal/..., suites/nodedriver/...) are
+# unit-tested by make test.
 #   make conformance SUITE_ARGS="--labels area=kp"      # select (e2e-framework flags)
 #   make conformance SUITE_ARGS="--skip-features rotat"
 LAB_ENV ?= _out/lab.env
@@ -11,19 +13,18 @@ CONFORMANCE_TIMEOUT ?= 30m
 
 .PHONY: conformance suites-unit
 
-conformance: k8s-bins ## run the conformance suites against the current lab ($(LAB_ENV)); JUnit in _out/junit.xml
+conformance: ## run the conformance suites against the current lab ($(LAB_ENV)); JUnit in _out/junit.xml
 	@mkdir -p _out
 	@rc=0; KEYSYNC_LAB_ENV=$(abspath $(LAB_ENV)) KEYSYNC_SUITE_ARGS="$(SUITE_ARGS)" \
-	  KEYSYNC_K8S_BIN=$$(hack/build-k8s.sh kube-apiserver) \
-	  $(GO) test -count=1 -json -timeout $(CONFORMANCE_TIMEOUT) ./suites/... > _out/suites.json || rc=$$?; \
+	  $(GO) test -count=1 -json -timeout $(CONFORMANCE_TIMEOUT) ./suites > _out/suites.json || rc=$$?; \
 	  $(GO) run ./cmd/keysync conformance report --go-test-json _out/suites.json --junit _out/junit.xml || rc=1; \
 	  exit $$rc
 
 # The suites' own tests (JUnit writer, hooks, tracker, Secret client and Event waiter against a
-# real kube-apiserver, ...) need no lab: part of make test.
-test: suites-unit
-suites-unit: k8s-bins ## the suites' library tests (no lab needed; real kube-apiserver + etcd)
-	KEYSYNC_K8S_BIN=$$(hack/build-k8s.sh kube-apiserver) $(GO) test -count=1 $$($(GO) list ./suites/... | grep -v '/suites/e2e')
+# real kube-apiserver, ...) need no lab: make test runs them (UNIT_PKGS); this target runs
+# only them.
+suites-unit: k8s-bins ## the suites' helper packages' tests (no lab needed; real kube-apiserver + etcd)
+	KEYSYNC_K8S_BIN=$$(hack/build-k8s.sh kube-apiserver) $(GO) test -count=1 $$($(GO) list ./suites/... | grep -vx 'github.com/keysync-dev/keysync/suites')
 
 # Any cluster (its nodes run CRI-O, the synchronizer under test is deployed): `keysync
 # conformance init` pushes the fixtures and the node agent image to a registry the nodes pull

@@ -32,6 +32,13 @@ const (
 	// FixturesManifest is the file name of the fixtures' manifest (read only through
 	// package fixtures/manifest).
 	FixturesManifest = "manifest.json"
+	// FixtureMarkerProgram is the marker program in every fixture image (its entrypoint),
+	// FixtureMarkerData the data layer's file holding the marker line, and
+	// FixtureMarkerPrefix starts every marker line (fixtures/cmd/marker).
+	FixtureMarkerProgram = "/keysync-fixture-marker"
+	FixtureMarkerData    = "/etc/keysync-fixture/marker"
+	FixtureMarkerPrefix  = "keysync-fixture variant="
+
 	// LabEnvFile is where a lab writes its description, relative to the checkout.
 	LabEnvFile = "_out/lab.env"
 

@@ -1,6 +1,6 @@
 // Package conformance is keysync's conformance suite as a library: the features an image key
 // synchronizer must pass, written once against a Context (the lab, a Kubernetes client and a
-// node driver) and a small T interface, so that `go test ./suites/...` (through
+// node driver) and a small T interface, so that `go test ./suites` (through
 // e2e-framework, see E2E) and `keysync conformance` (through Run, with JUnit output) execute
 // the same bodies.
 //
@@ -20,6 +20,7 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/suites/nodedriver"
 )
@@ -63,7 +64,7 @@ const (
 )
 
 // DefaultNamespace is the synchronizer's namespace when the lab does not name one.
-const DefaultNamespace = "image-key-synchronizer"
+const DefaultNamespace = names.Namespace
 
 // What CRI-O (ocicrypt) answers when its keys tree cannot decrypt an image:
 // MissingKeyMessage when the tree holds no private key at all, NoUsableKeyMessage when it
@@ -89,7 +90,8 @@ type T interface {
 
 // Context is everything a feature may use. Build it with NewContext (or by hand in tests).
 type Context struct {
-	// Lab is the lab description (env file).
+	// Lab is the lab description (env file); features branch on Lab.Has(capability), never
+	// on Lab.Lab.
 	Lab lab.Env
 	// Client talks to the lab's cluster.
 	Client kubernetes.Interface
@@ -112,8 +114,8 @@ type Context struct {
 	NodeAdder NodeAdder
 }
 
-// NodeAdder is the optional lab capability of adding a node to the cluster (the kind lab:
-// lab/kindlab AddWorker, as `keysync kind-lab add-worker` does).
+// NodeAdder adds a node to the lab's cluster: the lab capability add-node (the env file's
+// ADD_NODE_CMD and REMOVE_NODE_CMD), or the --hook-add-node and --hook-remove-node commands.
 type NodeAdder interface {
 	// AddNode joins a new node named name, waits until it is Ready and returns a node driver
 	// that reaches it.
@@ -122,10 +124,6 @@ type NodeAdder interface {
 	// nodedriver.ErrUnsupported means the lab cannot, and the node stays.
 	RemoveNode(ctx context.Context, name string) error
 }
-
-// HasCluster reports whether the lab is a Kubernetes cluster whose nodes run the
-// synchronizer addon (every lab but the node lab, whose "cluster" is a lone kube-apiserver).
-func (c *Context) HasCluster() bool { return c.Lab.Lab != lab.KindNode }
 
 // StepFunc is one step of a feature.
 type StepFunc func(ctx context.Context, t T, c *Context)

@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -25,27 +24,6 @@ type Image struct {
 type Fixtures struct {
 	A, B  Image
 	Plain string
-}
-
-// ParseManifest decodes a fixtures manifest (package fixtures/manifest, contract 3): either
-// {"variants": [...]} or a bare array of variants. Unknown fields are ignored and the schema
-// version is not checked, so that other writers' manifests stay readable.
-func ParseManifest(data []byte) ([]manifest.Variant, error) {
-	data = bytes.TrimSpace(data)
-	var vs []manifest.Variant
-	if len(data) > 0 && data[0] == '[' {
-		if err := json.Unmarshal(data, &vs); err != nil {
-			return nil, fmt.Errorf("failed to decode fixtures manifest: %w", err)
-		}
-		return vs, nil
-	}
-	var doc struct {
-		Variants []manifest.Variant `json:"variants"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("failed to decode fixtures manifest: %w", err)
-	}
-	return doc.Variants, nil
 }
 
 // SelectFixtures picks the images the features use from a manifest's variants: A is the first
@@ -99,15 +77,11 @@ func SelectFixtures(vs []manifest.Variant, readFile func(string) ([]byte, error)
 	return f, nil
 }
 
-// LoadFixtures reads the manifest at path and selects the fixtures.
+// LoadFixtures reads the manifest at path (package fixtures/manifest) and selects the fixtures.
 func LoadFixtures(path string) (Fixtures, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return Fixtures{}, fmt.Errorf("failed to read fixtures manifest: %w", err)
-	}
-	vs, err := ParseManifest(data)
+	m, err := manifest.Load(path)
 	if err != nil {
 		return Fixtures{}, err
 	}
-	return SelectFixtures(vs, os.ReadFile)
+	return SelectFixtures(m.Variants, os.ReadFile)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/suites/nodedriver"
 )
 
@@ -87,6 +88,10 @@ func TestHookNodeAdder(t *testing.T) {
 		wantRemoveErr     error
 		wantRemoveErrText string
 		wantCalls         string
+		// env is the lab env file; with capability add-node its commands are used unless
+		// hooks are given, and the added node is reached through driverFor's driver.
+		env          lab.Env
+		wantOwnDrive bool
 	}{
 		{name: "both hooks run with the node name", add: record, remove: record, wantCalls: "ks-1-node\nks-1-node\n"},
 		{name: "a failing add hook is an error quoting its stderr", add: hook("echo no capacity >&2; exit 1"), wantAddErr: "no capacity"},
@@ -95,14 +100,20 @@ func TestHookNodeAdder(t *testing.T) {
 		{name: "no remove hook: unsupported, the node stays", add: record, wantRemoveErr: nodedriver.ErrUnsupported,
 			wantRemoveErrText: "--hook-remove-node", wantCalls: "ks-1-node\n"},
 		{name: "a failing remove hook is an error", add: record, remove: hook("exit 7"), wantRemoveErrText: "exit status 7", wantCalls: "ks-1-node\n"},
+		{name: "the lab's ADD_NODE_CMD and REMOVE_NODE_CMD run with the node name", wantCalls: "ks-1-node\nks-1-node\n", wantOwnDrive: true,
+			env: lab.Env{Capabilities: []lab.Capability{lab.CapAddNode}, AddNodeCmd: "echo >>" + log, RemoveNodeCmd: "echo >>" + log}},
+		{name: "--hook-add-node overrides the lab's commands", add: record, remove: record, wantCalls: "ks-1-node\nks-1-node\n",
+			env: lab.Env{Capabilities: []lab.Capability{lab.CapAddNode}, AddNodeCmd: "exit 9", RemoveNodeCmd: "exit 9"}},
+		{name: "a failing ADD_NODE_CMD: the half-joined node is removed by REMOVE_NODE_CMD", wantAddErr: "exit status 1", wantCalls: "ks-1-node\n",
+			env: lab.Env{Capabilities: []lab.Capability{lab.CapAddNode}, AddNodeCmd: "exit 1; true", RemoveNodeCmd: "echo >>" + log}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_ = os.Remove(log)
 			cfg := nodedriver.NewConfig()
 			cfg.AddNodeCmd, cfg.RemoveNodeCmd, cfg.Stderr = tt.add, tt.remove, nil
-			drv := nodedriver.New(cfg)
-			a := &hookNodeAdder{hooks: cfg, driver: drv}
+			drv, own := nodedriver.New(cfg), nodedriver.New(nodedriver.NewConfig())
+			a := newNodeAdder(tt.env, cfg, drv, func(context.Context, string) (nodedriver.Driver, error) { return own, nil })
 			got, err := a.AddNode(context.Background(), "ks-1-node")
 			if tt.wantAddErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantAddErr) {
@@ -113,8 +124,12 @@ func TestHookNodeAdder(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != drv {
-				t.Fatalf("AddNode = %v, %v; want the suite's driver", got, err)
+			want := drv
+			if tt.wantOwnDrive {
+				want = own
+			}
+			if err != nil || got != want {
+				t.Fatalf("AddNode = %v, %v; want driver %v", got, err, want)
 			}
 			err = a.RemoveNode(context.Background(), "ks-1-node")
 			switch {
@@ -128,5 +143,14 @@ func TestHookNodeAdder(t *testing.T) {
 				t.Errorf("hook calls %q, want %q", calls, tt.wantCalls)
 			}
 		})
+	}
+}
+
+// Without hooks a lab lacking capability add-node has no NodeAdder.
+func TestNoNodeAdder(t *testing.T) {
+	for _, env := range []lab.Env{{}, {AddNodeCmd: "add", RemoveNodeCmd: "rm"}} {
+		if a := newNodeAdder(env, nodedriver.NewConfig(), nil, nil); a != nil {
+			t.Errorf("env %+v: NodeAdder %v, want none", env, a)
+		}
 	}
 }

@@ -1,5 +1,5 @@
 // Package conformance is `keysync conformance`: it runs the conformance features (package
-// suites/conformance, the same bodies `go test ./suites/...` runs) against a lab or a real
+// suites/conformance, the same bodies `go test ./suites` runs) against a lab or a real
 // cluster, writes JUnit XML, and prints "N passed, N failed, N skipped". `keysync conformance
 // report` turns `go test -json` output of the suites into the same JUnit and summary.
 package conformance
@@ -40,7 +40,7 @@ func NewCommand(s *cli.Streams) *cobra.Command {
 		Short: "Run the conformance suites against a lab or cluster and write JUnit XML",
 		Long: `Runs the conformance features (areas plain, kp, revocation, rotation, hygiene, bad-input)
 against the lab described by --lab-env (default $KEYSYNC_LAB_ENV, else _out/lab.env in the
-checkout), with the same bodies as 'go test ./suites/...'. Start a lab with 'make node-lab-up'.
+checkout), with the same bodies as 'go test ./suites'. Start a lab with 'make node-lab-up'.
 Exit status 1 when any step failed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runE(cmd, s, fp) },
@@ -188,7 +188,7 @@ func newReportCommand(s *cli.Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return finish(s, junit, "go test ./suites/...", cases, 0, true)
+			return finish(s, junit, "go test ./suites", cases, 0, true)
 		},
 	}
 	cmd.Flags().StringVar(&in, "go-test-json", "-", "`go test -json` output file (- for stdin)")

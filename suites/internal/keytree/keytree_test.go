@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/suites/nodedriver/nodelab"
 )
 
@@ -38,21 +39,21 @@ func TestAuditAndFiles(t *testing.T) {
 		want  []string // "path: reason" of the problems
 	}{
 		{name: "clean", build: func(t *testing.T, root string) {
-			write(t, root, "synced/a.pem", key, 0o600)
+			write(t, root, names.SyncSubdir+"/a.pem", key, 0o600)
 		}},
 		{name: "every kind of mess", build: func(t *testing.T, root string) {
-			write(t, root, "synced/a.pem", key, 0o600)
-			write(t, root, "synced/.a.pem.tmp-123", other, 0o600)
-			write(t, root, "synced/loose.pem", other, 0o644)
-			write(t, root, "synced/junk", []byte("not a key"), 0o600)
-			if err := os.Symlink("a.pem", filepath.Join(root, "synced", "link")); err != nil {
+			write(t, root, names.SyncSubdir+"/a.pem", key, 0o600)
+			write(t, root, names.SyncSubdir+"/.a.pem.tmp-123", other, 0o600)
+			write(t, root, names.SyncSubdir+"/loose.pem", other, 0o644)
+			write(t, root, names.SyncSubdir+"/junk", []byte("not a key"), 0o600)
+			if err := os.Symlink("a.pem", filepath.Join(root, names.SyncSubdir, "link")); err != nil {
 				t.Fatal(err)
 			}
 		}, want: []string{
-			"synced/.a.pem.tmp-123: temp file left in the keys tree",
-			"synced/junk: not a private key CRI-O can parse (ocicrypt: Unknown decryption key type)",
-			"synced/link: symbolic links not supported in decryption keys paths",
-			"synced/loose.pem: mode 0644, want 0600",
+			names.SyncSubdir + "/.a.pem.tmp-123: temp file left in the keys tree",
+			names.SyncSubdir + "/junk: not a private key CRI-O can parse (ocicrypt: Unknown decryption key type)",
+			names.SyncSubdir + "/link: symbolic links not supported in decryption keys paths",
+			names.SyncSubdir + "/loose.pem: mode 0644, want 0600",
 		}},
 	}
 	for _, tc := range tests {
@@ -65,7 +66,7 @@ func TestAuditAndFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer d.Close()
-			problems, err := Audit(ctx, d, "n", "synced")
+			problems, err := Audit(ctx, d, "n", names.SyncSubdir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,7 +78,7 @@ func TestAuditAndFiles(t *testing.T) {
 				t.Fatalf("problems:\n%q\nwant:\n%q", got, tc.want)
 			}
 			files, err := Files(ctx, d, "n", key)
-			if err != nil || len(files) != 1 || files[0].Path != "synced/a.pem" {
+			if err != nil || len(files) != 1 || files[0].Path != names.SyncSubdir+"/a.pem" {
 				t.Fatalf("Files = %+v, %v", files, err)
 			}
 		})

@@ -1,3 +1,5 @@
+// Area network: pods on different nodes reach each other, by pod IP and through a Service.
+
 package conformance
 
 import (
@@ -12,98 +14,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/keysync-dev/keysync/fixtures"
+	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/suites/internal/secrets"
 )
 
-// The fixture program's network modes (fixtures/cmd/marker): -serve answers every TCP
-// connection with the image's marker line; -probe connects to each host:port argument and
-// prints "reached <addr>: <marker>", exiting 1 if one was not reached.
-const (
-	fixtureServeArg = "-serve"
-	fixtureProbeArg = "-probe"
-	fixturePort     = 8080
-	// fixtureReached starts each line of a successful probe.
-	fixtureReached = "reached "
-)
-
-// podFor is a Pod of image pinned to node, labelled as the suites' own, tolerating every
-// taint (control-plane nodes included).
-func (c *Context) podFor(short, node, image string, args ...string) *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: c.nameFor(short), Namespace: podNamespace,
-			Labels: map[string]string{secrets.LabelManagedBy: secrets.ManagedByValue, secrets.LabelRunID: c.RunID}},
-		Spec: corev1.PodSpec{
-			NodeName:      node,
-			RestartPolicy: corev1.RestartPolicyNever,
-			Tolerations:   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
-			Containers:    []corev1.Container{{Name: "fixture", Image: image, Args: args}},
-		},
-	}
-}
-
-// createPod creates p and deletes it when the feature ends.
-func (c *Context) createPod(ctx context.Context, t T, s *scope, p *corev1.Pod) *corev1.Pod {
-	t.Helper()
-	pods := c.Client.CoreV1().Pods(p.Namespace)
-	created, err := pods.Create(ctx, p, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("failed to create pod %s: %v", p.Name, err)
-	}
-	s.tr.Add("Pod "+p.Name, func(ctx context.Context) error {
-		err := pods.Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
-		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("failed to delete pod %s: %w", p.Name, err)
-		}
-		return nil
-	})
-	return created
-}
-
-// waitPod polls pod until done says it is finished (or returns an error) or timeout passes,
-// and returns its last state.
-func (c *Context) waitPod(ctx context.Context, name string, timeout time.Duration, done func(*corev1.Pod) (bool, error)) (*corev1.Pod, error) {
-	var last *corev1.Pod
-	err := wait.PollUntilContextTimeout(ctx, c.pollInterval(), timeout, true, func(ctx context.Context) (bool, error) {
-		p, err := c.Client.CoreV1().Pods(podNamespace).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, fmt.Errorf("failed to get pod %s: %w", name, err)
-		}
-		last = p
-		return done(p)
-	})
-	return last, err
-}
-
-// podLogs returns the fixture container's output.
-func (c *Context) podLogs(ctx context.Context, name string) (string, error) {
-	logs, err := c.Client.CoreV1().Pods(podNamespace).GetLogs(name, &corev1.PodLogOptions{Container: "fixture"}).DoRaw(ctx)
-	if err != nil {
-		return "", fmt.Errorf("failed to read logs of pod %s: %w", name, err)
-	}
-	return string(logs), nil
-}
-
-// missingReaches returns the addresses a probe's output does not report as reached.
-func missingReaches(logs string, addrs []string) []string {
-	var missing []string
-	for _, a := range addrs {
-		found := false
-		for _, line := range strings.Split(logs, "\n") {
-			if rest, ok := strings.CutPrefix(line, fixtureReached+a+": "); ok && strings.HasPrefix(rest, fixtures.MarkerPrefix) {
-				found = true
-			}
-		}
-		if !found {
-			missing = append(missing, a)
-		}
-	}
-	return missing
-}
-
-// ---- 12. the pod network ------------------------------------------------------------------
+// labelNetServer selects the network feature's serving pod (value: the run ID).
+const labelNetServer = "keysync.dev/net-server"
 
 func featureNetwork() Feature {
 	var (
@@ -125,7 +42,7 @@ func featureNetwork() Feature {
 			}
 			serverNode, clientNode = nodes[0], nodes[len(nodes)-1]
 			p := c.podFor("net-server", serverNode, c.Fixtures.Plain, fixtureServeArg, ":"+strconv.Itoa(fixturePort))
-			serverSelector = map[string]string{"keysync.dev/net-server": c.RunID}
+			serverSelector = map[string]string{labelNetServer: c.RunID}
 			for k, v := range serverSelector {
 				p.Labels[k] = v
 			}
@@ -199,4 +116,21 @@ func featureNetwork() Feature {
 			}},
 		},
 	}
+}
+
+// missingReaches returns the addresses a probe's output does not report as reached.
+func missingReaches(logs string, addrs []string) []string {
+	var missing []string
+	for _, a := range addrs {
+		found := false
+		for _, line := range strings.Split(logs, "\n") {
+			if rest, ok := strings.CutPrefix(line, fixtureReached+a+": "); ok && strings.HasPrefix(rest, names.FixtureMarkerPrefix) {
+				found = true
+			}
+		}
+		if !found {
+			missing = append(missing, a)
+		}
+	}
+	return missing
 }

@@ -1,15 +1,4 @@
-// Package e2e runs the conformance features (package conformance) with `go test` and
-// sigs.k8s.io/e2e-framework against the lab described by the lab env file.
-//
-//	go test ./suites/e2e -args --lab-env _out/lab.env --labels area=kp
-//
-// Flags: --lab-env (else $KEYSYNC_LAB_ENV, else <checkout>/_out/lab.env), --kubeconfig
-// (overrides the env file's), the node hooks of package nodedriver (--hook-pull-image, ...),
-// --sync-timeout, and e2e-framework's own (--labels, --skip-labels, --feature,
-// --skip-features, --assess, --fail-fast, ...). $KEYSYNC_SUITE_ARGS adds flags when `go test`
-// runs several packages at once (make conformance). Without a lab the run FAILS and says how
-// to start one.
-package e2e
+package suites_test
 
 import (
 	"context"
@@ -58,4 +47,16 @@ func TestMain(m *testing.M) {
 	testenv.AfterEachTest(conformance.AfterEachTest())
 	testenv.Finish(conformance.FinishEnv())
 	os.Exit(testenv.Run(m))
+}
+
+// TestConformance runs every area in suite order (conformance.Areas), one subtest per area
+// (-run 'TestConformance/kp'); e2e-framework's --labels, --feature and the like select
+// features inside. Each area gets its own run ID and leftover check (BeforeEachTest,
+// AfterEachTest).
+func TestConformance(t *testing.T) {
+	for _, area := range conformance.Areas {
+		t.Run(string(area), func(t *testing.T) {
+			testenv.Test(t, conformance.E2E(conformance.FeaturesIn(area)...)...)
+		})
+	}
 }

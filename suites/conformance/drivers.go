@@ -1,0 +1,75 @@
+package conformance
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/keysync-dev/keysync/internal/names"
+	"github.com/keysync-dev/keysync/lab"
+	"github.com/keysync-dev/keysync/suites/nodedriver"
+	"github.com/keysync-dev/keysync/suites/nodedriver/cluster"
+	"github.com/keysync-dev/keysync/suites/nodedriver/kind"
+	"github.com/keysync-dev/keysync/suites/nodedriver/nodelab"
+)
+
+// DriverFactory builds the node driver of one node access (NODE_ACCESS). A driver with a Close() error
+// method is closed when the run ends.
+type DriverFactory func(ctx context.Context, in DriverInput) (nodedriver.Driver, error)
+
+// DriverInput is what a DriverFactory builds from.
+type DriverInput struct {
+	Env    lab.Env
+	Client kubernetes.Interface
+	Config *rest.Config
+	// CmdTimeout bounds one node operation (--hook-timeout).
+	CmdTimeout time.Duration
+	Logger     *slog.Logger
+}
+
+// DefaultDrivers reaches nodes by the lab's node access: on this host (host paths + CRI
+// socket), by docker exec into node containers, or through agent pods (package cluster).
+func DefaultDrivers() map[lab.NodeAccess]DriverFactory {
+	return map[lab.NodeAccess]DriverFactory{
+		lab.AccessDocker: func(_ context.Context, in DriverInput) (nodedriver.Driver, error) {
+			return kind.New(kind.Options{Nodes: in.Env.Nodes, Client: in.Client, Logger: in.Logger})
+		},
+		lab.AccessHost: func(_ context.Context, in DriverInput) (nodedriver.Driver, error) {
+			if len(in.Env.Nodes) != 1 {
+				return nil, fmt.Errorf("NODE_ACCESS=%s reaches exactly one node (this host), the env file lists %d", lab.AccessHost, len(in.Env.Nodes))
+			}
+			return nodelab.New(nodelab.Options{Node: in.Env.Nodes[0], CRIEndpoint: in.Env.CRIEndpoint,
+				KeysRoot: in.Env.KeysRoot, Logger: in.Logger})
+		},
+		lab.AccessPod: deployAgents,
+	}
+}
+
+// deployAgents runs the node agents as a DaemonSet placed where the synchronizer runs: the
+// suites check keys on those nodes.
+func deployAgents(ctx context.Context, in DriverInput) (nodedriver.Driver, error) {
+	env, client, logger := in.Env, in.Client, in.Logger
+	ns := env.SyncerNamespace
+	if ns == "" {
+		ns = DefaultNamespace
+	}
+	var placement *corev1.PodSpec
+	ds, err := client.AppsV1().DaemonSets(ns).Get(ctx, names.Addon, metav1.GetOptions{})
+	switch {
+	case err == nil:
+		placement = cluster.PlacementOf(ds.Spec.Template.Spec)
+	case apierrors.IsNotFound(err):
+		logger.InfoContext(ctx, "no synchronizer DaemonSet with the runbook's name: node agents tolerate every taint", "namespace", ns, "name", names.Addon)
+	default:
+		return nil, fmt.Errorf("failed to read the synchronizer's DaemonSet %s/%s: %w", ns, names.Addon, err)
+	}
+	return cluster.Deploy(ctx, cluster.Options{Client: client, Config: in.Config, Image: env.NodeAgentImage,
+		KeysRoot: env.KeysRoot, CRISocket: env.CRIEndpoint, Placement: placement, CmdTimeout: in.CmdTimeout, Logger: logger})
+}
