@@ -16,6 +16,7 @@ import (
 	kpcmd "github.com/keysync-dev/keysync/internal/cli/kp"
 	labcmd "github.com/keysync-dev/keysync/internal/cli/lab"
 	nodeagentcmd "github.com/keysync-dev/keysync/internal/cli/nodeagent"
+	pullsecretcmd "github.com/keysync-dev/keysync/internal/cli/pullsecret"
 	"github.com/keysync-dev/keysync/internal/cli/wrap"
 )
 
@@ -32,6 +33,7 @@ func main() {
 		conformancecmd.NewCommand,
 		fixturescmd.NewCommand,
 		nodeagentcmd.NewCommand,
+		pullsecretcmd.NewCommand,
 	)
 
 	stop()
