@@ -15,6 +15,7 @@ import (
 	kindlabcmd "github.com/keysync-dev/keysync/internal/cli/kindlab"
 	kpcmd "github.com/keysync-dev/keysync/internal/cli/kp"
 	labcmd "github.com/keysync-dev/keysync/internal/cli/lab"
+	pullsecretcmd "github.com/keysync-dev/keysync/internal/cli/pullsecret"
 	"github.com/keysync-dev/keysync/internal/cli/wrap"
 )
 
@@ -30,6 +31,7 @@ func main() {
 		kindlabcmd.NewCommand,
 		conformancecmd.NewCommand,
 		fixturescmd.NewCommand,
+		pullsecretcmd.NewCommand,
 	)
 
 	stop()
