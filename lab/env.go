@@ -358,3 +358,23 @@ func WriteEnv(path string, env Env) error {
 	}
 	return nil
 }
+
+// RemoveEnvIf removes the env file at path only when ours says it describes the caller's lab
+// (labs share the default path, so Down must not remove another lab's description). It
+// returns a note for the step line: "absent", "removed" or "kept: not this lab's".
+func RemoveEnvIf(path string, ours func(Env) bool) (string, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return "absent", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("failed to read lab env file: %w", err)
+	}
+	if env, err := ParseEnv(data); err != nil || !ours(env) {
+		return "kept: not this lab's", nil
+	}
+	if err := os.Remove(path); err != nil {
+		return "", fmt.Errorf("failed to remove lab env file: %w", err)
+	}
+	return "removed", nil
+}

@@ -12,7 +12,6 @@ package kindlab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -295,18 +294,5 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
 // removeKindEnv removes the env file only when it describes a kind lab: the node lab writes the
 // same default path.
 func removeKindEnv(path string) (string, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return "absent", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("failed to read lab env file: %w", err)
-	}
-	if env, err := lab.ParseEnv(data); err != nil || env.Lab != lab.KindKind {
-		return "kept: not the kind lab's", nil
-	}
-	if err := os.Remove(path); err != nil {
-		return "", fmt.Errorf("failed to remove lab env file: %w", err)
-	}
-	return "", nil
+	return lab.RemoveEnvIf(path, func(env lab.Env) bool { return env.Lab == lab.KindKind })
 }

@@ -1,9 +1,7 @@
 package nodelab
 
 import (
-	"errors"
 	"fmt"
-	"os"
 
 	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/lab"
@@ -48,18 +46,7 @@ func (r *runner) writeEnv() (lab.Env, error) {
 // removeEnv removes the env file only when it describes this node lab: the kind lab writes
 // the same default path.
 func (r *runner) removeEnv(path string) (string, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return "absent", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("failed to read lab env file: %w", err)
-	}
-	if env, err := lab.ParseEnv(data); err != nil || env.Lab != lab.KindNode || env.Extra["NODE_LAB_WORK_DIR"] != r.l.Dir {
-		return "kept: not this lab's", nil
-	}
-	if err := os.Remove(path); err != nil {
-		return "", fmt.Errorf("failed to remove lab env file: %w", err)
-	}
-	return "removed", nil
+	return lab.RemoveEnvIf(path, func(env lab.Env) bool {
+		return env.Lab == lab.KindNode && env.Extra["NODE_LAB_WORK_DIR"] == r.l.Dir
+	})
 }
