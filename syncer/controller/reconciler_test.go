@@ -69,6 +69,8 @@ type harness struct {
 	metrics *metrics.Metrics
 	r       *controller.Reconciler
 	factory controller.UnwrapperFactory
+	// limits for the next restart (0: defaults)
+	maxPerSecret, maxFiles int
 }
 
 func newHarness(t *testing.T, factory controller.UnwrapperFactory) *harness {
@@ -93,8 +95,10 @@ func (h *harness) restart() {
 		h.t.Fatal(err)
 	}
 	h.metrics = metrics.New()
+	// mockkp serves http on loopback: the labs' --allow-insecure-kp.
 	h.r, err = controller.NewReconciler(controller.ReconcilerOptions{Namespace: ns, NodeName: "node-1",
-		Store: h.store, Metrics: h.metrics, Events: h.events, NewUnwrapper: h.factory, UnwrapTimeout: 5 * time.Second})
+		Store: h.store, Metrics: h.metrics, Events: h.events, NewUnwrapper: h.factory, UnwrapTimeout: 5 * time.Second,
+		AllowInsecureKP: true, MaxFilesPerSecret: h.maxPerSecret, MaxFiles: h.maxFiles})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -441,7 +445,7 @@ func (s *scripted) factory() controller.UnwrapperFactory {
 }
 
 func validConfig(t *testing.T) *corev1.Secret {
-	return configSecret(t, kpkey.Config{URL: "http://127.0.0.1:1", InstanceID: "i", APIKey: "k"})
+	return configSecret(t, kpkey.Config{URL: "https://kp.invalid", InstanceID: "i", APIKey: "k"})
 }
 
 func TestTransientErrorsKeepThePreviousFileAndRetry(t *testing.T) {
@@ -456,10 +460,20 @@ func TestTransientErrorsKeepThePreviousFileAndRetry(t *testing.T) {
 		{"503", &kp.Error{StatusCode: 503}, true},
 		{"timeout", fmt.Errorf("failed to unwrap: %w", context.DeadlineExceeded), true},
 		{"connection", &kp.URLError{Err: errors.New("connection refused")}, true},
-		{"400", &kp.Error{StatusCode: 400}, false},
-		{"404", &kp.Error{StatusCode: 404}, false},
-		{"422", &kp.Error{StatusCode: 422}, false},
-		{"not base64 plaintext", errors.New("unwrapped plaintext is not base64"), false},
+		{"400 from Key Protect", kpErr(400, "BAD_BODY_ERR"), false},
+		{"403 from Key Protect", kpErr(403, "UNAUTHORIZED_ERR"), false},
+		{"404 from Key Protect", kpErr(404, "KEY_NOT_FOUND_ERR"), false},
+		{"409 from Key Protect", kpErr(409, "KEY_ACTION_INVALID_STATE_ERR"), false},
+		{"410 from Key Protect", kpErr(410, "KEY_DELETED_ERR"), false},
+		{"422 from Key Protect", kpErr(422, "UNPROCESSABLE_CIPHERTEXT_ERR"), false},
+		{"not base64 plaintext", fmt.Errorf("failed: %w", kpkey.ErrPlaintextNotBase64), false},
+		{"404 HTML page of a gateway", &kp.Error{StatusCode: 404, BodyContent: []byte("<html><body>Not Found</body></html>")}, true},
+		{"422 without a body", &kp.Error{StatusCode: 422}, true},
+		{"401 from Key Protect", kpErr(401, "UNAUTHORIZED_ERR"), true},
+		{"IAM HTML 503", &kpkey.TokenError{Status: 503, What: "HTML page"}, true},
+		{"IAM rejects the API key", &kpkey.TokenError{Status: 400, What: "JSON error", Code: "BXNIM0415E"}, true},
+		{"JSON syntax error (official client, IAM HTML page)", fmt.Errorf("failed: %w", &json.SyntaxError{Offset: 1}), true},
+		{"unknown error", errors.New("something else"), true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -508,6 +522,12 @@ func TestTransientErrorsKeepThePreviousFileAndRetry(t *testing.T) {
 			}
 		})
 	}
+}
+
+// kpErr is a Key Protect error answer with its JSON envelope, as the official client returns it.
+func kpErr(status int, code string) *kp.Error {
+	return &kp.Error{StatusCode: status, BodyContent: []byte(`{"metadata":{"collectionType":"application/vnd.ibm.kms.error+json","collectionTotal":1},` +
+		`"resources":[{"errorMsg":"x","reasons":[{"code":"` + code + `","message":"x","status":` + fmt.Sprint(status) + `}]}]}`)}
 }
 
 func TestUnwrapOncePerSecretVersion(t *testing.T) {
@@ -562,8 +582,8 @@ func TestConfigChangesApplyLive(t *testing.T) {
 	if !h.r.SetConfig(configSecret(t, wrong)) {
 		t.Fatal("SetConfig did not report a change")
 	}
-	if err := h.sync(s); err != nil {
-		t.Fatalf("bad API key must not be retried: %v", err)
+	if err := h.sync(s); err == nil {
+		t.Fatalf("a rejected API key says nothing about the key: want a retry")
 	}
 	if got := h.events.reasons("s"); got[len(got)-1] != controller.ReasonUnwrapFailed {
 		t.Fatalf("events %v, want UnwrapFailed last", got)

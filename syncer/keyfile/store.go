@@ -92,7 +92,9 @@ type Store struct {
 	opts    Options
 	mu      sync.Mutex
 	state   map[string]Record
-	journal *os.File
+	// bySecret indexes state: namespace+"\x00"+secret → file names.
+	bySecret map[string]map[string]bool
+	journal  *os.File
 	entries int      // lines in the journal
 	lock    *os.File // flock on LockFile: one syncer per staging directory
 	healed  []string
@@ -166,6 +168,10 @@ func Open(opts Options) (*Store, error) {
 	s := &Store{opts: opts, state: map[string]Record{}, lock: lock}
 	if err := s.loadState(); err != nil {
 		return nil, err
+	}
+	s.bySecret = map[string]map[string]bool{}
+	for name, rec := range s.state {
+		s.index(name, rec)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -256,6 +262,34 @@ func (s *Store) Owned() map[string]Record {
 		out[k] = v
 	}
 	return out
+}
+
+// OwnedBy returns the records of the files of one Secret, by file name.
+func (s *Store) OwnedBy(namespace, secret string) map[string]Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := s.bySecret[namespace+"\x00"+secret]
+	out := make(map[string]Record, len(names))
+	for n := range names {
+		out[n] = s.state[n]
+	}
+	return out
+}
+
+func (s *Store) index(name string, rec Record) {
+	k := rec.Namespace + "\x00" + rec.Secret
+	if s.bySecret[k] == nil {
+		s.bySecret[k] = map[string]bool{}
+	}
+	s.bySecret[k][name] = true
+}
+
+func (s *Store) unindex(name string, rec Record) {
+	k := rec.Namespace + "\x00" + rec.Secret
+	delete(s.bySecret[k], name)
+	if len(s.bySecret[k]) == 0 {
+		delete(s.bySecret, k)
+	}
 }
 
 // Lookup returns the record of an owned file and whether the file is present on disk.
@@ -404,6 +438,9 @@ func (s *Store) Remove(name string) (bool, error) {
 	if err := s.appendLocked(journalEntry{Delete: name}); err != nil {
 		return removed, err
 	}
+	if cur, ok := s.state[name]; ok {
+		s.unindex(name, cur)
+	}
 	delete(s.state, name)
 	s.maybeCompactLocked()
 	return removed, nil
@@ -413,13 +450,18 @@ func (s *Store) Remove(name string) (bool, error) {
 func (s *Store) record(name string, rec Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur, ok := s.state[name]; ok && cur == rec {
+	cur, ok := s.state[name]
+	if ok && cur == rec {
 		return nil
 	}
 	if err := s.appendLocked(journalEntry{Put: name, Record: &rec}); err != nil {
 		return err
 	}
+	if ok {
+		s.unindex(name, cur)
+	}
 	s.state[name] = rec
+	s.index(name, rec)
 	s.maybeCompactLocked()
 	return nil
 }
