@@ -52,8 +52,8 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 		&kp.Error{StatusCode: 503}, &kp.Error{StatusCode: 429}, &kp.Error{StatusCode: 500}, &kp.Error{StatusCode: 502},
 	}}
 	c, err := controller.New(controller.Options{Client: client,
-		Reconciler:     controller.ReconcilerOptions{Namespace: ns, NodeName: "n1", Store: store, Metrics: metrics.New(), NewUnwrapper: u.factory()},
-		Retry: controller.RetryPolicy{Base: 40 * time.Millisecond, Max: time.Second}})
+		Reconciler: controller.ReconcilerOptions{Namespace: ns, NodeName: "n1", Store: store, Metrics: metrics.New(), NewUnwrapper: u.factory()},
+		Retry:      controller.RetryPolicy{Base: 40 * time.Millisecond, Max: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,15 +89,15 @@ func DefaultStagingDir(dir string) string {
 // Store writes, replaces and removes the synchronizer's key files. It is safe for concurrent
 // use.
 type Store struct {
-	opts    Options
-	mu      sync.Mutex
-	state   map[string]Record
+	opts  Options
+	mu    sync.Mutex
+	state map[string]Record
 	// bySecret indexes state: namespace+"\x00"+secret → file names.
 	bySecret map[string]map[string]bool
 	journal  *os.File
-	entries int      // lines in the journal
-	lock    *os.File // flock on LockFile: one syncer per staging directory
-	healed  []string
+	entries  int      // lines in the journal
+	lock     *os.File // flock on LockFile: one syncer per staging directory
+	healed   []string
 	// journalSize is the journal's length in whole lines; journalDirty says a failed append
 	// may have left bytes past it.
 	journalSize  int64
