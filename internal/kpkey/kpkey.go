@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -55,6 +56,9 @@ func ParseConfig(data []byte) (Config, error) {
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	if err := dec.Decode(&c); err != nil {
 		return Config{}, fmt.Errorf("%w: config.json is not valid JSON: %v", ErrInvalidConfig, jsonErrorWithoutInput(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("%w: config.json has data after its JSON object", ErrInvalidConfig)
 	}
 	return c, c.Validate()
 }

@@ -49,6 +49,38 @@ func TestCheckEndpoints(t *testing.T) {
 	}
 }
 
+func TestParseConfig(t *testing.T) {
+	const good = `{"keyprotect-url":"https://us-south.kms.cloud.ibm.com","instance-id":"i","apikey":"secret-api-key"}`
+	tests := []struct{ name, in, want string }{
+		{"good", good, ""},
+		{"good with trailing newline", good + "\n", ""},
+		{"malformed", `{"keyprotect-url": `, "not valid JSON"},
+		{"junk after the JSON", good + " junk", "data after"},
+		{"a second object", good + good, "data after"},
+		{"typo'd apikey", `{"keyprotect-url":"https://x","instance-id":"i","api-key":"secret-api-key"}`, "apikey is missing"},
+		{"typo'd URL field", `{"keyprotect_url":"https://x","instance-id":"i","apikey":"secret-api-key"}`, "keyprotect-url is missing"},
+		{"wrong type", `{"keyprotect-url":1,"instance-id":"i","apikey":"secret-api-key"}`, "wrong type"},
+		{"not a URL", `{"keyprotect-url":"ftp://x","instance-id":"i","apikey":"secret-api-key"}`, "http(s) URL"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := kpkey.ParseConfig([]byte(tc.in))
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("ParseConfig = %v", err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, kpkey.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("ParseConfig = %v, want ErrInvalidConfig mentioning %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "secret-api-key") {
+				t.Errorf("error quotes the API key: %v", err)
+			}
+		})
+	}
+}
+
 func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {

@@ -24,6 +24,7 @@ import (
 	"github.com/keysync-dev/keysync/syncer/internal/testkeys"
 	"github.com/keysync-dev/keysync/syncer/keyfile"
 	"github.com/keysync-dev/keysync/syncer/metrics"
+	"github.com/keysync-dev/keysync/syncer/secretkeys"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -185,6 +186,8 @@ func TestBadInputs(t *testing.T) {
 		return func(t *testing.T) *corev1.Secret { return kpSecret("bad", env.RootKeyID, env.Ciphertext(t, data)) }
 	}
 	badJSON := secret(kpkey.ConfigSecretName, "Opaque", map[string][]byte{kpkey.ConfigKey: []byte(`{"keyprotect-url": `)})
+	goodJSON, _ := json.Marshal(env.Config())
+	junkJSON := secret(kpkey.ConfigSecretName, "Opaque", map[string][]byte{kpkey.ConfigKey: append(goodJSON, " junk"...)})
 	noAPIKey := env.Config()
 	noAPIKey.APIKey = ""
 	tests := []tc{
@@ -205,6 +208,7 @@ func TestBadInputs(t *testing.T) {
 		{name: "missing rootkeyid", sec: kpk("", "QUFB"), reason: controller.ReasonKeyRejected},
 		{name: "missing ciphertext", sec: kpk(env.RootKeyID, ""), reason: controller.ReasonKeyRejected},
 		{name: "bad base64 ciphertext", sec: kpk(env.RootKeyID, "not base64!"), reason: controller.ReasonKeyRejected},
+		{name: "oversized ciphertext", sec: kpk(env.RootKeyID, strings.Repeat("QUFB", 4*secretkeys.MaxKeySize/4+1)), reason: controller.ReasonKeyRejected},
 		{name: "unknown root key", sec: func(t *testing.T) *corev1.Secret {
 			return kpSecret("bad", "00000000-0000-4000-8000-000000000000", env.Ciphertext(t, pkcs8))
 		}, reason: controller.ReasonUnwrapFailed},
@@ -215,6 +219,7 @@ func TestBadInputs(t *testing.T) {
 		{name: "config missing", config: secret("unrelated", "Opaque", nil), sec: wrapped(pkcs8), reason: controller.ReasonConfigMissing},
 		{name: "config invalid JSON", config: badJSON, sec: wrapped(pkcs8), reason: controller.ReasonConfigMissing},
 		{name: "config without apikey", config: configSecret(t, noAPIKey), sec: wrapped(pkcs8), reason: controller.ReasonConfigMissing},
+		{name: "config with junk after the JSON", config: junkJSON, sec: wrapped(pkcs8), reason: controller.ReasonConfigMissing},
 		{name: "KP 404 on every attempt", setup: func(t *testing.T) {
 			addFault(t, env, mockkp.Fault{Op: mockkp.OpUnwrap, Kind: mockkp.FaultStatus, Status: http.StatusNotFound})
 		}, sec: wrapped(pkcs8), reason: controller.ReasonUnwrapFailed},
@@ -296,6 +301,11 @@ func TestGoodInputs(t *testing.T) {
 		}, want: "-----BEGIN PRIVATE KEY-----"},
 		{name: "SEC1 EC PEM is normalised to PKCS#8", sec: func(*testing.T) *corev1.Secret { return secret("s", "key", map[string][]byte{"k": sec1}) }, want: "-----BEGIN PRIVATE KEY-----"},
 		{name: "kp-key", sec: func(t *testing.T) *corev1.Secret { return kpSecret("s", env.RootKeyID, env.Ciphertext(t, pkcs8)) }, want: "-----BEGIN PRIVATE KEY-----", unwrap: 1},
+		{name: "kp-key with extra fields", sec: func(t *testing.T) *corev1.Secret {
+			s := kpSecret("s", env.RootKeyID, env.Ciphertext(t, pkcs8))
+			s.Data["note"] = []byte("ignored")
+			return s
+		}, want: "-----BEGIN PRIVATE KEY-----", unwrap: 1},
 		{name: "kp-key SEC1", sec: func(t *testing.T) *corev1.Secret { return kpSecret("s", env.RootKeyID, env.Ciphertext(t, sec1)) }, want: "-----BEGIN PRIVATE KEY-----", unwrap: 1},
 		{name: "KP 500 then success (client retry)", setup: func(t *testing.T) {
 			addFault(t, env, mockkp.Fault{Op: mockkp.OpUnwrap, Kind: mockkp.FaultStatus, Status: 500})
@@ -401,6 +411,34 @@ func TestUpdateDeleteAndPruneOnlyOwnFiles(t *testing.T) {
 	}
 	if got := keys(h.files()); len(got) != 1 {
 		t.Errorf("after type change %v", got)
+	}
+}
+
+// TestNamespaceChange: restarted with another --namespace, the synchronizer's full resync
+// removes the files it wrote for the old namespace (they are its own) and keeps foreign ones.
+func TestNamespaceChange(t *testing.T) {
+	h := newHarness(t, nil)
+	if err := h.sync(secret("s", "key", map[string][]byte{"k": testkeys.PKCS8(t)})); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.keys, "admin.pem"), testkeys.PKCS8(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.store.Close()
+	store, err := keyfile.Open(keyfile.Options{Dir: h.keys, StagingDir: h.staging})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.store = store
+	r, err := controller.NewReconciler(controller.ReconcilerOptions{Namespace: "other-ns", Store: store, Events: h.events})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Prune(map[string]bool{"s": true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(h.files()); len(got) != 1 || got[0] != "admin.pem" {
+		t.Errorf("after the namespace change: %v, want only admin.pem", got)
 	}
 }
 
