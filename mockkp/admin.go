@@ -23,6 +23,9 @@ const (
 	FaultStatus FaultKind = "status"
 	// FaultDrop closes the connection without an answer.
 	FaultDrop FaultKind = "drop"
+	// FaultHTML answers with Status and an HTML error page (text/html), as a load balancer or
+	// gateway in front of IAM or Key Protect does during an outage.
+	FaultHTML FaultKind = "html"
 )
 
 // AnyOp in Fault.Op matches every operation.
@@ -34,6 +37,9 @@ type Fault struct {
 	Kind    FaultKind `json:"kind"`
 	Status  int       `json:"status,omitempty"`
 	Latency Duration  `json:"latency,omitempty"`
+	// RetryAfter, for status and html faults, adds a Retry-After header (whole seconds,
+	// rounded up).
+	RetryAfter Duration `json:"retryAfter,omitempty"`
 	// Count is how many requests the fault affects; 0 means 1.
 	Count int `json:"count,omitempty"`
 }
@@ -76,13 +82,16 @@ func (f Fault) Validate() error {
 		if f.Latency <= 0 || time.Duration(f.Latency) > 10*time.Minute {
 			return fmt.Errorf("latency must be between 0 and 10m")
 		}
-	case FaultStatus:
+	case FaultStatus, FaultHTML:
 		if f.Status < 400 || f.Status > 599 {
 			return fmt.Errorf("status must be 400 to 599")
 		}
 	case FaultDrop:
 	default:
-		return fmt.Errorf("unknown kind %q (want latency, status or drop)", f.Kind)
+		return fmt.Errorf("unknown kind %q (want latency, status, html or drop)", f.Kind)
+	}
+	if f.RetryAfter < 0 || (f.RetryAfter > 0 && f.Kind != FaultStatus && f.Kind != FaultHTML) {
+		return fmt.Errorf("retryAfter needs a status or html fault and must not be negative")
 	}
 	return nil
 }
@@ -156,8 +165,17 @@ func (s *Server) applyFault(ctx context.Context, w http.ResponseWriter, f *Fault
 			return true
 		}
 		return false
+	case FaultHTML:
+		w.Header().Set("X-Mockkp-Fault", "html")
+		setRetryAfter(w, f.RetryAfter)
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(f.Status)
+		_, _ = fmt.Fprintf(w, "<!DOCTYPE html>\n<html><head><title>%d %s</title></head>\n<body><h1>%d %s</h1><p>The service is unavailable. Please try again later.</p></body></html>\n",
+			f.Status, http.StatusText(f.Status), f.Status, http.StatusText(f.Status))
+		return true
 	case FaultStatus:
 		w.Header().Set("X-Mockkp-Fault", "status")
+		setRetryAfter(w, f.RetryAfter)
 		if iam {
 			writeIAMError(w, f.Status, IAMCodeUnavailable, "Injected fault.")
 			return true
@@ -172,6 +190,12 @@ func (s *Server) applyFault(ctx context.Context, w http.ResponseWriter, f *Fault
 		panic(http.ErrAbortHandler)
 	}
 	return false
+}
+
+func setRetryAfter(w http.ResponseWriter, d Duration) {
+	if d > 0 {
+		w.Header().Set("Retry-After", fmt.Sprint(int64((time.Duration(d)+time.Second-1)/time.Second)))
+	}
 }
 
 func faultCode(status int) string {
@@ -204,7 +228,8 @@ func faultCode(status int) string {
 //	DELETE /counters  reset every counter (204)
 //	GET    /faults    pending faults, with remaining counts
 //	POST   /faults    queue a fault: {"op":"unwrap","kind":"status","status":503,"count":2},
-//	                  {"op":"wrap","kind":"latency","latency":"250ms"}, {"op":"*","kind":"drop"} (201)
+//	                  {"op":"wrap","kind":"latency","latency":"250ms"}, {"op":"*","kind":"drop"},
+//	                  {"op":"token","kind":"html","status":503,"retryAfter":"2s"} (201)
 //	DELETE /faults    drop every pending fault (204)
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()

@@ -26,6 +26,7 @@
 // state are left as they are.
 //
 // Server.AdminHandler (serve it on its own listener) injects faults (latency, an HTTP status,
+// an HTML error page with a status and optional Retry-After,
 // a dropped connection) into the next N requests of an operation and reads per-operation
 // request counters. See AdminHandler for its routes.
 //

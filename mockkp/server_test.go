@@ -284,6 +284,61 @@ func TestTokenFault(t *testing.T) {
 	}
 }
 
+// TestHTMLFault: an html fault answers with an HTML error page and the chosen status (and
+// Retry-After) on the token endpoint and on Key Protect's, as a gateway in an outage does.
+func TestHTMLFault(t *testing.T) {
+	env := mockkptest.Start(t)
+	for _, tc := range []struct {
+		op, method, path string
+		status           int
+		retryAfter       time.Duration
+		header           string
+	}{
+		{mockkp.OpToken, "POST", "/identity/token", 503, 0, ""},
+		{mockkp.OpToken, "POST", "/oidc/token", 429, 1500 * time.Millisecond, "2"},
+		{mockkp.OpGet, "GET", "/api/v2/keys/" + env.RootKeyID, 502, 0, ""},
+	} {
+		if err := env.Server.AddFault(mockkp.Fault{Op: tc.op, Kind: mockkp.FaultHTML, Status: tc.status, RetryAfter: mockkp.Duration(tc.retryAfter)}); err != nil {
+			t.Fatalf("AddFault: %v", err)
+		}
+		req, err := http.NewRequestWithContext(t.Context(), tc.method, env.URL+tc.path, strings.NewReader("grant_type=x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+			!strings.HasPrefix(string(body), "<!DOCTYPE html>") || resp.Header.Get("Retry-After") != tc.header {
+			t.Errorf("%s: %d %q Retry-After %q body %.40q; want %d text/html page, Retry-After %q",
+				tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Retry-After"), body, tc.status, tc.header)
+		}
+	}
+	// The official client cannot decode the page: its token source returns a JSON error.
+	oldMax := iam.RetryMax
+	iam.RetryMax = 0
+	t.Cleanup(func() { iam.RetryMax = oldMax })
+	if err := env.Server.AddFault(mockkp.Fault{Op: mockkp.OpToken, Kind: mockkp.FaultHTML, Status: 503}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := env.Client(t, nil).GetKey(t.Context(), env.RootKeyID)
+	var se *json.SyntaxError
+	if !errors.As(err, &se) {
+		t.Errorf("GetKey through an HTML token page = %v, want the client's JSON syntax error", err)
+	}
+	for _, bad := range []mockkp.Fault{
+		{Op: mockkp.OpToken, Kind: mockkp.FaultHTML, Status: 200},
+		{Op: mockkp.OpToken, Kind: mockkp.FaultDrop, RetryAfter: mockkp.Duration(time.Second)},
+	} {
+		if err := env.Server.AddFault(bad); err == nil {
+			t.Errorf("AddFault(%+v) accepted", bad)
+		}
+	}
+}
+
 func TestAdminAPI(t *testing.T) {
 	env := mockkptest.Start(t)
 	admin := func(method, path, body string) (int, []byte) {
@@ -312,7 +367,8 @@ func TestAdminAPI(t *testing.T) {
 		{"bad latency", "POST", "/faults", `{"op":"wrap","kind":"latency","latency":"soon"}`, 400, "failed to decode"},
 		{"add status fault", "POST", "/faults", `{"op":"get","kind":"status","status":503,"count":2}`, 201, `"status":503`},
 		{"add latency fault", "POST", "/faults", `{"op":"wrap","kind":"latency","latency":"5ms"}`, 201, `"latency":"5ms"`},
-		{"list faults", "GET", "/faults", "", 200, `"count":2`},
+		{"add html fault", "POST", "/faults", `{"op":"token","kind":"html","status":503,"retryAfter":"2s","count":0}`, 201, `"retryAfter":"2s"`},
+		{"list faults", "GET", "/faults", "", 200, `"kind":"html"`},
 		{"clear faults", "DELETE", "/faults", "", 204, ""},
 		{"no faults", "GET", "/faults", "", 200, "[]"},
 	}

@@ -68,6 +68,8 @@ Admin API (plain HTTP, keep it on loopback):
   POST /faults {"op":"unwrap","kind":"status","status":503,"count":2}
                {"op":"wrap","kind":"latency","latency":"250ms"}
                {"op":"*","kind":"drop"}
+               {"op":"token","kind":"html","status":503,"retryAfter":"2s"}
+                 (an HTML error page, as a gateway sends; retryAfter also on status faults)
   ops: ` + strings.Join(mockkp.Ops(), ", ") + `
 
 The official client fetches IAM tokens with Go's default transport, so with TLS

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -42,12 +43,22 @@ type Config struct {
 // ErrInvalidConfig is wrapped by every config validation error.
 var ErrInvalidConfig = errors.New("invalid keyprotect-config")
 
+// ErrInsecureConfig is wrapped by CheckEndpoints' errors.
+var ErrInsecureConfig = errors.New("insecure keyprotect-config")
+
+// ErrPlaintextNotBase64 says an unwrap succeeded but its plaintext breaks the kp-key
+// convention: a definite answer about the wrapped key itself.
+var ErrPlaintextNotBase64 = errors.New("unwrapped plaintext is not base64 (kp-key convention: wrap base64 of the PEM)")
+
 // ParseConfig decodes and validates config.json. Errors never contain the API key.
 func ParseConfig(data []byte) (Config, error) {
 	var c Config
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	if err := dec.Decode(&c); err != nil {
 		return Config{}, fmt.Errorf("%w: config.json is not valid JSON: %v", ErrInvalidConfig, jsonErrorWithoutInput(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("%w: config.json has data after its JSON object", ErrInvalidConfig)
 	}
 	return c, c.Validate()
 }
@@ -71,6 +82,67 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// CheckEndpoints enforces where the API key may go: keyprotect-url must be https, and so must
+// the token URL (token-url, default IAM's public endpoint), whose host must be IAM's public
+// (iam.cloud.ibm.com) or private (private.iam.cloud.ibm.com, private.<region>.iam.cloud.ibm.com)
+// endpoint or the Key Protect host itself. Whoever can write keyprotect-config could otherwise
+// send the API key to any host. c must be valid (Validate).
+func (c Config) CheckEndpoints() error {
+	kpURL, err := url.Parse(c.URL)
+	if err != nil {
+		return fmt.Errorf("%w: keyprotect-url is not a URL", ErrInsecureConfig)
+	}
+	if kpURL.Scheme != "https" {
+		return fmt.Errorf("%w: keyprotect-url must use https, not %s", ErrInsecureConfig, kpURL.Scheme)
+	}
+	tokenURL := c.TokenURL
+	if tokenURL == "" {
+		tokenURL = DefaultTokenURL
+	}
+	tu, err := url.Parse(tokenURL)
+	if err != nil {
+		return fmt.Errorf("%w: token-url is not a URL", ErrInsecureConfig)
+	}
+	if tu.Scheme != "https" {
+		return fmt.Errorf("%w: token-url must use https, not %s", ErrInsecureConfig, tu.Scheme)
+	}
+	host := strings.ToLower(tu.Hostname())
+	if !IsIAMHost(host) && host != strings.ToLower(kpURL.Hostname()) {
+		return fmt.Errorf("%w: token-url host %q is neither IAM's (iam.cloud.ibm.com, private[.<region>].iam.cloud.ibm.com) nor the Key Protect host: the API key would go there", ErrInsecureConfig, host)
+	}
+	return nil
+}
+
+// IsIAMHost reports whether host is one of IAM's token endpoints: public iam.cloud.ibm.com,
+// private private.iam.cloud.ibm.com or private.<region>.iam.cloud.ibm.com.
+func IsIAMHost(host string) bool {
+	const suffix = ".iam.cloud.ibm.com"
+	switch {
+	case host == "iam.cloud.ibm.com", host == "private.iam.cloud.ibm.com":
+		return true
+	case strings.HasPrefix(host, "private.") && strings.HasSuffix(host, suffix):
+		region := strings.TrimSuffix(strings.TrimPrefix(host, "private."), suffix)
+		if region == "" || len(region) > 63 {
+			return false
+		}
+		for _, r := range region {
+			if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// TokenEndpoint is the token endpoint c uses: token-url, or IAM's public endpoint.
+func (c Config) TokenEndpoint() string {
+	if c.TokenURL != "" {
+		return c.TokenURL
+	}
+	return DefaultTokenURL
 }
 
 // NewClient builds the official Key Protect client for c. transport may be nil
@@ -118,7 +190,7 @@ func Unwrap(ctx context.Context, c *kp.Client, rootKeyID, ciphertext string) ([]
 	}
 	pemData, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(plain)))
 	if err != nil {
-		return nil, fmt.Errorf("unwrapped plaintext is not base64 (kp-key convention: wrap base64 of the PEM): %w", errors.New("decode failed"))
+		return nil, ErrPlaintextNotBase64
 	}
 	return pemData, nil
 }

@@ -38,8 +38,17 @@ type Config struct {
 	UnwrapTimeout time.Duration
 	RetryBase     time.Duration
 	RetryMax      time.Duration
-	// AfterStage is a test hook (no flag): see keyfile.Options.AfterStage.
+	// AllowInsecureKP accepts a keyprotect-config with http URLs or a token host that is not
+	// IAM's (labs with mockkp); every such config gets a Warning Event.
+	AllowInsecureKP   bool
+	MaxFilesPerSecret int
+	MaxFiles          int
+	// PrepareFor, when set ("uid:gid"), prepares the keys and staging directories for a
+	// synchronizer running as that user and exits (the DaemonSet's init container, as root).
+	PrepareFor string
+	// AfterStage and OnStep are test hooks (no flag): see keyfile.Options.
 	AfterStage func(staged, final string)
+	OnStep     func(step keyfile.Step, final string)
 	// Listening, when set, receives the bound metrics and probe addresses (tests use ":0").
 	Listening func(metricsAddr, probeAddr string)
 }
@@ -66,12 +75,19 @@ func ParseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.DurationVar(&c.ResyncPeriod, "resync-period", 10*time.Minute, "informer resync: every Secret is checked again (never unwrapped again)")
 	fs.DurationVar(&c.UnwrapTimeout, "unwrap-timeout", 30*time.Second, "limit of one Key Protect unwrap attempt")
 	fs.DurationVar(&c.RetryBase, "retry-base-delay", time.Second, "first backoff delay after a transient failure")
-	fs.DurationVar(&c.RetryMax, "retry-max-delay", 5*time.Minute, "largest backoff delay")
+	fs.DurationVar(&c.RetryMax, "retry-max-delay", 5*time.Minute, "largest backoff delay (before jitter; a Retry-After of Key Protect or IAM is honoured beyond it, up to 1h)")
+	fs.BoolVar(&c.AllowInsecureKP, "allow-insecure-kp", false, "accept a keyprotect-config with http URLs or a token-url host that is not IAM's or Key Protect's (labs with a mock Key Protect only; each such config gets a Warning Event)")
+	fs.IntVar(&c.MaxFilesPerSecret, "max-files-per-secret", controller.DefaultMaxFilesPerSecret, "a key Secret with more valid keys gets no files (Event KeyRejected)")
+	fs.IntVar(&c.MaxFiles, "max-files", controller.DefaultMaxFiles, "most key files in the keys tree: a Secret that would pass it gets no new files (Event KeyRejected)")
+	fs.StringVar(&c.PrepareFor, "prepare-for", "", "uid:gid: create --keys-dir and --staging-dir (0700) owned by that user, hand over the files in them, and exit (init container, as root)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, fmt.Errorf("failed to parse flags: %w", err)
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if c.MaxFilesPerSecret < 1 || c.MaxFiles < 1 {
+		return Config{}, errors.New("--max-files-per-secret and --max-files must be at least 1")
 	}
 	return c, nil
 }
@@ -101,16 +117,23 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if c.PrepareFor != "" {
+		return prepare(c, log)
+	}
 	// The cluster configuration first: a bad one must not leave directories behind on the node.
 	restCfg, err := restConfig(c.Kubeconfig)
 	if err != nil {
 		return err
 	}
-	store, err := keyfile.Open(keyfile.Options{Dir: c.KeysDir, StagingDir: c.StagingDir, Owner: owner, AfterStage: c.AfterStage})
+	store, err := keyfile.Open(keyfile.Options{Dir: c.KeysDir, StagingDir: c.StagingDir, Owner: owner,
+		AfterStage: c.AfterStage, OnStep: c.OnStep})
 	if err != nil {
 		return fmt.Errorf("failed to open keys directory: %w", err)
 	}
 	defer store.Close()
+	for _, h := range store.Healed() {
+		log.Warn("repaired the ownership state", "what", h)
+	}
 	restCfg.UserAgent = "keysync-syncer"
 	// Protobuf: the smaller and cheaper encoding for the initial list of every Secret.
 	restCfg.ContentType = "application/vnd.kubernetes.protobuf"
@@ -123,8 +146,10 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 	ctrl, err := controller.New(controller.Options{
 		Client: client,
 		Reconciler: controller.ReconcilerOptions{Namespace: c.Namespace, NodeName: c.NodeName, Store: store,
-			Metrics: m, Logger: log, UnwrapTimeout: c.UnwrapTimeout},
-		ResyncPeriod: c.ResyncPeriod, RetryBaseDelay: c.RetryBase, RetryMaxDelay: c.RetryMax,
+			Metrics: m, Logger: log, UnwrapTimeout: c.UnwrapTimeout, AllowInsecureKP: c.AllowInsecureKP,
+			MaxFilesPerSecret: c.MaxFilesPerSecret, MaxFiles: c.MaxFiles},
+		ResyncPeriod: c.ResyncPeriod,
+		Retry:        controller.RetryPolicy{Base: c.RetryBase, Max: c.RetryMax},
 		// The first list of every Secret is the process's one burst of garbage: hand it back
 		// so that the steady-state RSS reflects the cache, not the peak.
 		AfterFullSync: debug.FreeOSMemory,
@@ -148,7 +173,7 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 			if !ctrl.Ready() {
-				http.Error(w, "first sync not done", http.StatusServiceUnavailable)
+				http.Error(w, "keys tree not in sync yet (first full sync pending, or writing key files fails)", http.StatusServiceUnavailable)
 				return
 			}
 			fmt.Fprintln(w, "ok")
@@ -161,7 +186,10 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 		c.Listening(maddr, paddr)
 	}
 	log.Info("starting", "namespace", c.Namespace, "node", c.NodeName, "keysDir", store.Dir(),
-		"stagingDir", store.StagingDir(), "ownedFiles", store.Len())
+		"stagingDir", store.StagingDir(), "ownedFiles", store.Len(), "uid", os.Getuid())
+	if c.AllowInsecureKP {
+		log.Warn("--allow-insecure-kp: a keyprotect-config with http URLs or a foreign token host is accepted (labs only)")
+	}
 	go func() { errc <- ctrl.Run(ctx) }()
 	err = <-errc
 	cancel()
@@ -169,6 +197,27 @@ func Run(ctx context.Context, c Config, logOut io.Writer) error {
 		return err
 	}
 	log.Info("stopped")
+	return nil
+}
+
+// prepare readies the directories for an unprivileged synchronizer and reports what it did.
+func prepare(c Config, log *slog.Logger) error {
+	owner, err := keyfile.ParseOwner(c.PrepareFor)
+	if err != nil {
+		return fmt.Errorf("invalid --prepare-for: %w", err)
+	}
+	staging := c.StagingDir
+	if staging == "" {
+		staging = keyfile.DefaultStagingDir(c.KeysDir)
+	}
+	notes, err := keyfile.Prepare(c.KeysDir, staging, *owner)
+	for _, n := range notes {
+		log.Info("prepared", "what", n)
+	}
+	if err != nil {
+		return fmt.Errorf("failed to prepare directories: %w", err)
+	}
+	log.Info("directories ready", "keysDir", c.KeysDir, "stagingDir", staging, "owner", c.PrepareFor)
 	return nil
 }
 

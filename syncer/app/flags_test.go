@@ -44,4 +44,18 @@ func TestParseFlags(t *testing.T) {
 	if _, err := app.ParseFlags([]string{"extra"}, func(string) string { return "" }); err == nil {
 		t.Errorf("positional argument accepted")
 	}
+	// Issue 13: production defaults are secure and bounded.
+	d, err := app.ParseFlags(nil, func(string) string { return "" })
+	if err != nil || d.AllowInsecureKP || d.MaxFilesPerSecret != 256 || d.MaxFiles != 4096 || d.PrepareFor != "" {
+		t.Errorf("defaults %+v, %v: want --allow-insecure-kp off and limits 256/4096", d, err)
+	}
+	l, err := app.ParseFlags([]string{"--allow-insecure-kp", "--max-files-per-secret=3", "--max-files=9", "--prepare-for=1:2"}, func(string) string { return "" })
+	if err != nil || !l.AllowInsecureKP || l.MaxFilesPerSecret != 3 || l.MaxFiles != 9 || l.PrepareFor != "1:2" {
+		t.Errorf("ParseFlags = %+v, %v", l, err)
+	}
+	for _, bad := range []string{"--max-files=0", "--max-files-per-secret=-1"} {
+		if _, err := app.ParseFlags([]string{bad}, func(string) string { return "" }); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/keysync-dev/keysync/internal/kubetest"
 	"github.com/keysync-dev/keysync/mockkp/mockkptest"
 	"github.com/keysync-dev/keysync/syncer/app"
+	"github.com/keysync-dev/keysync/syncer/keyfile"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -43,7 +44,10 @@ const (
 	// pauseEnv names a marker file: the child writes "staged\nfinal" into it after staging a
 	// file and then blocks before the rename, so that the test can SIGKILL it there.
 	pauseEnv = "KEYSYNC_SYNCER_TEST_PAUSE_AFTER_STAGE"
-	addrEnv  = "KEYSYNC_SYNCER_TEST_ADDR_FILE"
+	// pauseStepEnv, with pauseEnv, moves the pause to another keyfile.Step of a write
+	// ("recorded", "staged", "renamed"); the marker then holds the final path.
+	pauseStepEnv = "KEYSYNC_SYNCER_TEST_PAUSE_STEP"
+	addrEnv      = "KEYSYNC_SYNCER_TEST_ADDR_FILE"
 )
 
 func TestMain(m *testing.M) {
@@ -64,7 +68,16 @@ func runChild(argsJSON string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	if marker := os.Getenv(pauseEnv); marker != "" {
+	if marker, step := os.Getenv(pauseEnv), os.Getenv(pauseStepEnv); marker != "" && step != "" {
+		cfg.OnStep = func(st keyfile.Step, final string) {
+			if string(st) != step {
+				return
+			}
+			_ = os.WriteFile(marker+".tmp", []byte(final), 0o600)
+			_ = os.Rename(marker+".tmp", marker)
+			select {} // the test SIGKILLs the process here
+		}
+	} else if marker != "" {
 		cfg.AfterStage = func(staged, final string) {
 			_ = os.WriteFile(marker+".tmp", []byte(staged+"\n"+final), 0o600)
 			_ = os.Rename(marker+".tmp", marker)
@@ -277,7 +290,8 @@ func (e *env) start(t testing.TB, extraEnv ...string) *child {
 	flags := []string{"--kubeconfig=" + e.kubeconfig, "--keys-dir=" + e.keys,
 		"--staging-dir=" + e.staging, "--namespace=" + ns, "--node-name=node-1",
 		"--metrics-addr=127.0.0.1:0", "--probe-addr=127.0.0.1:0",
-		"--retry-base-delay=50ms", "--retry-max-delay=1s", "--unwrap-timeout=500ms", "--log-level=debug"}
+		"--retry-base-delay=50ms", "--retry-max-delay=1s", "--unwrap-timeout=500ms", "--log-level=debug",
+		"--allow-insecure-kp"} // mockkp serves http on loopback, as in the labs
 	args, _ := json.Marshal(flags)
 	addrFile := filepath.Join(t.TempDir(), "addr")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")

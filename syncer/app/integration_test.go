@@ -247,6 +247,43 @@ func TestKillBetweenStagingAndRename(t *testing.T) {
 	c.stop()
 }
 
+// TestKillAtEachStepOfARotation (issue 13, defect 1): SIGKILL the syncer after each step of
+// writing a new kp-key version (record, stage, rename); the restarted syncer never keeps the
+// old key under the new version's record: it unwraps again, writes the new key and says so
+// with a WriteRecovered Event.
+func TestKillAtEachStepOfARotation(t *testing.T) {
+	e := newEnv(t)
+	e.configSecret(t)
+	for _, step := range []keyfile.Step{keyfile.StepRecorded, keyfile.StepStaged, keyfile.StepRenamed} {
+		t.Run(string(step), func(t *testing.T) {
+			name := "rot-" + string(step)
+			keyA, keyB := testkeys.PKCS8(t), testkeys.RSA(t)
+			file := filepath.Join(e.keys, keyfile.Name(ns, name, "kp-key"))
+			read := func() string { b, _ := os.ReadFile(file); return string(b) }
+			e.put(t, name, typeKP, kpData(e, t, keyA))
+			c := e.start(t)
+			waitFor(t, 10*time.Second, "key A", func() bool { return read() == string(keyA) })
+			c.stop()
+
+			marker := filepath.Join(t.TempDir(), "paused")
+			c = e.start(t, pauseEnv+"="+marker, pauseStepEnv+"="+string(step))
+			e.put(t, name, typeKP, kpData(e, t, keyB))
+			c.waitFor(10*time.Second, "the pause at "+string(step), func() bool { _, err := os.Stat(marker); return err == nil })
+			_ = c.cmd.Process.Signal(syscall.SIGKILL)
+			<-c.done
+			assertCleanTree(t, filepath.Join(e.root, "keys"))
+
+			c = e.start(t)
+			waitFor(t, 10*time.Second, "key B after the restart", func() bool { return read() == string(keyB) })
+			e.waitEvent(t, name, "WriteRecovered")
+			if left, _ := filepath.Glob(filepath.Join(e.staging, ".stage-*")); len(left) != 0 {
+				t.Errorf("staged leftovers after restart: %v", left)
+			}
+			c.stop()
+		})
+	}
+}
+
 // TestUnwrapFailuresThatAreNotRetried: 4xx answers are not retried and the file goes.
 func TestUnwrapFailuresThatAreNotRetried(t *testing.T) {
 	e := newEnv(t)
@@ -299,6 +336,7 @@ current-context: c
 		{name: "no kubeconfig leaves no staging dir", args: []string{"--keys-dir=" + root + "/k3", "--staging-dir=" + root + "/s3", "--kubeconfig=" + root + "/missing"},
 			want: "kubeconfig", noDirIn: root + "/s3"},
 		{name: "unknown flag", args: []string{"--nope"}, want: "flag provided but not defined"},
+		{name: "bad prepare-for", args: []string{"--keys-dir=" + root + "/k4", "--prepare-for=nobody"}, want: "invalid --prepare-for", noDirIn: root + "/k4"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

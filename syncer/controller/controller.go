@@ -34,23 +34,30 @@ type Options struct {
 	// ResyncPeriod is the informer resync (default 10m): each Secret is checked again, which
 	// repairs a key file someone removed, without any unwrap call.
 	ResyncPeriod time.Duration
-	// RetryBaseDelay and RetryMaxDelay bound the backoff of transient failures (1s, 5m).
-	RetryBaseDelay, RetryMaxDelay time.Duration
+	// Retry is the backoff of transient failures (DefaultRetryPolicy: 1s doubling to 5m,
+	// jittered, never sooner than a Retry-After).
+	Retry RetryPolicy
 	// Workers is the number of concurrent syncs (default 2).
 	Workers int
-	// AfterFullSync, when set, runs once the first full sync is done, before Ready reports
+	// AfterFullSync, when set, runs once the first full sync is done, before Ready may report
 	// true (the program returns the initial list's garbage to the OS there).
 	AfterFullSync func()
 }
+
+// pruneKey is the queue item that retries a failed prune; no Secret can be named so.
+const pruneKey = " prune"
 
 // Controller watches the Secrets of one namespace with an informer and syncs each change.
 type Controller struct {
 	o      Options
 	rec    *Reconciler
-	queue  workqueue.TypedRateLimitingInterface[string]
+	queue  workqueue.TypedDelayingInterface[string]
+	retry  *retryState
 	lister corelisters.SecretNamespaceLister
-	ready  atomic.Bool
-	log    *slog.Logger
+	synced atomic.Bool // the first full sync is done
+	// pruneFailed: the last prune of files of deleted Secrets failed (retried).
+	pruneFailed atomic.Bool
+	log         *slog.Logger
 
 	mu       sync.Mutex
 	observed map[string]time.Time
@@ -64,23 +71,21 @@ func New(o Options) (*Controller, error) {
 	if o.ResyncPeriod <= 0 {
 		o.ResyncPeriod = 10 * time.Minute
 	}
-	if o.RetryBaseDelay <= 0 {
-		o.RetryBaseDelay = time.Second
-	}
-	if o.RetryMaxDelay <= 0 {
-		o.RetryMaxDelay = 5 * time.Minute
-	}
 	if o.Workers <= 0 {
 		o.Workers = 2
 	}
 	if o.Reconciler.Logger == nil {
 		o.Reconciler.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Controller{o: o, log: o.Reconciler.Logger, observed: map[string]time.Time{}}, nil
+	return &Controller{o: o, log: o.Reconciler.Logger, observed: map[string]time.Time{}, retry: newRetryState(o.Retry)}, nil
 }
 
-// Ready reports whether the first full sync is done.
-func (c *Controller) Ready() bool { return c.ready.Load() }
+// Ready reports whether the keys tree is known to follow the Secrets: the first full sync is
+// done and no write or removal of a key file is failing. A Key Protect outage does not make
+// the synchronizer unready (the previous files stay and are right as far as it can know).
+func (c *Controller) Ready() bool {
+	return c.synced.Load() && !c.pruneFailed.Load() && c.rec != nil && c.rec.WriteFailures() == 0
+}
 
 // Run syncs until ctx ends: start the informer, wait for its cache, do a full sync (every
 // Secret, then prune owned files of Secrets that are gone), report ready, then follow changes.
@@ -97,9 +102,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		return err
 	}
 	c.rec = rec
-	c.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[string](c.o.RetryBaseDelay, c.o.RetryMaxDelay),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "secrets"})
+	c.queue = workqueue.NewTypedDelayingQueueWithConfig(workqueue.TypedDelayingQueueConfig[string]{Name: "secrets"})
 	defer c.queue.ShutDown()
 
 	factory := informers.NewSharedInformerFactoryWithOptions(c.o.Client, c.o.ResyncPeriod,
@@ -136,7 +139,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	if c.o.AfterFullSync != nil {
 		c.o.AfterFullSync()
 	}
-	c.ready.Store(true)
+	c.synced.Store(true)
 
 	var wg sync.WaitGroup
 	for range c.o.Workers {
@@ -174,7 +177,8 @@ func (c *Controller) enqueue(obj any, changed bool) {
 }
 
 // fullSync syncs the config, then every Secret, then prunes files of Secrets that are gone.
-// Transient failures are queued for a retry; they do not block readiness.
+// Failures are queued for a retry with backoff; write failures keep Ready false until the
+// retries succeed.
 func (c *Controller) fullSync(ctx context.Context) error {
 	c.syncConfig()
 	all, err := c.lister.List(labels.Everything())
@@ -190,8 +194,7 @@ func (c *Controller) fullSync(ctx context.Context) error {
 			defer wg.Done()
 			for sec := range work {
 				if err := c.rec.Sync(ctx, sec.Name, sec, time.Time{}); err != nil {
-					c.log.Warn("sync failed, will retry", "secret", sec.Name, "error", err)
-					c.queue.AddRateLimited(sec.Name)
+					c.requeue(sec.Name, err)
 				}
 			}
 		}()
@@ -202,10 +205,27 @@ func (c *Controller) fullSync(ctx context.Context) error {
 	}
 	close(work)
 	wg.Wait()
-	if err := c.rec.Prune(present); err != nil {
-		return fmt.Errorf("failed to prune key files: %w", err)
-	}
+	c.prune(present)
 	return nil
+}
+
+// prune removes the files of Secrets not in present; a failure is retried with backoff and
+// keeps Ready false meanwhile.
+func (c *Controller) prune(present map[string]bool) {
+	if err := c.rec.Prune(present); err != nil {
+		c.pruneFailed.Store(true)
+		c.requeue(pruneKey, fmt.Errorf("failed to prune key files: %w", err))
+		return
+	}
+	c.pruneFailed.Store(false)
+	c.retry.forget(pruneKey)
+}
+
+// requeue schedules another attempt at item after the retry policy's delay.
+func (c *Controller) requeue(item string, err error) {
+	d := c.retry.fail(item, RetryAfter(err))
+	c.log.Warn("sync failed, will retry", "secret", item, "error", err, "failures", c.retry.count(item), "retryIn", d.String())
+	c.queue.AddAfter(item, d)
 }
 
 // syncConfig reloads keyprotect-config and, when it changed, queues every kp-key Secret.
@@ -231,6 +251,19 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		return false
 	}
 	defer c.queue.Done(name)
+	if name == pruneKey {
+		all, err := c.lister.List(labels.Everything())
+		if err != nil {
+			c.requeue(name, err)
+			return true
+		}
+		present := map[string]bool{}
+		for _, s := range all {
+			present[s.Name] = true
+		}
+		c.prune(present)
+		return true
+	}
 	if name == kpkey.ConfigSecretName {
 		c.syncConfig()
 	}
@@ -246,12 +279,11 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	}
 	if err != nil {
 		if ctx.Err() == nil {
-			c.log.Warn("sync failed, will retry", "secret", name, "error", err, "retries", c.queue.NumRequeues(name))
-			c.queue.AddRateLimited(name)
+			c.requeue(name, err)
 		}
 		return true
 	}
-	c.queue.Forget(name)
+	c.retry.forget(name)
 	c.mu.Lock()
 	if c.observed[name].Equal(observed) {
 		delete(c.observed, name)

@@ -52,8 +52,8 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 		&kp.Error{StatusCode: 503}, &kp.Error{StatusCode: 429}, &kp.Error{StatusCode: 500}, &kp.Error{StatusCode: 502},
 	}}
 	c, err := controller.New(controller.Options{Client: client,
-		Reconciler:     controller.ReconcilerOptions{Namespace: ns, NodeName: "n1", Store: store, Metrics: metrics.New(), NewUnwrapper: u.factory()},
-		RetryBaseDelay: 40 * time.Millisecond, RetryMaxDelay: time.Second})
+		Reconciler: controller.ReconcilerOptions{Namespace: ns, NodeName: "n1", Store: store, Metrics: metrics.New(), NewUnwrapper: u.factory()},
+		Retry:      controller.RetryPolicy{Base: 40 * time.Millisecond, Max: time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,14 +72,14 @@ func TestControllerAgainstAPIServer(t *testing.T) {
 	create(kpSecret("flaky", "rk", "QUFB"))
 	file := filepath.Join(store.Dir(), keyfile.Name(ns, "flaky", "kp-key"))
 	waitUntil(t, "flaky's file", func() bool { _, err := os.Stat(file); return err == nil })
-	// Backoff 40+80+160+320 ms before the fifth attempt.
-	if d := time.Since(start); d < 550*time.Millisecond {
+	// Backoff of at least half of 40+80+160+320 ms (equal jitter) before the fifth attempt.
+	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("file after %v: retries did not back off", d)
 	}
 	u.mu.Lock()
 	calls := u.calls
 	u.errs = append(u.errs, make([]error, calls-len(u.errs))...)
-	u.errs = append(u.errs, &kp.Error{StatusCode: 404})
+	u.errs = append(u.errs, kpErr(404, "KEY_NOT_FOUND_ERR"))
 	u.mu.Unlock()
 	if calls != 5 {
 		t.Errorf("unwrap calls %d, want 5 (4 transient failures, then success)", calls)

@@ -26,6 +26,30 @@ const (
 	ReasonKeyRejected   = "KeyRejected"
 	ReasonUnwrapFailed  = "UnwrapFailed"
 	ReasonConfigMissing = "ConfigMissing"
+	// ReasonWriteFailed: a key file could not be written or removed (disk full, permissions,
+	// a failed rename); retried with backoff, and /readyz stays false until it succeeds.
+	ReasonWriteFailed = "WriteFailed"
+	// ReasonWriteRecovered: a previous write of this kp-key file was interrupted (a crash or a
+	// failed write between staging and record); the key was unwrapped and written again.
+	ReasonWriteRecovered = "WriteRecovered"
+	// ReasonConfigRejected (on keyprotect-config): the config would send the API key over
+	// plain http or to a host that is neither IAM's nor Key Protect's.
+	ReasonConfigRejected = "ConfigRejected"
+	// ReasonInsecureConfig (on keyprotect-config): such a config is in use because the
+	// synchronizer runs with --allow-insecure-kp (labs with a mock Key Protect).
+	ReasonInsecureConfig = "InsecureConfigAllowed"
+)
+
+// Reasons of KeyRejected Events (and error metrics) for the file limits.
+const (
+	RejectTooManyKeys  = "too-many-keys"  // more keys in one Secret than MaxFilesPerSecret
+	RejectTooManyFiles = "too-many-files" // the keys tree would hold more than MaxFiles
+)
+
+// Default file limits: a 1 MiB Secret of small EC keys holds thousands of them.
+const (
+	DefaultMaxFilesPerSecret = 256
+	DefaultMaxFiles          = 4096
 )
 
 // Error reasons used only in metrics (the rest come from secretkeys).
@@ -53,6 +77,14 @@ type ReconcilerOptions struct {
 	NewUnwrapper UnwrapperFactory
 	// UnwrapTimeout bounds one unwrap attempt, the client's own retries included (default 30s).
 	UnwrapTimeout time.Duration
+	// AllowInsecureKP accepts a keyprotect-config that fails kpkey.Config.CheckEndpoints
+	// (http, a token host that is not IAM's): for labs with a mock Key Protect only. Each such
+	// config gets a Warning Event.
+	AllowInsecureKP bool
+	// MaxFilesPerSecret bounds the files of one Secret (default DefaultMaxFilesPerSecret): a
+	// Secret over it gets no files. MaxFiles bounds the owned files in total (default
+	// DefaultMaxFiles): a Secret whose files would pass it gets no new ones.
+	MaxFilesPerSecret, MaxFiles int
 }
 
 // Reconciler makes the keys tree follow the Secrets it is given.
@@ -68,6 +100,8 @@ type Reconciler struct {
 	// announced: Secret name → the announcement already made for the Secret's current state,
 	// so resyncs do not repeat Events and error counts.
 	announced map[string]string
+	// writeFailing: Secrets whose last sync failed to write or remove a file.
+	writeFailing map[string]bool
 }
 
 // NewReconciler checks the options and returns a Reconciler with no Key Protect config yet.
@@ -87,8 +121,14 @@ func NewReconciler(o ReconcilerOptions) (*Reconciler, error) {
 	if o.UnwrapTimeout <= 0 {
 		o.UnwrapTimeout = 30 * time.Second
 	}
+	if o.MaxFilesPerSecret <= 0 {
+		o.MaxFilesPerSecret = DefaultMaxFilesPerSecret
+	}
+	if o.MaxFiles <= 0 {
+		o.MaxFiles = DefaultMaxFiles
+	}
 	r := &Reconciler{o: o, cfgErr: errors.New("Secret keyprotect-config not found"),
-		failed: map[string]string{}, announced: map[string]string{}}
+		failed: map[string]string{}, announced: map[string]string{}, writeFailing: map[string]bool{}}
 	r.o.Metrics.KeysOnDisk.Set(float64(o.Store.Len()))
 	return r, nil
 }
@@ -97,7 +137,7 @@ func NewReconciler(o ReconcilerOptions) (*Reconciler, error) {
 // the usable configuration changed, in which case every kp-key Secret must be synced again.
 func (r *Reconciler) SetConfig(sec *corev1.Secret) bool {
 	var raw []byte
-	var cfgErr error
+	var cfgErr, insecure error
 	var u Unwrapper
 	switch {
 	case sec == nil:
@@ -108,6 +148,8 @@ func (r *Reconciler) SetConfig(sec *corev1.Secret) bool {
 			cfgErr = errors.New("Secret keyprotect-config has no config.json")
 		} else if cfg, err := kpkey.ParseConfig(raw); err != nil {
 			cfgErr = err
+		} else if insecure = cfg.CheckEndpoints(); insecure != nil && !r.o.AllowInsecureKP {
+			cfgErr = insecure
 		} else if u, err = r.o.NewUnwrapper(cfg); err != nil {
 			cfgErr = fmt.Errorf("failed to build Key Protect client: %w", err)
 		}
@@ -119,6 +161,14 @@ func (r *Reconciler) SetConfig(sec *corev1.Secret) bool {
 		return false
 	}
 	r.cfgHash, r.unwrapper, r.cfgErr = h, u, cfgErr
+	switch {
+	case insecure != nil && u != nil:
+		r.event(sec, corev1.EventTypeWarning, ReasonInsecureConfig,
+			fmt.Sprintf("using it although %v, because the synchronizer runs with --allow-insecure-kp (labs only)", insecure))
+	case insecure != nil && errors.Is(cfgErr, kpkey.ErrInsecureConfig):
+		r.event(sec, corev1.EventTypeWarning, ReasonConfigRejected,
+			fmt.Sprintf("not used: %v (kp-key Secrets wait; --allow-insecure-kp overrides this for labs)", insecure))
+	}
 	if u != nil {
 		// A new config may fix what failed (wrong instance, bad API key): try those again.
 		r.failed = map[string]string{}
@@ -131,22 +181,56 @@ func (r *Reconciler) SetConfig(sec *corev1.Secret) bool {
 
 // Sync makes the files of Secret name follow sec (nil when the Secret is gone). observed is
 // when the change was first seen (zero for resyncs); it feeds the latency histogram. An error
-// means a transient failure: sync again later, with backoff.
+// means a transient failure: sync again later, with backoff (RetryAfter(err) is the least
+// delay the service asked for).
 func (r *Reconciler) Sync(ctx context.Context, name string, sec *corev1.Secret, observed time.Time) error {
 	defer func() { r.o.Metrics.KeysOnDisk.Set(float64(r.o.Store.Len())) }()
-	if sec == nil {
+	var err error
+	switch {
+	case sec == nil:
 		r.forget(name)
-		return r.removeExcept(name, nil)
-	}
-	switch sec.Type {
-	case corev1.SecretType(kpkey.SecretTypeKey):
-		return r.syncKey(sec, observed)
-	case corev1.SecretType(kpkey.SecretTypeKPKey):
-		return r.syncKPKey(ctx, sec, observed)
+		err = r.removeExcept(name, nil)
+	case sec.Type == corev1.SecretType(kpkey.SecretTypeKey):
+		err = r.syncKey(sec, observed)
+	case sec.Type == corev1.SecretType(kpkey.SecretTypeKPKey):
+		err = r.syncKPKey(ctx, sec, observed)
 	default:
 		r.forget(name)
-		return r.removeExcept(name, nil) // e.g. the type changed away from key
+		err = r.removeExcept(name, nil) // e.g. the type changed away from key
 	}
+	var we *writeError
+	r.mu.Lock()
+	if errors.As(err, &we) {
+		r.writeFailing[name] = true
+	} else {
+		delete(r.writeFailing, name)
+	}
+	r.mu.Unlock()
+	if we != nil && sec != nil {
+		r.event(sec, corev1.EventTypeWarning, ReasonWriteFailed,
+			fmt.Sprintf("failed to update the key files, will retry with backoff: %v", err))
+	}
+	return err
+}
+
+// WriteFailures is the number of Secrets whose last sync failed to write or remove a file.
+func (r *Reconciler) WriteFailures() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.writeFailing)
+}
+
+// writeError marks a failure of the keys tree itself (as opposed to Key Protect).
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+func asWriteError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &writeError{err}
 }
 
 // Prune removes every owned file whose Secret is not in present: the full resync's cleanup.
@@ -162,11 +246,31 @@ func (r *Reconciler) Prune(present map[string]bool) error {
 		}
 	}
 	r.o.Metrics.LastSync.SetToCurrentTime()
-	return errors.Join(errs...)
+	return asWriteError(errors.Join(errs...))
 }
 
 func (r *Reconciler) syncKey(sec *corev1.Secret, observed time.Time) error {
 	files, rejected := secretkeys.KeyFiles(r.o.Namespace, sec.Name, sec.Data)
+	if len(files) > r.o.MaxFilesPerSecret {
+		// The Secret's own fault: none of its keys is used, like any invalid Secret.
+		if r.announce(sec, "too-many-keys") {
+			r.o.Metrics.Errors.WithLabelValues(RejectTooManyKeys).Inc()
+			r.event(sec, corev1.EventTypeWarning, ReasonKeyRejected, fmt.Sprintf(
+				"%s: %d valid keys, more than %d per Secret (--max-files-per-secret): no file is written for this Secret",
+				RejectTooManyKeys, len(files), r.o.MaxFilesPerSecret))
+		}
+		return asWriteError(r.removeExcept(sec.Name, nil))
+	}
+	if n := r.filesAfter(sec.Name, len(files)); n > r.o.MaxFiles {
+		// Not this Secret's fault alone: what it has on disk stays, nothing new is written.
+		if r.announce(sec, "too-many-files") {
+			r.o.Metrics.Errors.WithLabelValues(RejectTooManyFiles).Inc()
+			r.event(sec, corev1.EventTypeWarning, ReasonKeyRejected, fmt.Sprintf(
+				"%s: its %d key files would make %d in the keys tree, more than %d (--max-files): its files are not updated",
+				RejectTooManyFiles, len(files), n, r.o.MaxFiles))
+		}
+		return nil
+	}
 	keep := map[string]bool{}
 	written := 0
 	var errs []error
@@ -197,24 +301,45 @@ func (r *Reconciler) syncKey(sec *corev1.Secret, observed time.Time) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		r.unannounce(sec.Name)
-		return fmt.Errorf("failed to sync Secret %s: %w", sec.Name, err)
+		return asWriteError(fmt.Errorf("failed to sync Secret %s: %w", sec.Name, err))
 	}
 	return nil
 }
 
+// filesAfter is the number of owned files once Secret name has n files.
+func (r *Reconciler) filesAfter(name string, n int) int {
+	return r.o.Store.Len() - len(r.o.Store.OwnedBy(r.o.Namespace, name)) + n
+}
+
 func (r *Reconciler) syncKPKey(ctx context.Context, sec *corev1.Secret, observed time.Time) error {
 	file := keyfile.Name(r.o.Namespace, sec.Name, secretkeys.KPKeyDataKey)
+	keep := map[string]bool{file: true}
+	// Files of an earlier type key Secret of this name (deleted and recreated as kp-key) go
+	// now, not once Key Protect answers: they are not what the Secret says any more.
+	if err := r.removeExcept(sec.Name, keep); err != nil {
+		return asWriteError(err)
+	}
 	ref, rej, ok := secretkeys.ParseKPRef(string(sec.UID), sec.Data)
 	if !ok {
 		if r.announce(sec, "kp-invalid") {
 			r.o.Metrics.Errors.WithLabelValues(rej.Reason).Inc()
 			r.event(sec, corev1.EventTypeWarning, ReasonKeyRejected, rej.String())
 		}
-		return r.removeExcept(sec.Name, nil)
+		return asWriteError(r.removeExcept(sec.Name, nil))
 	}
-	keep := map[string]bool{file: true}
-	if rec, present := r.o.Store.Lookup(file); present && rec.Source == ref.Version {
-		return r.removeExcept(sec.Name, keep) // this version is on disk: never unwrap again
+	rec, present := r.o.Store.Lookup(file)
+	if present && rec.Source == ref.Version {
+		return nil // this version is on disk: never unwrap again
+	}
+	_, owned := r.o.Store.OwnedBy(r.o.Namespace, sec.Name)[file]
+	interrupted := owned && rec.Source == ""
+	if !owned && r.filesAfter(sec.Name, 1) > r.o.MaxFiles {
+		if r.announce(sec, "too-many-files") {
+			r.o.Metrics.Errors.WithLabelValues(RejectTooManyFiles).Inc()
+			r.event(sec, corev1.EventTypeWarning, ReasonKeyRejected, fmt.Sprintf(
+				"%s: the keys tree already holds %d files (--max-files): the kp-key is not unwrapped", RejectTooManyFiles, r.o.MaxFiles))
+		}
+		return nil
 	}
 	r.mu.Lock()
 	u, cfgErr, failedVersion := r.unwrapper, r.cfgErr, r.failed[sec.Name]
@@ -237,18 +362,19 @@ func (r *Reconciler) syncKPKey(ctx context.Context, sec *corev1.Secret, observed
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if Transient(err) {
+		if !Permanent(err) {
 			r.o.Metrics.UnwrapCalls.WithLabelValues("transient").Inc()
 			r.o.Metrics.Errors.WithLabelValues(errUnwrapTransient).Inc()
 			r.event(sec, corev1.EventTypeWarning, ReasonUnwrapFailed,
-				fmt.Sprintf("unwrap failed, will retry with backoff (the previous key file, if any, stays): %v", err))
+				fmt.Sprintf("unwrap failed, will retry with backoff (the previous key file, if any, stays): %s", describe(err)))
 			return fmt.Errorf("failed to unwrap kp-key %s: %w", sec.Name, err)
 		}
 		r.o.Metrics.UnwrapCalls.WithLabelValues("permanent").Inc()
 		r.o.Metrics.Errors.WithLabelValues(errUnwrapPermanent).Inc()
 		r.fail(sec.Name, ref.Version)
-		r.event(sec, corev1.EventTypeWarning, ReasonUnwrapFailed, fmt.Sprintf("unwrap failed, not retried: %v", err))
-		return r.removeExcept(sec.Name, nil)
+		r.event(sec, corev1.EventTypeWarning, ReasonUnwrapFailed,
+			fmt.Sprintf("unwrap failed, not retried until the Secret or keyprotect-config changes; key file removed: %s", describe(err)))
+		return asWriteError(r.removeExcept(sec.Name, nil))
 	}
 	r.o.Metrics.UnwrapCalls.WithLabelValues("ok").Inc()
 	data, reason, err := secretkeys.Normalize(pemData)
@@ -257,20 +383,24 @@ func (r *Reconciler) syncKPKey(ctx context.Context, sec *corev1.Secret, observed
 		r.fail(sec.Name, ref.Version)
 		r.event(sec, corev1.EventTypeWarning, ReasonKeyRejected,
 			(secretkeys.Rejection{DataKey: kpkey.CiphertextKey, Reason: reason, Err: err}).String()+" (after unwrap)")
-		return r.removeExcept(sec.Name, nil)
+		return asWriteError(r.removeExcept(sec.Name, nil))
 	}
 	wrote, err := r.o.Store.Put(file, keyfile.Record{Namespace: r.o.Namespace, Secret: sec.Name,
 		DataKey: secretkeys.KPKeyDataKey, Source: ref.Version}, data)
 	if err != nil {
 		r.o.Metrics.Errors.WithLabelValues(errWrite).Inc()
-		return fmt.Errorf("failed to sync Secret %s: %w", sec.Name, err)
+		return asWriteError(fmt.Errorf("failed to sync Secret %s: %w", sec.Name, err))
 	}
 	r.announce(sec, "kp-ok")
+	if interrupted {
+		r.event(sec, corev1.EventTypeNormal, ReasonWriteRecovered,
+			"a previous write of this key file was interrupted (crash or write failure); the key was unwrapped and written again")
+	}
 	if wrote {
 		r.o.Metrics.FileWrites.Inc()
 		r.synced(sec, 1, observed)
 	}
-	return r.removeExcept(sec.Name, keep)
+	return nil
 }
 
 func (r *Reconciler) synced(sec *corev1.Secret, n int, observed time.Time) {
@@ -328,8 +458,8 @@ func (r *Reconciler) event(sec *corev1.Secret, typ, reason, msg string) {
 // removeExcept removes the owned files of Secret name that are not in keep.
 func (r *Reconciler) removeExcept(name string, keep map[string]bool) error {
 	var errs []error
-	for file, rec := range r.o.Store.Owned() {
-		if rec.Namespace != r.o.Namespace || rec.Secret != name || keep[file] {
+	for file := range r.o.Store.OwnedBy(r.o.Namespace, name) {
+		if keep[file] {
 			continue
 		}
 		if err := r.remove(file); err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/keysync-dev/keysync/syncer/internal/testkeys"
 	"github.com/keysync-dev/keysync/syncer/keyfile"
 	"github.com/keysync-dev/keysync/syncer/metrics"
+	"github.com/keysync-dev/keysync/syncer/secretkeys"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -69,6 +70,8 @@ type harness struct {
 	metrics *metrics.Metrics
 	r       *controller.Reconciler
 	factory controller.UnwrapperFactory
+	// limits for the next restart (0: defaults)
+	maxPerSecret, maxFiles int
 }
 
 func newHarness(t *testing.T, factory controller.UnwrapperFactory) *harness {
@@ -93,8 +96,10 @@ func (h *harness) restart() {
 		h.t.Fatal(err)
 	}
 	h.metrics = metrics.New()
+	// mockkp serves http on loopback: the labs' --allow-insecure-kp.
 	h.r, err = controller.NewReconciler(controller.ReconcilerOptions{Namespace: ns, NodeName: "node-1",
-		Store: h.store, Metrics: h.metrics, Events: h.events, NewUnwrapper: h.factory, UnwrapTimeout: 5 * time.Second})
+		Store: h.store, Metrics: h.metrics, Events: h.events, NewUnwrapper: h.factory, UnwrapTimeout: 5 * time.Second,
+		AllowInsecureKP: true, MaxFilesPerSecret: h.maxPerSecret, MaxFiles: h.maxFiles})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -181,6 +186,8 @@ func TestBadInputs(t *testing.T) {
 		return func(t *testing.T) *corev1.Secret { return kpSecret("bad", env.RootKeyID, env.Ciphertext(t, data)) }
 	}
 	badJSON := secret(kpkey.ConfigSecretName, "Opaque", map[string][]byte{kpkey.ConfigKey: []byte(`{"keyprotect-url": `)})
+	goodJSON, _ := json.Marshal(env.Config())
+	junkJSON := secret(kpkey.ConfigSecretName, "Opaque", map[string][]byte{kpkey.ConfigKey: append(goodJSON, " junk"...)})
 	noAPIKey := env.Config()
 	noAPIKey.APIKey = ""
 	tests := []tc{
@@ -201,6 +208,7 @@ func TestBadInputs(t *testing.T) {
 		{name: "missing rootkeyid", sec: kpk("", "QUFB"), reason: controller.ReasonKeyRejected},
 		{name: "missing ciphertext", sec: kpk(env.RootKeyID, ""), reason: controller.ReasonKeyRejected},
 		{name: "bad base64 ciphertext", sec: kpk(env.RootKeyID, "not base64!"), reason: controller.ReasonKeyRejected},
+		{name: "oversized ciphertext", sec: kpk(env.RootKeyID, strings.Repeat("QUFB", 4*secretkeys.MaxKeySize/4+1)), reason: controller.ReasonKeyRejected},
 		{name: "unknown root key", sec: func(t *testing.T) *corev1.Secret {
 			return kpSecret("bad", "00000000-0000-4000-8000-000000000000", env.Ciphertext(t, pkcs8))
 		}, reason: controller.ReasonUnwrapFailed},
@@ -211,6 +219,7 @@ func TestBadInputs(t *testing.T) {
 		{name: "config missing", config: secret("unrelated", "Opaque", nil), sec: wrapped(pkcs8), reason: controller.ReasonConfigMissing},
 		{name: "config invalid JSON", config: badJSON, sec: wrapped(pkcs8), reason: controller.ReasonConfigMissing},
 		{name: "config without apikey", config: configSecret(t, noAPIKey), sec: wrapped(pkcs8), reason: controller.ReasonConfigMissing},
+		{name: "config with junk after the JSON", config: junkJSON, sec: wrapped(pkcs8), reason: controller.ReasonConfigMissing},
 		{name: "KP 404 on every attempt", setup: func(t *testing.T) {
 			addFault(t, env, mockkp.Fault{Op: mockkp.OpUnwrap, Kind: mockkp.FaultStatus, Status: http.StatusNotFound})
 		}, sec: wrapped(pkcs8), reason: controller.ReasonUnwrapFailed},
@@ -292,6 +301,11 @@ func TestGoodInputs(t *testing.T) {
 		}, want: "-----BEGIN PRIVATE KEY-----"},
 		{name: "SEC1 EC PEM is normalised to PKCS#8", sec: func(*testing.T) *corev1.Secret { return secret("s", "key", map[string][]byte{"k": sec1}) }, want: "-----BEGIN PRIVATE KEY-----"},
 		{name: "kp-key", sec: func(t *testing.T) *corev1.Secret { return kpSecret("s", env.RootKeyID, env.Ciphertext(t, pkcs8)) }, want: "-----BEGIN PRIVATE KEY-----", unwrap: 1},
+		{name: "kp-key with extra fields", sec: func(t *testing.T) *corev1.Secret {
+			s := kpSecret("s", env.RootKeyID, env.Ciphertext(t, pkcs8))
+			s.Data["note"] = []byte("ignored")
+			return s
+		}, want: "-----BEGIN PRIVATE KEY-----", unwrap: 1},
 		{name: "kp-key SEC1", sec: func(t *testing.T) *corev1.Secret { return kpSecret("s", env.RootKeyID, env.Ciphertext(t, sec1)) }, want: "-----BEGIN PRIVATE KEY-----", unwrap: 1},
 		{name: "KP 500 then success (client retry)", setup: func(t *testing.T) {
 			addFault(t, env, mockkp.Fault{Op: mockkp.OpUnwrap, Kind: mockkp.FaultStatus, Status: 500})
@@ -400,6 +414,34 @@ func TestUpdateDeleteAndPruneOnlyOwnFiles(t *testing.T) {
 	}
 }
 
+// TestNamespaceChange: restarted with another --namespace, the synchronizer's full resync
+// removes the files it wrote for the old namespace (they are its own) and keeps foreign ones.
+func TestNamespaceChange(t *testing.T) {
+	h := newHarness(t, nil)
+	if err := h.sync(secret("s", "key", map[string][]byte{"k": testkeys.PKCS8(t)})); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.keys, "admin.pem"), testkeys.PKCS8(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.store.Close()
+	store, err := keyfile.Open(keyfile.Options{Dir: h.keys, StagingDir: h.staging})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.store = store
+	r, err := controller.NewReconciler(controller.ReconcilerOptions{Namespace: "other-ns", Store: store, Events: h.events})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Prune(map[string]bool{"s": true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := keys(h.files()); len(got) != 1 || got[0] != "admin.pem" {
+		t.Errorf("after the namespace change: %v, want only admin.pem", got)
+	}
+}
+
 func keys(m map[string]string) []string {
 	var out []string
 	for k := range m {
@@ -441,7 +483,7 @@ func (s *scripted) factory() controller.UnwrapperFactory {
 }
 
 func validConfig(t *testing.T) *corev1.Secret {
-	return configSecret(t, kpkey.Config{URL: "http://127.0.0.1:1", InstanceID: "i", APIKey: "k"})
+	return configSecret(t, kpkey.Config{URL: "https://kp.invalid", InstanceID: "i", APIKey: "k"})
 }
 
 func TestTransientErrorsKeepThePreviousFileAndRetry(t *testing.T) {
@@ -456,10 +498,20 @@ func TestTransientErrorsKeepThePreviousFileAndRetry(t *testing.T) {
 		{"503", &kp.Error{StatusCode: 503}, true},
 		{"timeout", fmt.Errorf("failed to unwrap: %w", context.DeadlineExceeded), true},
 		{"connection", &kp.URLError{Err: errors.New("connection refused")}, true},
-		{"400", &kp.Error{StatusCode: 400}, false},
-		{"404", &kp.Error{StatusCode: 404}, false},
-		{"422", &kp.Error{StatusCode: 422}, false},
-		{"not base64 plaintext", errors.New("unwrapped plaintext is not base64"), false},
+		{"400 from Key Protect", kpErr(400, "BAD_BODY_ERR"), false},
+		{"403 from Key Protect", kpErr(403, "UNAUTHORIZED_ERR"), false},
+		{"404 from Key Protect", kpErr(404, "KEY_NOT_FOUND_ERR"), false},
+		{"409 from Key Protect", kpErr(409, "KEY_ACTION_INVALID_STATE_ERR"), false},
+		{"410 from Key Protect", kpErr(410, "KEY_DELETED_ERR"), false},
+		{"422 from Key Protect", kpErr(422, "UNPROCESSABLE_CIPHERTEXT_ERR"), false},
+		{"not base64 plaintext", fmt.Errorf("failed: %w", kpkey.ErrPlaintextNotBase64), false},
+		{"404 HTML page of a gateway", &kp.Error{StatusCode: 404, BodyContent: []byte("<html><body>Not Found</body></html>")}, true},
+		{"422 without a body", &kp.Error{StatusCode: 422}, true},
+		{"401 from Key Protect", kpErr(401, "UNAUTHORIZED_ERR"), true},
+		{"IAM HTML 503", &kpkey.TokenError{Status: 503, What: "HTML page"}, true},
+		{"IAM rejects the API key", &kpkey.TokenError{Status: 400, What: "JSON error", Code: "BXNIM0415E"}, true},
+		{"JSON syntax error (official client, IAM HTML page)", fmt.Errorf("failed: %w", &json.SyntaxError{Offset: 1}), true},
+		{"unknown error", errors.New("something else"), true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -508,6 +560,12 @@ func TestTransientErrorsKeepThePreviousFileAndRetry(t *testing.T) {
 			}
 		})
 	}
+}
+
+// kpErr is a Key Protect error answer with its JSON envelope, as the official client returns it.
+func kpErr(status int, code string) *kp.Error {
+	return &kp.Error{StatusCode: status, BodyContent: []byte(`{"metadata":{"collectionType":"application/vnd.ibm.kms.error+json","collectionTotal":1},` +
+		`"resources":[{"errorMsg":"x","reasons":[{"code":"` + code + `","message":"x","status":` + fmt.Sprint(status) + `}]}]}`)}
 }
 
 func TestUnwrapOncePerSecretVersion(t *testing.T) {
@@ -562,8 +620,8 @@ func TestConfigChangesApplyLive(t *testing.T) {
 	if !h.r.SetConfig(configSecret(t, wrong)) {
 		t.Fatal("SetConfig did not report a change")
 	}
-	if err := h.sync(s); err != nil {
-		t.Fatalf("bad API key must not be retried: %v", err)
+	if err := h.sync(s); err == nil {
+		t.Fatalf("a rejected API key says nothing about the key: want a retry")
 	}
 	if got := h.events.reasons("s"); got[len(got)-1] != controller.ReasonUnwrapFailed {
 		t.Fatalf("events %v, want UnwrapFailed last", got)

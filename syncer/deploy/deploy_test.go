@@ -2,6 +2,7 @@
 package deploy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -103,6 +104,7 @@ func checkDaemonSet(t *testing.T, d *appsv1.DaemonSet) {
 		t.Fatalf("%d containers", len(spec.Containers))
 	}
 	c := spec.Containers[0]
+	checkLeastPrivilege(t, spec)
 	arg := func(flag string) string {
 		for _, a := range c.Args {
 			if v, ok := strings.CutPrefix(a, "--"+flag+"="); ok {
@@ -145,5 +147,56 @@ func checkDaemonSet(t *testing.T, d *appsv1.DaemonSet) {
 	}
 	if envs["POD_NAMESPACE"] != "metadata.namespace" || envs["NODE_NAME"] != "spec.nodeName" {
 		t.Errorf("downward API env %v", envs)
+	}
+}
+
+// checkLeastPrivilege (issue 13, defect 7): the synchronizer runs as a non-root user with no
+// capability and the runtime's seccomp profile; only a short init container is root, with
+// CAP_CHOWN alone, and prepares the same two directories for exactly that user.
+func checkLeastPrivilege(t *testing.T, spec corev1.PodSpec) {
+	t.Helper()
+	if spec.SecurityContext == nil || spec.SecurityContext.SeccompProfile == nil ||
+		spec.SecurityContext.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod seccompProfile %+v, want RuntimeDefault", spec.SecurityContext)
+	}
+	c := spec.Containers[0]
+	sc := c.SecurityContext
+	if sc == nil || sc.RunAsUser == nil || *sc.RunAsUser == 0 || sc.RunAsGroup == nil || *sc.RunAsGroup == 0 ||
+		sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+		t.Fatalf("synchronizer securityContext %+v: want a non-root user and group, runAsNonRoot", sc)
+	}
+	if sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) || len(sc.Capabilities.Add) != 0 ||
+		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		(sc.Privileged != nil && *sc.Privileged) {
+		t.Errorf("synchronizer securityContext %+v: want every capability dropped, none added, no escalation, read-only root", sc)
+	}
+	if len(spec.InitContainers) != 1 {
+		t.Fatalf("%d init containers, want the one that prepares the directories", len(spec.InitContainers))
+	}
+	ic := spec.InitContainers[0]
+	isc := ic.SecurityContext
+	if isc == nil || isc.Capabilities == nil || !slices.Equal(isc.Capabilities.Drop, []corev1.Capability{"ALL"}) ||
+		!slices.Equal(isc.Capabilities.Add, []corev1.Capability{"CHOWN"}) || isc.AllowPrivilegeEscalation == nil || *isc.AllowPrivilegeEscalation ||
+		(isc.Privileged != nil && *isc.Privileged) {
+		t.Errorf("init container securityContext %+v: want CAP_CHOWN only", isc)
+	}
+	args := map[string]string{}
+	for _, a := range ic.Args {
+		k, v, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		args[k] = v
+	}
+	for _, a := range c.Args {
+		k, v, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+		if (k == "keys-dir" || k == "staging-dir") && args[k] != v {
+			t.Errorf("init container --%s=%q, synchronizer %q", k, args[k], v)
+		}
+	}
+	if want := fmt.Sprintf("%d:%d", *sc.RunAsUser, *sc.RunAsGroup); args["prepare-for"] != want || ic.Image != c.Image {
+		t.Errorf("init container --prepare-for=%q image %q, want %q and the synchronizer's image", args["prepare-for"], ic.Image, want)
+	}
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--allow-insecure-kp") {
+			t.Errorf("production manifests pass %s", a)
+		}
 	}
 }

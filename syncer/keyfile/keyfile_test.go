@@ -191,7 +191,7 @@ func TestOpenRejectsBadLayouts(t *testing.T) {
 	}{
 		{"staging inside keys", keyfile.Options{Dir: keys, StagingDir: filepath.Join(keys, "stage")}, "must not contain"},
 		{"keys inside staging", keyfile.Options{Dir: keys, StagingDir: filepath.Join(root, "keys")}, "must not contain"},
-		{"other filesystem", keyfile.Options{Dir: keys, StagingDir: "/dev/shm/keysync-test-" + filepath.Base(root)}, "not on the filesystem"},
+		{"other filesystem", keyfile.Options{Dir: keys, StagingDir: "/dev/shm/keysync-test-" + filepath.Base(root)}, "cannot rename"},
 		{"no dir", keyfile.Options{}, "required"},
 	}
 	for _, tc := range tests {

@@ -2,7 +2,6 @@ package keyfile
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -15,19 +14,13 @@ import (
 )
 
 // StateFile is the ownership records' snapshot inside the staging directory; JournalFile
-// holds the changes since the snapshot (one JSON object per line, fsynced per change) and is
-// folded into the snapshot when the store opens and when it grows.
+// holds the changes since the snapshot (one checksummed JSON object per line, fsynced per
+// change) and is folded into the snapshot when the store opens and when it grows.
 const (
 	StateFile   = "state.json"
 	JournalFile = "state.journal"
 	LockFile    = "lock"
 )
-
-type journalEntry struct {
-	Put    string  `json:"put,omitempty"`
-	Delete string  `json:"del,omitempty"`
-	Record *Record `json:"rec,omitempty"`
-}
 
 // stagePattern names staged files; Open removes leftovers of a crash.
 const stagePattern = ".stage-*"
@@ -50,7 +43,8 @@ func ParseOwner(s string) (*Owner, error) {
 }
 
 // Record says which Secret entry an owned file came from. Source identifies the Secret
-// version a kp-key file was unwrapped from (empty for type key).
+// version a kp-key file was unwrapped from (empty for type key, and while a kp-key file is
+// being replaced: the file may then hold either version).
 type Record struct {
 	Namespace string `json:"namespace"`
 	Secret    string `json:"secret"`
@@ -63,14 +57,27 @@ type Options struct {
 	// Dir is the keys directory (e.g. /etc/crio/keys/synced), created 0700.
 	Dir string
 	// StagingDir holds staged files and the state file. It must be on Dir's filesystem and
-	// outside every tree CRI-O walks. Default: DefaultStagingDir(Dir).
+	// mount (Open proves it with a real rename) and outside every tree CRI-O walks. Default:
+	// DefaultStagingDir(Dir).
 	StagingDir string
 	// Owner, when set, owns the keys directory and every key file.
 	Owner *Owner
 	// AfterStage, when set, runs after a file is fully staged and before it is renamed into
 	// the tree. Tests use it to crash the process at the worst moment.
 	AfterStage func(staged, final string)
+	// OnStep, when set, runs after each step of a write (tests stop the writer there).
+	OnStep func(step Step, final string)
 }
+
+// Step names a point in Put between two durable effects.
+type Step string
+
+// Steps of Put, in order.
+const (
+	StepRecorded Step = "recorded" // the ownership record (without a version) is durable
+	StepStaged   Step = "staged"   // the staged file is complete and fsynced
+	StepRenamed  Step = "renamed"  // the file is in the tree, its version not yet recorded
+)
 
 // DefaultStagingDir is "<keys-dir>/../../.keysync-staging": for /etc/crio/keys/synced it is
 // /etc/crio/.keysync-staging, outside CRI-O's default decryption_keys_path (/etc/crio/keys) on
@@ -82,16 +89,24 @@ func DefaultStagingDir(dir string) string {
 // Store writes, replaces and removes the synchronizer's key files. It is safe for concurrent
 // use.
 type Store struct {
-	opts    Options
-	mu      sync.Mutex
-	state   map[string]Record
-	journal *os.File
-	entries int      // lines in the journal
-	lock    *os.File // flock on LockFile: one syncer per staging directory
+	opts  Options
+	mu    sync.Mutex
+	state map[string]Record
+	// bySecret indexes state: namespace+"\x00"+secret → file names.
+	bySecret map[string]map[string]bool
+	journal  *os.File
+	entries  int      // lines in the journal
+	lock     *os.File // flock on LockFile: one syncer per staging directory
+	healed   []string
+	// journalSize is the journal's length in whole lines; journalDirty says a failed append
+	// may have left bytes past it.
+	journalSize  int64
+	journalDirty bool
 }
 
-// Open prepares the keys and staging directories (0700), checks that they share a
-// filesystem and do not nest, removes staged leftovers and loads the ownership records.
+// Open prepares the keys and staging directories (0700), checks that they do not nest and
+// that a rename from one into the other works, removes staged leftovers and loads the
+// ownership records, repairing damaged bookkeeping (see Healed).
 func Open(opts Options) (*Store, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("keys directory is required")
@@ -130,9 +145,6 @@ func Open(opts Options) (*Store, error) {
 	if within(realStage, realDir) || within(realDir, realStage) {
 		return nil, fmt.Errorf("staging directory %s and keys directory %s must not contain each other", opts.StagingDir, opts.Dir)
 	}
-	if err := sameFilesystem(realDir, realStage); err != nil {
-		return nil, err
-	}
 	lock, err := os.OpenFile(filepath.Join(opts.StagingDir, LockFile), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open lock file: %w", err)
@@ -147,71 +159,76 @@ func Open(opts Options) (*Store, error) {
 			lock.Close()
 		}
 	}()
-	leftovers, _ := filepath.Glob(filepath.Join(opts.StagingDir, stagePattern))
-	for _, f := range leftovers {
-		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("failed to remove staged leftover: %w", err)
-		}
-	}
-	s := &Store{opts: opts, state: map[string]Record{}, lock: lock}
-	data, err := os.ReadFile(filepath.Join(opts.StagingDir, StateFile))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, fmt.Errorf("failed to read state file: %w", err)
-	default:
-		if err := json.Unmarshal(data, &s.state); err != nil {
-			return nil, fmt.Errorf("failed to parse state file %s: %w", filepath.Join(opts.StagingDir, StateFile), err)
-		}
-	}
-	if err := s.replay(); err != nil {
+	if err := removeLeftovers(opts.StagingDir, opts.Dir); err != nil {
 		return nil, err
 	}
-	for name := range s.state {
-		if !IsName(name) {
-			return nil, fmt.Errorf("state file %s lists an invalid name", filepath.Join(opts.StagingDir, StateFile))
-		}
+	if err := probeRename(opts.StagingDir, opts.Dir); err != nil {
+		return nil, err
+	}
+	s := &Store{opts: opts, state: map[string]Record{}, lock: lock}
+	if err := s.loadState(); err != nil {
+		return nil, err
+	}
+	s.bySecret = map[string]map[string]bool{}
+	for name, rec := range s.state {
+		s.index(name, rec)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.compactLocked(); err != nil {
-		return nil, err
+		// A full disk must not keep the syncer from starting: go on with the journal as it is.
+		if jerr := s.openJournalLocked(); jerr != nil {
+			return nil, errors.Join(err, jerr)
+		}
+		s.healed = append(s.healed, fmt.Sprintf("state not compacted: %v", err))
 	}
 	ok = true
 	return s, nil
 }
 
-// replay applies the journal to the snapshot. A torn last line (a crash while appending) is
-// ignored: its rename never happened.
-func (s *Store) replay() error {
-	data, err := os.ReadFile(filepath.Join(s.opts.StagingDir, JournalFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("failed to read state journal: %w", err)
-	}
-	lines := bytes.Split(data, []byte("\n"))
-	for i, line := range lines {
-		if len(line) == 0 {
-			continue
-		}
-		var e journalEntry
-		if err := json.Unmarshal(line, &e); err != nil {
-			if i == len(lines)-1 {
-				break
-			}
-			return fmt.Errorf("failed to parse state journal line %d: %w", i+1, err)
-		}
-		switch {
-		case e.Put != "" && e.Record != nil:
-			s.state[e.Put] = *e.Record
-		case e.Delete != "":
-			delete(s.state, e.Delete)
+// removeLeftovers removes what a crash may leave: staged files in the staging directory and
+// an empty rename probe in the keys directory.
+func removeLeftovers(staging, dir string) error {
+	staged, _ := filepath.Glob(filepath.Join(staging, stagePattern))
+	probes, _ := filepath.Glob(filepath.Join(dir, probePrefix+"*"))
+	for _, f := range append(staged, probes...) {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("failed to remove staged leftover: %w", err)
 		}
 	}
 	return nil
 }
+
+// probePrefix names the empty directory Open renames from the staging directory into the keys
+// directory and removes again: an empty directory, because CRI-O reads every file of the tree.
+const probePrefix = ".stage-probe-"
+
+// probeRename proves that rename(2) works from the staging to the keys directory. Device
+// numbers are not enough: two bind mounts of one filesystem share them, yet a rename between
+// them fails with EXDEV.
+func probeRename(staging, dir string) error {
+	p, err := os.MkdirTemp(staging, probePrefix+"*")
+	if err != nil {
+		return fmt.Errorf("failed to create rename probe in %s: %w", staging, err)
+	}
+	target := filepath.Join(dir, filepath.Base(p))
+	if err := os.Rename(p, target); err != nil {
+		_ = os.Remove(p)
+		hint := ""
+		if errors.Is(err, syscall.EXDEV) {
+			hint = " (different filesystems or mounts: mount one common parent of both directories)"
+		}
+		return fmt.Errorf("staging directory %s cannot rename into keys directory %s%s: %w", staging, dir, hint, err)
+	}
+	if err := os.Remove(target); err != nil {
+		return fmt.Errorf("failed to remove rename probe: %w", err)
+	}
+	return nil
+}
+
+// Healed lists what Open repaired in the bookkeeping (torn journal lines, a damaged state
+// file); empty when nothing was wrong.
+func (s *Store) Healed() []string { return s.healed }
 
 // Close releases the journal and the lock; the Store is unusable afterwards.
 func (s *Store) Close() error {
@@ -236,20 +253,6 @@ func within(path, dir string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
-func sameFilesystem(a, b string) error {
-	var sa, sb syscall.Stat_t
-	if err := syscall.Stat(a, &sa); err != nil {
-		return fmt.Errorf("failed to stat %s: %w", a, err)
-	}
-	if err := syscall.Stat(b, &sb); err != nil {
-		return fmt.Errorf("failed to stat %s: %w", b, err)
-	}
-	if sa.Dev != sb.Dev {
-		return fmt.Errorf("staging directory %s is not on the filesystem of keys directory %s: rename(2) would fail (mount a common parent)", b, a)
-	}
-	return nil
-}
-
 // Owned returns a copy of the ownership records, by file name.
 func (s *Store) Owned() map[string]Record {
 	s.mu.Lock()
@@ -259,6 +262,34 @@ func (s *Store) Owned() map[string]Record {
 		out[k] = v
 	}
 	return out
+}
+
+// OwnedBy returns the records of the files of one Secret, by file name.
+func (s *Store) OwnedBy(namespace, secret string) map[string]Record {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := s.bySecret[namespace+"\x00"+secret]
+	out := make(map[string]Record, len(names))
+	for n := range names {
+		out[n] = s.state[n]
+	}
+	return out
+}
+
+func (s *Store) index(name string, rec Record) {
+	k := rec.Namespace + "\x00" + rec.Secret
+	if s.bySecret[k] == nil {
+		s.bySecret[k] = map[string]bool{}
+	}
+	s.bySecret[k][name] = true
+}
+
+func (s *Store) unindex(name string, rec Record) {
+	k := rec.Namespace + "\x00" + rec.Secret
+	delete(s.bySecret[k], name)
+	if len(s.bySecret[k]) == 0 {
+		delete(s.bySecret, k)
+	}
 }
 
 // Lookup returns the record of an owned file and whether the file is present on disk.
@@ -288,6 +319,12 @@ func (s *Store) Count() int {
 // (re)written: a file whose content, mode and owner already match is left alone. A new or
 // changed file is staged in the staging directory (0600, fsynced) and renamed into the tree,
 // so the tree only ever holds complete files.
+//
+// The record is written twice around the rename: before it without a version (the name is
+// owned before its file can appear, so a crash never leaves an owned file without a record),
+// after it with rec.Source. A failure or a crash in between leaves a record that claims no
+// version, so the next sync writes the file again; a record never claims a version the file
+// does not hold.
 func (s *Store) Put(name string, rec Record, data []byte) (bool, error) {
 	if !IsName(name) {
 		return false, fmt.Errorf("refusing to write %q: not a generated key file name", name)
@@ -296,12 +333,26 @@ func (s *Store) Put(name string, rec Record, data []byte) (bool, error) {
 	if s.matches(final, data) {
 		return false, s.record(name, rec)
 	}
-	if err := s.record(name, rec); err != nil {
+	pending := rec
+	pending.Source = ""
+	if err := s.record(name, pending); err != nil {
 		return false, err
 	}
+	s.step(StepRecorded, final)
+	if err := s.stageAndRename(final, data); err != nil {
+		return false, err
+	}
+	s.step(StepRenamed, final)
+	if err := syncDir(s.opts.Dir); err != nil {
+		return true, err
+	}
+	return true, s.record(name, rec)
+}
+
+func (s *Store) stageAndRename(final string, data []byte) error {
 	f, err := os.CreateTemp(s.opts.StagingDir, stagePattern)
 	if err != nil {
-		return false, fmt.Errorf("failed to create staged file: %w", err)
+		return fmt.Errorf("failed to create staged file: %w", err)
 	}
 	staged := f.Name()
 	ok := false
@@ -312,33 +363,37 @@ func (s *Store) Put(name string, rec Record, data []byte) (bool, error) {
 		}
 	}()
 	if err := f.Chmod(0o600); err != nil {
-		return false, fmt.Errorf("failed to set mode of staged file: %w", err)
+		return fmt.Errorf("failed to set mode of staged file: %w", err)
 	}
 	if _, err := f.Write(data); err != nil {
-		return false, fmt.Errorf("failed to write staged file: %w", err)
+		return fmt.Errorf("failed to write staged file: %w", err)
 	}
 	if s.opts.Owner != nil {
 		if err := f.Chown(s.opts.Owner.UID, s.opts.Owner.GID); err != nil {
-			return false, fmt.Errorf("failed to set owner of staged file: %w", err)
+			return fmt.Errorf("failed to set owner of staged file: %w", err)
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return false, fmt.Errorf("failed to sync staged file: %w", err)
+		return fmt.Errorf("failed to sync staged file: %w", err)
 	}
 	if err := f.Close(); err != nil {
-		return false, fmt.Errorf("failed to close staged file: %w", err)
+		return fmt.Errorf("failed to close staged file: %w", err)
 	}
 	if s.opts.AfterStage != nil {
 		s.opts.AfterStage(staged, final)
 	}
+	s.step(StepStaged, final)
 	if err := os.Rename(staged, final); err != nil {
-		return false, fmt.Errorf("failed to rename key file into place: %w", err)
+		return fmt.Errorf("failed to rename key file into place: %w", err)
 	}
 	ok = true
-	if err := syncDir(s.opts.Dir); err != nil {
-		return true, err
+	return nil
+}
+
+func (s *Store) step(st Step, final string) {
+	if s.opts.OnStep != nil {
+		s.opts.OnStep(st, final)
 	}
-	return true, nil
 }
 
 // matches reports whether final is a regular file with exactly data, mode 0600 and the
@@ -383,89 +438,32 @@ func (s *Store) Remove(name string) (bool, error) {
 	if err := s.appendLocked(journalEntry{Delete: name}); err != nil {
 		return removed, err
 	}
+	if cur, ok := s.state[name]; ok {
+		s.unindex(name, cur)
+	}
 	delete(s.state, name)
-	return removed, s.maybeCompactLocked()
+	s.maybeCompactLocked()
+	return removed, nil
 }
 
-// record stores rec for name (persisting the state file when it changes).
+// record stores rec for name (persisting the change when there is one).
 func (s *Store) record(name string, rec Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cur, ok := s.state[name]; ok && cur == rec {
+	cur, ok := s.state[name]
+	if ok && cur == rec {
 		return nil
 	}
 	if err := s.appendLocked(journalEntry{Put: name, Record: &rec}); err != nil {
 		return err
 	}
+	if ok {
+		s.unindex(name, cur)
+	}
 	s.state[name] = rec
-	return s.maybeCompactLocked()
-}
-
-// appendLocked appends one change to the journal and fsyncs it.
-func (s *Store) appendLocked(e journalEntry) error {
-	if s.journal == nil {
-		return errors.New("store is closed")
-	}
-	line, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("failed to encode state change: %w", err)
-	}
-	if _, err := s.journal.Write(append(line, '\n')); err != nil {
-		return fmt.Errorf("failed to append to state journal: %w", err)
-	}
-	if err := s.journal.Sync(); err != nil {
-		return fmt.Errorf("failed to sync state journal: %w", err)
-	}
-	s.entries++
+	s.index(name, rec)
+	s.maybeCompactLocked()
 	return nil
-}
-
-func (s *Store) maybeCompactLocked() error {
-	if s.entries < 1000+2*len(s.state) {
-		return nil
-	}
-	return s.compactLocked()
-}
-
-// compactLocked writes the snapshot, then starts an empty journal.
-func (s *Store) compactLocked() error {
-	if err := s.saveLocked(); err != nil {
-		return err
-	}
-	if s.journal != nil {
-		_ = s.journal.Close()
-	}
-	f, err := os.OpenFile(filepath.Join(s.opts.StagingDir, JournalFile), os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("failed to open state journal: %w", err)
-	}
-	s.journal, s.entries = f, 0
-	return syncDir(s.opts.StagingDir)
-}
-
-// saveLocked writes the state file atomically inside the staging directory.
-func (s *Store) saveLocked() error {
-	data, err := json.MarshalIndent(s.state, "", " ")
-	if err != nil {
-		return fmt.Errorf("failed to encode state: %w", err)
-	}
-	f, err := os.CreateTemp(s.opts.StagingDir, stagePattern)
-	if err != nil {
-		return fmt.Errorf("failed to create state file: %w", err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(data)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("failed to write state file: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(s.opts.StagingDir, StateFile)); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("failed to replace state file: %w", err)
-	}
-	return syncDir(s.opts.StagingDir)
 }
 
 func syncDir(dir string) error {
