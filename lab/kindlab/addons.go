@@ -16,6 +16,7 @@ import (
 	"github.com/keysync-dev/keysync/fixtures"
 	"github.com/keysync-dev/keysync/fixtures/manifest"
 	"github.com/keysync-dev/keysync/internal/atomicfile"
+	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/lab/labconfig"
 	"github.com/keysync-dev/keysync/mockkp"
@@ -201,7 +202,10 @@ func SyncerStep(p Parts) func(*Lab) lab.Step {
 				return "", fmt.Errorf("failed to locate syncer/deploy: %w", err)
 			}
 			k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel + "\n" +
-				"images:\n  - name: " + SyncerImageName + "\n    newName: " + RegistryHostAddr + "/" + syncerRepo + "\n    newTag: \"" + newTag + "\"\n"
+				"images:\n  - name: " + SyncerImageName + "\n    newName: " + RegistryHostAddr + "/" + syncerRepo + "\n    newTag: \"" + newTag + "\"\n" +
+				// The lab's mockkp serves plain HTTP on the kind network with its own token endpoint.
+				"patches:\n  - target: {kind: DaemonSet, name: " + names.Addon + "}\n" +
+				"    patch: '[{\"op\":\"add\",\"path\":\"/spec/template/spec/containers/0/args/-\",\"value\":\"--allow-insecure-kp\"}]'\n"
 			if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 				return "", fmt.Errorf("failed to write the syncer overlay: %w", err)
 			}

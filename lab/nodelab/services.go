@@ -125,7 +125,9 @@ func (r *runner) startSyncer(ctx context.Context) (string, error) {
 	}
 	p.Path = filepath.Join(r.opts.BinDir, "keysync-syncer")
 	p.Args = []string{"--kubeconfig", r.l.Kubeconfig(), "--keys-dir", r.l.SyncedDir(), "--staging-dir", r.l.StagingDir(),
-		"--node-name", NodeName, "--namespace", Namespace, "--metrics-addr", metrics, "--probe-addr", probe}
+		"--node-name", NodeName, "--namespace", Namespace, "--metrics-addr", metrics, "--probe-addr", probe,
+		// The lab's mockkp serves plain HTTP on loopback with its own token endpoint.
+		"--allow-insecure-kp"}
 	// A new control plane (address, token) means a new syncer.
 	p.Fingerprint = fingerprint(append([]string{p.Path, string(kubeconfig)}, p.Args...)...)
 	return ensure(ctx, p)
