@@ -39,10 +39,10 @@ const (
 // CRI-O can use it, never its bytes.
 type Verdict struct {
 	// Path is relative to the tree's root (CRI-O's decryption_keys_path).
-	Path string `json:"path"`
-	Type EntryType `json:"type"`
+	Path string      `json:"path"`
+	Type EntryType   `json:"type"`
 	Mode fs.FileMode `json:"mode"`
-	Size int64 `json:"size"`
+	Size int64       `json:"size"`
 	// Accepted is true for a regular file CRI-O can use as a private key.
 	Accepted bool `json:"accepted"`
 	// Why says why a file is not accepted (e.g. ocicrypt's "Unknown decryption key type").
