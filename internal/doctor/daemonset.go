@@ -21,7 +21,7 @@ func checkDaemonSet(ctx context.Context, e *Env) []Result {
 	what := "DaemonSet " + e.Namespace + "/" + names.Addon
 	ds, err := getDaemonSet(ctx, e)
 	if err != nil {
-		return []Result{apiFail("", what, err, deployFix+" (syncer/deploy/daemonset.yaml)")}
+		return []Result{apiFail("", what, err, deployFix("daemonset.yaml"))}
 	}
 	sa := ds.Spec.Template.Spec.ServiceAccountName
 	if sa == "" {
@@ -48,7 +48,7 @@ func checkDaemonSet(ctx context.Context, e *Env) []Result {
 func checkPods(ctx context.Context, e *Env) []Result {
 	ds, err := getDaemonSet(ctx, e)
 	if err != nil {
-		r := apiFail("", "DaemonSet "+e.Namespace+"/"+names.Addon, err, deployFix)
+		r := apiFail("", "DaemonSet "+e.Namespace+"/"+names.Addon, err, deployFix("daemonset.yaml"))
 		r.Found += ": no synchronizer pods can run"
 		return []Result{r}
 	}

@@ -13,12 +13,15 @@ import (
 	"github.com/keysync-dev/keysync/internal/names"
 )
 
-const deployFix = "deploy the addon (syncer/deploy: kubectl apply -k syncer/deploy)"
+// deployFix says how to restore one of the addon's objects.
+func deployFix(manifest string) string {
+	return "re-create it as the addon deploys it (reference manifest: syncer/deploy/" + manifest + ")"
+}
 
 func checkNamespace(ctx context.Context, e *Env) []Result {
 	ns, err := e.Client.CoreV1().Namespaces().Get(ctx, e.Namespace, metav1.GetOptions{})
 	if err != nil {
-		return []Result{apiFail("", "Namespace "+e.Namespace, err, deployFix)}
+		return []Result{apiFail("", "Namespace "+e.Namespace, err, deployFix("namespace.yaml")+", then the other objects of syncer/deploy")}
 	}
 	if ns.Status.Phase == corev1.NamespaceTerminating || ns.DeletionTimestamp != nil {
 		return []Result{fail("", "Namespace "+e.Namespace+" is being deleted (Terminating)",
@@ -30,7 +33,7 @@ func checkNamespace(ctx context.Context, e *Env) []Result {
 func checkServiceAccount(ctx context.Context, e *Env) []Result {
 	what := "ServiceAccount " + e.Namespace + "/" + names.Addon
 	if _, err := e.Client.CoreV1().ServiceAccounts(e.Namespace).Get(ctx, names.Addon, metav1.GetOptions{}); err != nil {
-		return []Result{apiFail("", what, err, deployFix)}
+		return []Result{apiFail("", what, err, deployFix("serviceaccount.yaml"))}
 	}
 	return []Result{ok("", what+" exists")}
 }
@@ -50,7 +53,7 @@ func checkRole(ctx context.Context, e *Env) []Result {
 	what := "Role " + e.Namespace + "/" + names.Addon
 	role, err := e.Client.RbacV1().Roles(e.Namespace).Get(ctx, names.Addon, metav1.GetOptions{})
 	if err != nil {
-		return []Result{apiFail("", what, err, deployFix+" (syncer/deploy/role.yaml)")}
+		return []Result{apiFail("", what, err, deployFix("role.yaml"))}
 	}
 	var out []Result
 	for _, n := range roleNeeds {
@@ -89,7 +92,7 @@ func checkRoleBinding(ctx context.Context, e *Env) []Result {
 	what := "RoleBinding " + e.Namespace + "/" + names.Addon
 	rb, err := e.Client.RbacV1().RoleBindings(e.Namespace).Get(ctx, names.Addon, metav1.GetOptions{})
 	if err != nil {
-		return []Result{apiFail("", what, err, deployFix+" (syncer/deploy/rolebinding.yaml)")}
+		return []Result{apiFail("", what, err, deployFix("rolebinding.yaml"))}
 	}
 	var problems []string
 	if rb.RoleRef.Kind != "Role" || rb.RoleRef.Name != names.Addon {

@@ -41,6 +41,12 @@ func containsString(list []string, s string) bool {
 func whyNoPod(ctx context.Context, e *Env, ds *appsv1.DaemonSet, node *corev1.Node) Result {
 	var r reasons
 	spec := &ds.Spec.Template.Spec
+	for _, c := range node.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status != corev1.ConditionTrue {
+			r.add(fmt.Sprintf("the node is not Ready (%s: %s)", orUnknown(c.Reason), clip(c.Message)),
+				"fix the node first (kubelet, CRI-O): kubectl describe node "+node.Name)
+		}
+	}
 	placement(spec, node, &r)
 	resources(ctx, e, spec, node, &r)
 	if len(r.found) == 0 {
