@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -82,6 +83,10 @@ not run (bad flags, unreadable kubeconfig, API server unreachable).`,
 func cannotRun(err error) error { return &cli.ExitError{Code: ExitCannotRun, Err: err} }
 
 func run(ctx context.Context, s *cli.Streams, f flagpole, newInspector InspectorFunc) error {
+	logger := s.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	if f.output != "text" && f.output != "json" {
 		return cannotRun(fmt.Errorf("unknown --output %q: want text or json", f.output))
 	}
@@ -109,7 +114,7 @@ func run(ctx context.Context, s *cli.Streams, f flagpole, newInspector Inspector
 	case newInspector == nil:
 		env.NoInspectorReason = "this keysync has no node agent for doctor yet"
 	default:
-		s.Logger.Info("starting the node agent for the node-side checks")
+		logger.Info("starting the node agent for the node-side checks")
 		insp, cleanup, err := newInspector(ctx, cfg, cs)
 		if err != nil {
 			env.Inspector = failedInspector{fmt.Errorf("failed to start the node agent: %w", err)}
@@ -120,7 +125,7 @@ func run(ctx context.Context, s *cli.Streams, f flagpole, newInspector Inspector
 				cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 				defer ccancel()
 				if err := cleanup(cctx); err != nil {
-					s.Logger.Error("failed to remove the node agent", "err", err)
+					logger.Error("failed to remove the node agent", "err", err)
 				}
 			}()
 		}
