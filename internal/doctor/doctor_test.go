@@ -138,6 +138,29 @@ func TestChecks(t *testing.T) {
 				{check: "pods", found: "only 1/2 schedulable nodes"},
 				{check: "pods", subject: "node n2", found: "no synchronizer pod: insufficient cpu: the DaemonSet requests 10m, the node has 0 free of 2 allocatable", fix: "lower the DaemonSet's resource requests"},
 			}},
+		{name: "synchronizer pod pending: the scheduler finds no room",
+			break_: func(ctx context.Context, t *testing.T, c *tc) {
+				deletePods(ctx, t, c, "n2")
+				ds, err := c.cs.AppsV1().DaemonSets(c.ns).Get(ctx, names.Addon, metav1.GetOptions{})
+				must(t, err)
+				spec := ds.Spec.Template.Spec
+				spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+					NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchFields: []corev1.NodeSelectorRequirement{
+						{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{"n2"}}}}}}}}
+				p, err := c.cs.CoreV1().Pods(c.ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "syncer-pending", Namespace: c.ns, Labels: dt.PodLabels},
+					Spec: spec}, metav1.CreateOptions{})
+				must(t, err)
+				p.Status = corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{{Type: corev1.PodScheduled, Status: corev1.ConditionFalse,
+					Reason: "Unschedulable", Message: "0/2 nodes are available: 1 Insufficient memory, 1 node(s) didn't match Pod's node affinity/selector."}}}
+				_, err = c.cs.CoreV1().Pods(c.ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+				must(t, err)
+				dt.Event(ctx, t, c.cs, c.ns, "Pod", "syncer-pending", string(p.UID), "FailedScheduling", "", "0/2 nodes are available: 1 Insufficient memory.")
+			},
+			wants: []want{
+				{check: "pods", found: "only 1/2 schedulable nodes"},
+				{check: "pods", subject: "node n2", found: "pod syncer-pending is not Running and Ready: not scheduled: 0/2 nodes are available: 1 Insufficient memory, 1 node(s) didn't match Pod's node affinity/selector.; FailedScheduling: 0/2 nodes are available: 1 Insufficient memory.",
+					fix: "free resources on the node or lower the DaemonSet's resource requests"},
+			}},
 		{name: "synchronizer pod in ImagePullBackOff",
 			break_: func(ctx context.Context, t *testing.T, c *tc) {
 				p, err := c.cs.CoreV1().Pods(c.ns).Get(ctx, dt.PodName("n1"), metav1.GetOptions{})
