@@ -68,6 +68,7 @@ not run (bad flags, unreadable kubeconfig, API server unreachable).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return run(c.Context(), s, f, newInspector) },
 	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cannotRun(err) })
 	fl := cmd.Flags()
 	fl.StringVar(&f.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster (default $KUBECONFIG)")
 	fl.StringVar(&f.namespace, "namespace", names.Namespace, "the synchronizer's namespace")

@@ -84,6 +84,7 @@ current-context: c
 		{name: "inspector cannot start", args: []string{"--kubeconfig", kc, "--namespace", "healthy"}, inspector: failing,
 			code: doctorcmd.ExitFailed, out: []string{"✗ node-keys-tree: node n1: cannot audit the keys tree: failed to start the node agent: image pull refused"}},
 		{name: "bad output", args: []string{"--kubeconfig", kc, "-o", "yaml"}, code: doctorcmd.ExitCannotRun, errOut: `unknown --output "yaml"`},
+		{name: "unknown flag", args: []string{"--kubeconfig", kc, "--frobnicate"}, code: doctorcmd.ExitCannotRun, errOut: "unknown flag: --frobnicate"},
 		{name: "bad kubeconfig", args: []string{"--kubeconfig", badKubeconfig}, code: doctorcmd.ExitCannotRun, errOut: "failed to load kubeconfig"},
 		{name: "no kubeconfig", args: []string{"--kubeconfig", ""}, code: doctorcmd.ExitCannotRun, errOut: "no --kubeconfig"},
 		{name: "API server unreachable", args: []string{"--kubeconfig", deadKubeconfig}, code: doctorcmd.ExitCannotRun, errOut: "failed to reach the API server"},
