@@ -11,6 +11,7 @@ import (
 
 	"github.com/keysync-dev/keysync/internal/cli"
 	conformancecmd "github.com/keysync-dev/keysync/internal/cli/conformance"
+	doctorcmd "github.com/keysync-dev/keysync/internal/cli/doctor"
 	fixturescmd "github.com/keysync-dev/keysync/internal/cli/fixtures"
 	kindlabcmd "github.com/keysync-dev/keysync/internal/cli/kindlab"
 	kpcmd "github.com/keysync-dev/keysync/internal/cli/kp"
@@ -32,6 +33,7 @@ func main() {
 		conformancecmd.NewCommand,
 		fixturescmd.NewCommand,
 		pullsecretcmd.NewCommand,
+		doctorcmd.NewCommand,
 	)
 
 	stop()

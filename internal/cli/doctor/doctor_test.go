@@ -1,0 +1,125 @@
+package doctor_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/keysync-dev/keysync/internal/cli"
+	doctorcmd "github.com/keysync-dev/keysync/internal/cli/doctor"
+	"github.com/keysync-dev/keysync/internal/doctor"
+	dt "github.com/keysync-dev/keysync/internal/doctor/doctortest"
+	"github.com/keysync-dev/keysync/internal/kubetest"
+	"github.com/keysync-dev/keysync/internal/names"
+)
+
+func TestDoctorCommand(t *testing.T) {
+	ctx := t.Context()
+	srv := kubetest.StartT(t)
+	cs, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt.CreateNodes(ctx, t, cs)
+	dt.Deploy(ctx, t, cs, "healthy", dt.Config())
+	dt.Deploy(ctx, t, cs, "broken", dt.Config())
+	if err := cs.RbacV1().Roles("broken").Delete(ctx, names.Addon, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	badKubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(badKubeconfig, []byte("not: [a kubeconfig"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A kubeconfig whose server does not answer (a closed port on loopback).
+	deadKubeconfig := filepath.Join(t.TempDir(), "dead")
+	if err := os.WriteFile(deadKubeconfig, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	fake := &dt.Inspector{KeysPath: map[string]string{"n2": "/var/lib/keys"}}
+	var cleaned bool
+	withFake := func(context.Context, *rest.Config, kubernetes.Interface) (doctor.NodeInspector, func(context.Context) error, error) {
+		return fake, func(context.Context) error { cleaned = true; return nil }, nil
+	}
+	failing := func(context.Context, *rest.Config, kubernetes.Interface) (doctor.NodeInspector, func(context.Context) error, error) {
+		return nil, nil, errors.New("image pull refused")
+	}
+	kc := srv.KubeconfigPath
+	tests := []struct {
+		name      string
+		inspector doctorcmd.InspectorFunc
+		args      []string
+		code      int
+		out       []string // substrings of stdout
+		errOut    string   // substring of stderr
+		json      bool
+	}{
+		{name: "healthy, no inspector", args: []string{"--kubeconfig", kc, "--namespace", "healthy"}, code: 0,
+			out: []string{"✓ role: Role healthy/addon-image-key-synchronizer grants",
+				"- node-keys-tree: skipped: this keysync has no node agent for doctor yet; the node-side checks did not run",
+				"- kp-access: skipped: pass --check-kp", "0 failed"}},
+		{name: "healthy, --no-node-checks, json", args: []string{"--kubeconfig", kc, "--namespace", "healthy", "-o", "json", "--no-node-checks"},
+			inspector: withFake, code: 0, json: true, out: []string{`"found": "skipped: --no-node-checks; the node-side checks did not run"`}},
+		{name: "broken Role", args: []string{"--kubeconfig", kc, "--namespace", "broken"}, code: doctorcmd.ExitFailed,
+			out:    []string{"✗ role: Role broken/addon-image-key-synchronizer not found → re-create it"},
+			errOut: "ERROR: 1 check result(s) failed"},
+		{name: "inspector finds CRI-O's keys path elsewhere", args: []string{"--kubeconfig", kc, "--namespace", "healthy"}, inspector: withFake,
+			code: doctorcmd.ExitFailed, out: []string{"✗ node-keys-path: node n2: CRI-O's decryption_keys_path is /var/lib/keys", "✓ node-keys-tree: node n1"}},
+		{name: "inspector cannot start", args: []string{"--kubeconfig", kc, "--namespace", "healthy"}, inspector: failing,
+			code: doctorcmd.ExitFailed, out: []string{"✗ node-keys-tree: node n1: cannot audit the keys tree: failed to start the node agent: image pull refused"}},
+		{name: "bad output", args: []string{"--kubeconfig", kc, "-o", "yaml"}, code: doctorcmd.ExitCannotRun, errOut: `unknown --output "yaml"`},
+		{name: "unknown flag", args: []string{"--kubeconfig", kc, "--frobnicate"}, code: doctorcmd.ExitCannotRun, errOut: "unknown flag: --frobnicate"},
+		{name: "bad kubeconfig", args: []string{"--kubeconfig", badKubeconfig}, code: doctorcmd.ExitCannotRun, errOut: "failed to load kubeconfig"},
+		{name: "no kubeconfig", args: []string{"--kubeconfig", ""}, code: doctorcmd.ExitCannotRun, errOut: "no --kubeconfig"},
+		{name: "API server unreachable", args: []string{"--kubeconfig", deadKubeconfig}, code: doctorcmd.ExitCannotRun, errOut: "failed to reach the API server"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			s := &cli.Streams{Out: &out, ErrOut: &errOut}
+			code := cli.Run(ctx, s, append([]string{"doctor"}, tc.args...), func(s *cli.Streams) *cobra.Command {
+				return doctorcmd.NewCommandWith(s, tc.inspector)
+			})
+			t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d", code, tc.code)
+			}
+			for _, want := range tc.out {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("stdout lacks %q", want)
+				}
+			}
+			if !strings.Contains(errOut.String(), tc.errOut) {
+				t.Errorf("stderr lacks %q", tc.errOut)
+			}
+			if strings.Contains(out.String()+errOut.String(), dt.APIKey) {
+				t.Error("the output contains the API key")
+			}
+			if tc.json {
+				var rep doctor.Report
+				if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Schema != doctor.Schema || rep.Namespace != "healthy" || rep.Failed() {
+					t.Errorf("JSON report %+v, %v", rep.Summary, err)
+				}
+			}
+		})
+	}
+	if !cleaned {
+		t.Error("the inspector's cleanup did not run")
+	}
+}

@@ -1,0 +1,258 @@
+package doctor
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+
+	"github.com/keysync-dev/keysync/internal/names"
+)
+
+// failureWords mark an Event reason on a Secret as a failure (KeyRejected, UnwrapFailed,
+// ConfigMissing, and what other synchronizers call the same things).
+var failureWords = []string{"Reject", "Fail", "Invalid", "Missing"}
+
+// eventTime is when an Event last happened.
+func eventTime(ev *corev1.Event) time.Time {
+	switch {
+	case ev.Series != nil && !ev.Series.LastObservedTime.IsZero():
+		return ev.Series.LastObservedTime.Time
+	case !ev.LastTimestamp.IsZero():
+		return ev.LastTimestamp.Time
+	case !ev.EventTime.IsZero():
+		return ev.EventTime.Time
+	case !ev.FirstTimestamp.IsZero():
+		return ev.FirstTimestamp.Time
+	default:
+		return ev.CreationTimestamp.Time
+	}
+}
+
+func eventCount(ev *corev1.Event) int {
+	switch {
+	case ev.Series != nil && ev.Series.Count > 0:
+		return int(ev.Series.Count)
+	case ev.Count > 0:
+		return int(ev.Count)
+	default:
+		return 1
+	}
+}
+
+func eventNode(ev *corev1.Event) string {
+	if ev.Source.Host != "" {
+		return ev.Source.Host
+	}
+	return ev.ReportingInstance
+}
+
+func (e *Env) recent(ev *corev1.Event) bool {
+	return e.now().Sub(eventTime(ev)) <= e.window()
+}
+
+func checkSecretEvents(ctx context.Context, e *Env) []Result {
+	list, err := e.Client.CoreV1().Events(e.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("involvedObject.kind", "Secret").String()})
+	if err != nil {
+		return []Result{apiFail("", "Events in "+e.Namespace, err, "")}
+	}
+	type group struct {
+		secret, uid, reason, message string
+		count                        int
+		nodes                        []string
+		last                         time.Time
+	}
+	groups := map[string]*group{}
+	for i := range list.Items {
+		ev := &list.Items[i]
+		if !e.recent(ev) || !isFailureReason(ev.Reason) {
+			continue
+		}
+		key := ev.InvolvedObject.Name + "\x00" + ev.Reason
+		g := groups[key]
+		if g == nil {
+			g = &group{secret: ev.InvolvedObject.Name, reason: ev.Reason}
+			groups[key] = g
+		}
+		g.count += eventCount(ev)
+		if n := eventNode(ev); n != "" && !containsString(g.nodes, n) {
+			g.nodes = append(g.nodes, n)
+		}
+		if t := eventTime(ev); !t.Before(g.last) {
+			g.last, g.message, g.uid = t, ev.Message, string(ev.InvolvedObject.UID)
+		}
+	}
+	if len(groups) == 0 {
+		return []Result{ok("", fmt.Sprintf("no failure Events (reasons with %s) on Secrets in %s in the last %s",
+			strings.Join(failureWords, "/"), e.Namespace, e.window()))}
+	}
+	keys := make([]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []Result
+	for _, k := range keys {
+		g := groups[k]
+		sort.Strings(g.nodes)
+		where := ""
+		if len(g.nodes) > 0 {
+			where = " on node(s) " + strings.Join(g.nodes, ", ")
+		}
+		found := fmt.Sprintf("%s ×%d%s, last %s ago: %s", g.reason, g.count, where,
+			e.now().Sub(g.last).Truncate(time.Second), clip(g.message))
+		subject := "Secret " + g.secret
+		if !secretExists(ctx, e, e.Namespace, g.secret, g.uid) {
+			out = append(out, warn(subject, found+" (the Secret has since been deleted or replaced)", ""))
+			continue
+		}
+		out = append(out, fail(subject, found, eventFix(g.reason, e.Namespace, g.secret)))
+	}
+	return out
+}
+
+func isFailureReason(reason string) bool {
+	for _, w := range failureWords {
+		if strings.Contains(reason, w) {
+			return true
+		}
+	}
+	return false
+}
+
+func eventFix(reason, ns, secret string) string {
+	switch {
+	case strings.Contains(reason, "Unwrap"):
+		return "check keyprotect-config and the Secret's rootkeyid and ciphertext (run doctor --check-kp); the root key must be active"
+	case strings.Contains(reason, "Config"):
+		return kpConfigFix
+	case strings.Contains(reason, "Reject") || strings.Contains(reason, "Invalid"):
+		return "the Secret's data is not a private key CRI-O accepts (see the message): replace it with a PEM private key (type " +
+			names.SecretTypeKey + ") or a kp-key wrapping base64 of one"
+	default:
+		return fmt.Sprintf("kubectl -n %s describe secret %s", ns, secret)
+	}
+}
+
+func secretExists(ctx context.Context, e *Env, ns, name, uid string) bool {
+	s, err := e.Client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return false
+	}
+	return uid == "" || string(s.UID) == uid
+}
+
+// Pull failures CRI-O reports when the node's keys cannot decrypt an image.
+const (
+	msgMissingKey = "missing private key needed for decryption"
+	msgWrongKey   = "none of the private keys could be used for decryption"
+)
+
+var pullImageRE = regexp.MustCompile(`image "([^"]+)"`)
+
+// checkDecryptFailures summarises, by node and image, pulls that failed because the node had
+// no key (or no right key) for an encrypted image: pod Events and pod statuses, all namespaces.
+func checkDecryptFailures(ctx context.Context, e *Env) []Result {
+	type group struct {
+		node, image, kind string
+		pods              []string
+	}
+	groups := map[string]*group{}
+	add := func(node, image, kind, pod string) {
+		if node == "" {
+			node = "(unknown node)"
+		}
+		if image == "" {
+			image = "(unknown image)"
+		}
+		k := node + "\x00" + image + "\x00" + kind
+		g := groups[k]
+		if g == nil {
+			g = &group{node: node, image: image, kind: kind}
+			groups[k] = g
+		}
+		if !containsString(g.pods, pod) {
+			g.pods = append(g.pods, pod)
+		}
+	}
+	evs, err := e.Client.CoreV1().Events("").List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("involvedObject.kind", "Pod").String()})
+	if err != nil {
+		return []Result{apiFail("", "pod Events", err, "")}
+	}
+	podNodes := map[string]string{}
+	pods, err := e.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return []Result{apiFail("", "pods", err, "")}
+	}
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		podNodes[p.Namespace+"/"+p.Name] = p.Spec.NodeName
+		for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
+			if w := cs.State.Waiting; w != nil {
+				if kind := decryptKind(w.Message); kind != "" {
+					add(p.Spec.NodeName, cs.Image, kind, p.Namespace+"/"+p.Name)
+				}
+			}
+		}
+	}
+	for i := range evs.Items {
+		ev := &evs.Items[i]
+		kind := decryptKind(ev.Message)
+		if kind == "" || !e.recent(ev) {
+			continue
+		}
+		pod := ev.InvolvedObject.Namespace + "/" + ev.InvolvedObject.Name
+		node := eventNode(ev)
+		if node == "" {
+			node = podNodes[pod]
+		}
+		image := ""
+		if m := pullImageRE.FindStringSubmatch(ev.Message); m != nil {
+			image = m[1]
+		}
+		add(node, image, kind, pod)
+	}
+	if len(groups) == 0 {
+		return []Result{ok("", fmt.Sprintf("no pulls failing with %q in pod statuses or in Events of the last %s", msgMissingKey, e.window()))}
+	}
+	keys := make([]string, 0, len(groups))
+	for k := range groups {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []Result
+	for _, k := range keys {
+		g := groups[k]
+		sort.Strings(g.pods)
+		shown := g.pods
+		if len(shown) > 5 {
+			shown = append(append([]string{}, shown[:5]...), fmt.Sprintf("and %d more", len(g.pods)-5))
+		}
+		found := fmt.Sprintf("image %s: pulls fail with %q (%d pod(s): %s)", g.image, g.kind, len(g.pods), strings.Join(shown, ", "))
+		fix := fmt.Sprintf("the node has no private key for this image: create its key or kp-key Secret in %s, then check the Secret's Events and the synchronizer pod on %s", e.Namespace, g.node)
+		if g.kind == msgWrongKey {
+			fix = fmt.Sprintf("the node's keys do not match this image (wrong key): put the image's own private key in a Secret in %s", e.Namespace)
+		}
+		out = append(out, fail("node "+g.node, found, fix))
+	}
+	return out
+}
+
+func decryptKind(msg string) string {
+	switch {
+	case strings.Contains(msg, msgMissingKey):
+		return msgMissingKey
+	case strings.Contains(msg, msgWrongKey):
+		return msgWrongKey
+	default:
+		return ""
+	}
+}
