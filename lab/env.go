@@ -27,7 +27,7 @@ const (
 	KindNode = "node"
 	KindKind = "kind"
 	// KindCluster is any other cluster (a real one), reached through the suites' agent pods
-	// (`keysync conformance init` writes its env file).
+	// (`keysync lab up --kind cluster` writes its env file).
 	KindCluster = "cluster"
 )
 

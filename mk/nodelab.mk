@@ -7,7 +7,7 @@
 NODE_LAB_DIR ?= _out/node-lab
 LAB_ENV ?= _out/lab.env
 NODE_LAB_CMDS = ./cmd/keysync ./cmd/mockkp ./cmd/keysync-syncer ./cmd/keysync-runtime-wrapper
-NODE_LAB_FLAGS = --work-dir $(NODE_LAB_DIR) --env-file $(LAB_ENV) --bin-dir $(BIN)
+NODE_LAB_FLAGS = --kind node --work-dir $(NODE_LAB_DIR) --lab-env $(LAB_ENV) --bin-dir $(BIN)
 # The keysync CLI links the fixtures package (containers/image): OpenPGP in Go, no gpgme/cgo.
 
 crio: deps ## build (or reuse) CRI-O, pinns and crictl into the cache; prints the bin dir
@@ -21,14 +21,14 @@ node-lab-bins: ## build the binaries the node lab runs into bin/
 
 node-lab-up: deps node-lab-bins ## start the node lab, or restart what is down in it; writes $(LAB_ENV) (root)
 	@crio=$$(hack/build-crio.sh) && k8s=$$(hack/build-k8s.sh kube-apiserver) && \
-	  $(BIN)/keysync lab node up $(NODE_LAB_FLAGS) --crio-bin-dir "$$crio" --k8s-bin-dir "$$k8s"
+	  $(BIN)/keysync lab up $(NODE_LAB_FLAGS) --crio-bin-dir "$$crio" --k8s-bin-dir "$$k8s"
 
 node-lab-down: ## stop the node lab's processes and unmount what CRI-O mounted (keeps caches)
 	@[ -x $(BIN)/keysync ] || $(GO) build -trimpath -o $(BIN)/ ./cmd/keysync
-	@$(BIN)/keysync lab node down $(NODE_LAB_FLAGS)
+	@$(BIN)/keysync lab down $(NODE_LAB_FLAGS)
 
 node-lab-status: ## show the node lab's processes; fails unless every one runs and is healthy
-	@$(BIN)/keysync lab node status $(NODE_LAB_FLAGS)
+	@$(BIN)/keysync lab status $(NODE_LAB_FLAGS)
 
 # The node lab's integration test (lab/nodelab) runs in `make test` (as root) and needs CRI-O built;
 # it builds its own binaries and runs a lab of its own in a temp dir on free ports.

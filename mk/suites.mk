@@ -26,8 +26,8 @@ conformance: ## run the conformance suites against the current lab ($(LAB_ENV));
 suites-unit: k8s-bins ## the suites' helper packages' tests (no lab needed; real kube-apiserver + etcd)
 	KEYSYNC_K8S_BIN=$$(hack/build-k8s.sh kube-apiserver) $(GO) test -count=1 $$($(GO) list ./suites/... | grep -vx 'github.com/keysync-dev/keysync/suites')
 
-# Any cluster (its nodes run CRI-O, the synchronizer under test is deployed): `keysync
-# conformance init` pushes the fixtures and the node agent image to a registry the nodes pull
+# Any cluster (its nodes run CRI-O, the synchronizer under test is deployed): `keysync lab up
+# --kind cluster` pushes the fixtures and the node agent image to a registry the nodes pull
 # from and writes $(CLUSTER_ENV); `make conformance LAB_ENV=$(CLUSTER_ENV)` then runs the suites
 # through the agent pods (suites/nodedriver/cluster).
 CLUSTER_ENV ?= _out/cluster.env
@@ -35,4 +35,4 @@ INIT_ARGS ?=
 .PHONY: cluster-init
 cluster-init: build ## prepare a conformance run on any cluster: make cluster-init KUBECONFIG=<file> REGISTRY=<host:port> [INIT_ARGS=...]
 	@test -n "$(REGISTRY)" -a -n "$(KUBECONFIG)" || { echo "usage: make cluster-init KUBECONFIG=<file> REGISTRY=<host:port> [INIT_ARGS=\"--authfile auth.json\"]"; exit 1; }
-	@$(BIN)/keysync conformance init --kubeconfig "$(KUBECONFIG)" --registry "$(REGISTRY)" --lab-env $(CLUSTER_ENV) $(INIT_ARGS)
+	@$(BIN)/keysync lab up --kind cluster --kubeconfig "$(KUBECONFIG)" --registry "$(REGISTRY)" --lab-env $(CLUSTER_ENV) $(INIT_ARGS)

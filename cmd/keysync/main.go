@@ -13,7 +13,6 @@ import (
 	conformancecmd "github.com/keysync-dev/keysync/internal/cli/conformance"
 	doctorcmd "github.com/keysync-dev/keysync/internal/cli/doctor"
 	fixturescmd "github.com/keysync-dev/keysync/internal/cli/fixtures"
-	kindlabcmd "github.com/keysync-dev/keysync/internal/cli/kindlab"
 	kpcmd "github.com/keysync-dev/keysync/internal/cli/kp"
 	labcmd "github.com/keysync-dev/keysync/internal/cli/lab"
 	pullsecretcmd "github.com/keysync-dev/keysync/internal/cli/pullsecret"
@@ -29,7 +28,6 @@ func main() {
 		labcmd.NewCommand,
 		wrap.NewCommand,
 		kpcmd.NewCommand,
-		kindlabcmd.NewCommand,
 		conformancecmd.NewCommand,
 		fixturescmd.NewCommand,
 		pullsecretcmd.NewCommand,

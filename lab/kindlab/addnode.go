@@ -13,7 +13,7 @@ import (
 
 // workerRunArgs are the docker run arguments kind v0.33.0 uses for a worker node (docker
 // provider: commonArgs + runArgsForNode), so an added node looks like the others to kind (its
-// cluster label makes `kind-lab down` delete it too).
+// cluster label makes `keysync lab down --kind kind` delete it too).
 func workerRunArgs(cluster, name, image string) []string {
 	return []string{"run",
 		"--detach", "--tty",

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -160,6 +161,9 @@ const syncerRepo = "keysync/syncer"
 func SyncerStep(p Parts) func(*Lab) lab.Step {
 	return func(l *Lab) lab.Step {
 		return lab.Step{Name: "Deploying the synchronizer addon", Run: func(ctx context.Context) (string, error) {
+			if p.Kubectl == "" {
+				return "", errors.New("--kubectl is required to deploy the synchronizer (hack/build-k8s.sh kubectl prints its directory)")
+			}
 			ctxDir := filepath.Join(l.Opts.OutDir, "syncer-image")
 			if err := os.RemoveAll(ctxDir); err != nil {
 				return "", fmt.Errorf("failed to clean %s: %w", ctxDir, err)

@@ -13,7 +13,7 @@ var whoHas = map[lab.Capability]string{
 	lab.CapCluster:      "the kind lab (`make lab-up`) and any cluster (`make cluster-init`) have it",
 	lab.CapIsolated:     "the node and kind labs have it; a real cluster may pull from outside",
 	lab.CapAddNode:      "the kind lab has it; on any cluster give --hook-add-node (or $" + nodedriver.EnvHookAddNode + ")",
-	lab.CapMockKP:       "the node and kind labs have it; on any cluster pass `keysync conformance init --mockkp-from <lab env file>`",
+	lab.CapMockKP:       "the node and kind labs have it; on any cluster pass `keysync lab up --kind cluster --mockkp-from <lab env file>`",
 	lab.CapRunImage:     "the node and kind labs and any cluster have it",
 	lab.CapKMS:          "a lab whose kube-apiserver encrypts Secrets through keysync's KMS plug-in has it",
 	lab.CapEtcd:         "a lab that exposes etcd to the runner has it",

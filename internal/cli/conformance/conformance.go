@@ -58,7 +58,7 @@ Exit status 1 when any step failed.`,
 	gofs := flag.NewFlagSet("hooks", flag.ContinueOnError)
 	fp.hooks.RegisterFlags(gofs)
 	f.AddGoFlagSet(gofs)
-	cmd.AddCommand(newReportCommand(s), newInitCommand(s))
+	cmd.AddCommand(newReportCommand(s))
 	return cmd
 }
 

@@ -1,152 +1,224 @@
-// Package lab is `keysync lab`: bring the labs up and down. `keysync lab node up|down|status`
-// drives the Docker-free node lab (lab/nodelab) through the lab.Lab interface: progress on
-// stderr, results on stdout, status exits non-zero unless every component is up.
+// Package lab is `keysync lab up|down|status|add-node|remove-node --kind node|kind|cluster`:
+// one command shape for the three labs, each a lab.Lab (lab/nodelab, lab/kindlab,
+// lab/clusterlab). Progress goes to stderr, results to stdout; status exits 1 unless every
+// component is up. Each flag belongs to the kinds listed in flagKinds: a flag given for
+// another kind is an error, never silently ignored.
 package lab
 
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"slices"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/keysync-dev/keysync/internal/cli"
 	"github.com/keysync-dev/keysync/lab"
-	"github.com/keysync-dev/keysync/lab/nodelab"
+	"github.com/keysync-dev/keysync/lab/clusterlab"
 )
+
+// kinds are the values of --kind.
+var kinds = []string{lab.KindNode, lab.KindKind, lab.KindCluster}
+
+// flagpole holds every flag of every kind; build turns the chosen kind's into its lab.
+type flagpole struct {
+	kind        string
+	labEnv      string
+	out         string
+	nodeOpts    nodeFlags
+	kindOpts    kindFlags
+	clusterOpts clusterFlags
+	// timeout bounds add-node and remove-node.
+	timeout time.Duration
+}
 
 // NewCommand builds `keysync lab`.
 func NewCommand(s *cli.Streams) *cobra.Command {
+	f := &flagpole{}
 	cmd := &cobra.Command{
 		Use:   "lab",
-		Short: "Bring keysync's labs up and down",
+		Short: "Bring keysync's labs up and down: --kind node (Docker-free), kind (a kind cluster on CRI-O nodes) or cluster (any cluster)",
+		Long: `One command for the three labs; each writes the lab env file the suites read.
+
+  --kind node     registry, etcd, kube-apiserver, mockkp, CRI-O and the synchronizer as host
+                  processes on loopback (root; make node-lab-up)
+  --kind kind     a kind cluster on CRI-O nodes built offline, a registry, mockkp and the
+                  synchronizer addon (make lab-up)
+  --kind cluster  any cluster whose nodes run CRI-O with the synchronizer under test deployed:
+                  checks it, pushes the fixtures and the node agent image to --registry
+                  (make cluster-init); nothing is created in the cluster
+
+up reconciles (what runs stays, what is missing is started), status tells the truth (exit 1
+unless every component is up), down removes what up made.`,
+		// Runnable with no arguments, so that an unknown subcommand fails instead of printing
+		// help and exiting 0.
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return c.Help() },
 	}
-	cmd.AddCommand(newNodeCommand(s))
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&f.kind, "kind", "", "the lab: "+strings.Join(kinds, ", ")+" (required)")
+	pf.StringVar(&f.labEnv, "lab-env", "", "the lab env file (default "+lab.DefaultEnvFile+"; cluster: _out/cluster.env)")
+	pf.StringVar(&f.out, "out", "", "directory for the lab's files (kind: default _out/kind; cluster: default _out/cluster)")
+	f.nodeOpts.bind(pf)
+	f.kindOpts.bind(pf)
+	f.clusterOpts.bind(pf)
+
+	up := &cobra.Command{
+		Use:   "up",
+		Short: "Bring the lab up, or repair it; write the lab env file",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			l, err := f.build(c, s)
+			if err != nil {
+				return err
+			}
+			env, err := l.Up(c.Context(), s.ErrOut)
+			if err != nil {
+				return err
+			}
+			return printEnv(s, f.envPath(), env)
+		},
+	}
+	down := &cobra.Command{
+		Use:   "down",
+		Short: "Remove what up made (the kind cluster, processes, containers, the env file)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			l, err := f.build(c, s)
+			if err != nil {
+				return err
+			}
+			return l.Down(c.Context(), s.ErrOut)
+		},
+	}
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Check every component; exit 1 unless all are up",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			l, err := f.build(c, s)
+			if err != nil {
+				return err
+			}
+			st, err := l.Status(c.Context())
+			if err != nil {
+				return err
+			}
+			if err := st.Write(s.Out); err != nil {
+				return err
+			}
+			if !st.Ready() {
+				return &cli.ExitError{Code: 1, Err: fmt.Errorf("the %s lab is not ready: `keysync lab up --kind %s` starts what is down", f.kind, f.kind)}
+			}
+			return nil
+		},
+	}
+	nodeCmd := func(use, short, done string, def time.Duration, fn func(lab.NodeAdder) func(*cobra.Command, string) error) *cobra.Command {
+		nc := &cobra.Command{
+			Use:   use + " NAME",
+			Short: short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				l, err := f.build(c, s)
+				if err != nil {
+					return err
+				}
+				adder, ok := l.(lab.NodeAdder)
+				if !ok {
+					return fmt.Errorf("the %s lab cannot add or remove nodes (the kind lab can)", f.kind)
+				}
+				start := time.Now()
+				if err := fn(adder)(c, args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(s.Out, "node %s %s in %.1fs\n", args[0], done, time.Since(start).Seconds())
+				return nil
+			},
+		}
+		nc.Flags().DurationVar(&f.timeout, "timeout", def, "how long it may take")
+		return nc
+	}
+	add := nodeCmd("add-node", "Add a node to the running lab (kind: a worker joined over CRI-O, Ready) and update the env file", "joined",
+		4*time.Minute, func(a lab.NodeAdder) func(*cobra.Command, string) error {
+			return func(c *cobra.Command, name string) error { return a.AddNode(c.Context(), name, f.timeout) }
+		})
+	remove := nodeCmd("remove-node", "Remove a node from the running lab (Node object, container, routes) and update the env file", "removed",
+		2*time.Minute, func(a lab.NodeAdder) func(*cobra.Command, string) error {
+			return func(c *cobra.Command, name string) error { return a.RemoveNode(c.Context(), name, f.timeout) }
+		})
+	cmd.AddCommand(up, down, status, add, remove)
 	return cmd
 }
 
-type flagpole struct {
-	workDir    string
-	envFile    string
-	binDir     string
-	crioBinDir string
-	k8sBinDir  string
-	sourceDir  string
+// flagKinds lists, for each kind-specific flag, the kinds it applies to.
+func flagKinds() map[string][]string {
+	m := map[string][]string{"out": {lab.KindKind, lab.KindCluster}}
+	for _, n := range nodeFlagNames {
+		m[n] = []string{lab.KindNode}
+	}
+	for _, n := range kindFlagNames {
+		m[n] = []string{lab.KindKind}
+	}
+	for _, n := range clusterFlagNames {
+		m[n] = []string{lab.KindCluster}
+	}
+	return m
 }
 
-func newNodeCommand(s *cli.Streams) *cobra.Command {
-	f := &flagpole{}
-	node := &cobra.Command{
-		Use:   "node",
-		Short: "The Docker-free node lab: registry, etcd, kube-apiserver, mockkp, CRI-O and the synchronizer on loopback",
-		Long: `The node lab runs one "node" as host processes on loopback under one work dir: a registry,
-etcd + kube-apiserver, a seeded mockkp, CRI-O (decryption_keys_path <work>/keys) and the
-synchronizer (writing <work>/keys/synced). It pushes the fixtures and writes a kubeconfig and
-the lab env file the suites read. Needs root. Usually run through make node-lab-up / node-lab-down,
-which build the binaries it needs.`,
-		// Runnable with no arguments, so that an unknown subcommand (e.g. the former "serve")
-		// fails instead of printing help.
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+// checkFlags validates --kind and refuses flags that belong to other kinds.
+func (f *flagpole) checkFlags(fs *pflag.FlagSet) error {
+	if f.kind == "" {
+		return fmt.Errorf("--kind is required: one of %s", strings.Join(kinds, ", "))
 	}
-	pf := node.PersistentFlags()
-	pf.StringVar(&f.workDir, "work-dir", "_out/node-lab", "directory holding everything the lab writes and mounts")
-	pf.StringVar(&f.envFile, "env-file", lab.DefaultEnvFile, "where to write the lab description (lab env file)")
-	pf.StringVar(&f.binDir, "bin-dir", "", "directory with mockkp, keysync-syncer and keysync-runtime-wrapper (default: next to this binary)")
-	pf.StringVar(&f.crioBinDir, "crio-bin-dir", os.Getenv("KEYSYNC_CRIO_BIN"), "directory with crio and pinns (hack/build-crio.sh; env KEYSYNC_CRIO_BIN)")
-	pf.StringVar(&f.sourceDir, "source-dir", "", "directory inside the keysync checkout, to build the fixtures from (default: the working directory)")
-	pf.StringVar(&f.k8sBinDir, "k8s-bin-dir", os.Getenv("KEYSYNC_K8S_BIN"), "directory with kube-apiserver and etcd (hack/build-k8s.sh; env KEYSYNC_K8S_BIN)")
-
-	node.AddCommand(
-		&cobra.Command{
-			Use:   "up",
-			Short: "Bring the node lab up, or repair it: keeps what runs, starts what is missing or stopped",
-			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				l, opts, err := f.lab(s)
-				if err != nil {
-					return err
-				}
-				env, err := l.Up(cmd.Context(), s.ErrOut)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(s.Out, "lab env file: %s\nkubeconfig:   %s\nCRI socket:   %s\n", opts.EnvFile, env.Kubeconfig, env.CRIEndpoint)
-				return nil
-			},
-		},
-		&cobra.Command{
-			Use:   "down",
-			Short: "Stop every process of the node lab and unmount what CRI-O mounted (keeps caches on disk)",
-			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				l, _, err := f.lab(s)
-				if err != nil {
-					return err
-				}
-				return l.Down(cmd.Context(), s.ErrOut)
-			},
-		},
-		&cobra.Command{
-			Use:   "status",
-			Short: "Show every process of the node lab; exits non-zero unless all of them run and are healthy",
-			Args:  cobra.NoArgs,
-			RunE: func(cmd *cobra.Command, _ []string) error {
-				l, _, err := f.lab(s)
-				if err != nil {
-					return err
-				}
-				st, err := l.Status(cmd.Context())
-				if err != nil {
-					return err
-				}
-				if err := st.Write(s.Out); err != nil {
-					return err
-				}
-				if !st.Ready() {
-					return errors.New("node lab is not ready (make node-lab-up starts what is down)")
-				}
-				return nil
-			},
-		},
-	)
-	return node
+	if !slices.Contains(kinds, f.kind) {
+		return fmt.Errorf("--kind %q: want one of %s", f.kind, strings.Join(kinds, ", "))
+	}
+	var errs []error
+	for name, ks := range flagKinds() {
+		if fl := fs.Lookup(name); fl != nil && fl.Changed && !slices.Contains(ks, f.kind) {
+			errs = append(errs, fmt.Errorf("--%s applies to --kind %s, not %s", name, strings.Join(ks, "|"), f.kind))
+		}
+	}
+	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return errors.Join(errs...)
 }
 
-// lab builds the node lab from the flags.
-func (f *flagpole) lab(s *cli.Streams) (*nodelab.Lab, nodelab.Options, error) {
-	opts, err := f.options(s)
-	if err != nil {
-		return nil, opts, err
+// envPath is --lab-env or the kind's default.
+func (f *flagpole) envPath() string {
+	if f.labEnv != "" {
+		return f.labEnv
 	}
-	l, err := nodelab.New(opts)
-	return l, opts, err
+	if f.kind == lab.KindCluster {
+		return clusterlab.DefaultEnvFile
+	}
+	return lab.DefaultEnvFile
 }
 
-// options turns the flags into absolute paths.
-func (f *flagpole) options(s *cli.Streams) (nodelab.Options, error) {
-	if f.binDir == "" {
-		self, err := os.Executable()
-		if err != nil {
-			return nodelab.Options{}, fmt.Errorf("failed to find the keysync binary: %w", err)
-		}
-		f.binDir = filepath.Dir(self)
+// build makes the chosen kind's lab from the flags.
+func (f *flagpole) build(c *cobra.Command, s *cli.Streams) (lab.Lab, error) {
+	if err := f.checkFlags(c.Flags()); err != nil {
+		return nil, err
 	}
-	var opts nodelab.Options
-	for _, p := range []struct {
-		dst *string
-		src string
-	}{{&opts.WorkDir, f.workDir}, {&opts.EnvFile, f.envFile}, {&opts.BinDir, f.binDir},
-		{&opts.CRIOBinDir, f.crioBinDir}, {&opts.K8sBinDir, f.k8sBinDir}, {&opts.SourceDir, f.sourceDir}} {
-		if p.src == "" {
-			continue
-		}
-		abs, err := filepath.Abs(p.src)
-		if err != nil {
-			return nodelab.Options{}, fmt.Errorf("failed to resolve %s: %w", p.src, err)
-		}
-		*p.dst = abs
+	switch f.kind {
+	case lab.KindNode:
+		return f.nodeLab()
+	case lab.KindKind:
+		return f.kindLab(s)
+	default:
+		return f.clusterLab(s)
 	}
-	return opts, nil
+}
+
+// printEnv prints what a user needs from the env file on stdout.
+func printEnv(s *cli.Streams, path string, env lab.Env) error {
+	caps := make([]string, len(env.Capabilities))
+	for i, c := range env.Capabilities {
+		caps[i] = string(c)
+	}
+	_, err := fmt.Fprintf(s.Out, "%s lab is up\n  lab env:      %s\n  kubeconfig:   %s\n  nodes:        %s\n  capabilities: %s\n  next:         make conformance LAB_ENV=%s (or keysync conformance --lab-env %s)\n",
+		env.Lab, path, env.Kubeconfig, strings.Join(env.Nodes, ", "), strings.Join(caps, ","), path, path)
+	return err
 }

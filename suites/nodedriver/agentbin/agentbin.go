@@ -1,5 +1,5 @@
 // Package agentbin finds the node agent binary (cmd/keysync-node-agent) that the kind driver
-// copies into node containers and `keysync conformance init` puts in the agent image, and
+// copies into node containers and `keysync lab up --kind cluster` puts in the agent image, and
 // checks that it can run FROM scratch on the nodes (static, linux/amd64).
 package agentbin
 

@@ -135,7 +135,7 @@ func (o *Options) defaults() error {
 		return errors.New("cluster driver: a Kubernetes client and its rest config are required")
 	}
 	if o.Image == "" {
-		return errors.New("cluster driver: no agent image (NODE_AGENT_IMAGE; `keysync conformance init` pushes one)")
+		return errors.New("cluster driver: no agent image (NODE_AGENT_IMAGE; `keysync lab up --kind cluster` pushes one)")
 	}
 	return nil
 }

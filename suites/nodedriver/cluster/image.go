@@ -23,7 +23,7 @@ func AgentImage(bin []byte) (ociimage.Image, error) {
 		return ociimage.Image{}, err
 	}
 	return ociimage.Image{Layers: []*ociimage.Layer{layer}, Entrypoint: []string{AgentBinary, nodedriver.OpWait},
-		Labels: map[string]string{labelName: AgentName}, CreatedBy: "keysync conformance init"}, nil
+		Labels: map[string]string{labelName: AgentName}, CreatedBy: "keysync lab up --kind cluster"}, nil
 }
 
 // TagOf is the first 12 hex digits of the image config's digest.

@@ -1,4 +1,4 @@
-package conformance
+package lab
 
 import (
 	"context"
@@ -18,9 +18,9 @@ import (
 	"github.com/keysync-dev/keysync/suites/nodedriver/cluster"
 )
 
-// TestInit runs `keysync conformance init` against a real kube-apiserver and registry. The
+// TestClusterLab runs `keysync lab up|status|down --kind cluster` against a real kube-apiserver and registry. The
 // agent image holds the marker program (static, like keysync-node-agent from make build).
-func TestInit(t *testing.T) {
+func TestClusterLab(t *testing.T) {
 	ctx := context.Background()
 	srv := kubetest.StartT(t)
 	cs, err := srv.Client()
@@ -41,7 +41,7 @@ func TestInit(t *testing.T) {
 	if err := os.WriteFile(markerPath, marker, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	base := []string{"conformance", "init", "--kubeconfig", srv.KubeconfigPath, "--tls-verify=false", "--marker", markerPath, "--agent-binary", markerPath}
+	base := []string{"lab", "up", "--kind", "cluster", "--kubeconfig", srv.KubeconfigPath, "--tls-verify=false", "--marker", markerPath, "--agent-binary", markerPath}
 
 	steps := []struct {
 		name    string
@@ -91,7 +91,7 @@ func TestInit(t *testing.T) {
 			if st.prepare != nil {
 				st.prepare(t)
 			}
-			code, out, errOut := run(t, "", st.args...)
+			code, out, errOut := run(t, st.args...)
 			if st.wantErr != "" {
 				if code == 0 || !strings.Contains(errOut, st.wantErr) {
 					t.Fatalf("exit %d, stderr %q; want failure with %q", code, errOut, st.wantErr)
@@ -112,6 +112,9 @@ func TestInit(t *testing.T) {
 		env.KeysRoot != cluster.DefaultKeysRoot || env.CRIEndpoint != cluster.DefaultCRISocket || env.SyncSubdir != "synced" {
 		t.Errorf("env file: %+v", env)
 	}
+	if env.Access() != lab.AccessPod || !env.Has(lab.CapCluster) || !env.Has(lab.CapRunImage) || env.Has(lab.CapMockKP) || env.Has(lab.CapIsolated) {
+		t.Errorf("env file: node access %q, capabilities %v; want pod and cluster,run-image only", env.Access(), env.Capabilities)
+	}
 	if _, err := os.Stat(env.FixturesManifest); err != nil {
 		t.Errorf("fixtures manifest: %v", err)
 	}
@@ -129,5 +132,37 @@ func TestInit(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("agent image %s: registry answers %s", env.NodeAgentImage, resp.Status)
+	}
+}
+
+// TestClusterLabStatusAndDown checks status (not ready without the synchronizer's DaemonSet,
+// exit 1) and down (removes only what up wrote) against a real kube-apiserver.
+func TestClusterLabStatusAndDown(t *testing.T) {
+	srv := kubetest.StartT(t)
+	dir := t.TempDir()
+	envPath := filepath.Join(dir, "cluster.env")
+	out := filepath.Join(dir, "out")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.WriteEnv(envPath, lab.Env{Lab: lab.KindCluster, Kubeconfig: srv.KubeconfigPath, Nodes: []string{"n"}, NodeAgentImage: "r/a:1"}); err != nil {
+		t.Fatal(err)
+	}
+	args := func(verb string) []string {
+		return []string{"lab", verb, "--kind", "cluster", "--kubeconfig", srv.KubeconfigPath, "--registry", "127.0.0.1:1",
+			"--tls-verify=false", "--lab-env", envPath, "--out", out}
+	}
+	code, stdout, stderr := run(t, args("status")...)
+	if code != 1 || !strings.Contains(stdout, "✗ cluster") || !strings.Contains(stdout, "✗ registry") ||
+		!strings.Contains(stdout, "✓ env file") || !strings.Contains(stdout, "cluster lab: NOT ready (3 of 4 components down)") {
+		t.Errorf("status: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	if code, _, stderr := run(t, args("down")...); code != 0 || !strings.Contains(stderr, "✓ Removing the lab env file (removed)") {
+		t.Errorf("down: exit %d, stderr:\n%s", code, stderr)
+	}
+	for _, p := range []string{envPath, out} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s still there after down (%v)", p, err)
+		}
 	}
 }
