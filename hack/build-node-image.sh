@@ -46,7 +46,7 @@ kinddir=$(cd "$KEYSYNC_CACHE" && go mod download -json "sigs.k8s.io/kind@$KIND_V
 # 3. the node image, keyed by every input: the rendered lab configuration as it will be baked in.
 rendered=$(mktemp -d "$KEYSYNC_CACHE/.kind-node-config.XXXXXX")
 trap 'rm -rf "$rendered"' EXIT
-(cd "$KEYSYNC_ROOT" && CGO_ENABLED=0 go run ./hack/render-labconfig --pause-version "$PAUSE_VERSION" --out "$rendered") ||
+(cd "$KEYSYNC_ROOT" && CGO_ENABLED=0 go run -tags=containers_image_openpgp ./hack/render-labconfig --pause-version "$PAUSE_VERSION" --out "$rendered") ||
   { log "failed to render the lab configuration (hack/render-labconfig)"; exit 1; }
 hash=$( (
   (cd "$rendered" && find . -type f | LC_ALL=C sort | while read -r f; do
