@@ -1,8 +1,6 @@
 package nodedriver
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"strconv"
 	"strings"
 
 	"github.com/keysync-dev/keysync/internal/crikeys"
@@ -183,25 +180,7 @@ var fileVerdicts = map[Verdict]bool{VerdictOK: true, VerdictEmpty: true, Verdict
 // a file verdict, a directory is ok, a symlink is symlink, other is not-regular, non-files
 // have size 0 and no digest, only an empty file is empty). Errors name the line number.
 func ParseAudit(data []byte) ([]AuditEntry, error) {
-	var entries []AuditEntry
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimRight(sc.Text(), "\r")
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		e, err := parseAuditLine(line)
-		if err != nil {
-			return nil, fmt.Errorf("audit line %d: %w", n, err)
-		}
-		entries = append(entries, e)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("failed to read audit: %w", err)
-	}
-	return entries, nil
+	return parseLines(data, "audit", parseAuditLine)
 }
 
 func parseAuditLine(line string) (AuditEntry, error) {
@@ -210,17 +189,9 @@ func parseAuditLine(line string) (AuditEntry, error) {
 	if len(f) != 6 {
 		return a, fmt.Errorf("want \"TYPE MODE SIZE SHA256 VERDICT PATH\", got %d fields", len(f))
 	}
-	t, err := ParseEntryType(f[0])
+	t, mode, size, err := parseEntryHead(f[0], f[1], f[2])
 	if err != nil {
 		return a, err
-	}
-	mode, err := strconv.ParseUint(f[1], 8, 32)
-	if err != nil || mode > 0o777 {
-		return a, fmt.Errorf("mode %q is not octal permission bits", f[1])
-	}
-	size, err := strconv.ParseInt(f[2], 10, 64)
-	if err != nil || size < 0 {
-		return a, fmt.Errorf("size %q is not a byte count", f[2])
 	}
 	v, err := ParseVerdict(f[4])
 	if err != nil {
@@ -230,7 +201,7 @@ func parseAuditLine(line string) (AuditEntry, error) {
 	if err != nil {
 		return a, err
 	}
-	a = AuditEntry{Entry: Entry{Path: p, Mode: fs.FileMode(mode), Size: size, Type: t}, Verdict: v}
+	a = AuditEntry{Entry: Entry{Path: p, Mode: mode, Size: size, Type: t}, Verdict: v}
 	if t != TypeFile {
 		want := map[EntryType]Verdict{TypeDir: VerdictOK, TypeSymlink: VerdictSymlink, TypeOther: VerdictNotRegular}[t]
 		switch {

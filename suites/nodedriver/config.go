@@ -1,7 +1,6 @@
 package nodedriver
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -379,41 +377,21 @@ func tail(s string, n int) string {
 // ParseListing parses a ListKeysCmd answer ("TYPE MODE SIZE PATH" lines; blank lines are
 // ignored). Every malformed line is an error naming its line number.
 func ParseListing(data []byte) ([]Entry, error) {
-	var entries []Entry
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimRight(sc.Text(), "\r")
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
+	return parseLines(data, "listing", func(line string) (Entry, error) {
 		f := strings.SplitN(line, " ", 4)
 		if len(f) != 4 {
-			return nil, fmt.Errorf("listing line %d: want \"TYPE MODE SIZE PATH\", got %d fields", n, len(f))
+			return Entry{}, fmt.Errorf("want \"TYPE MODE SIZE PATH\", got %d fields", len(f))
 		}
-		t, err := ParseEntryType(f[0])
+		t, mode, size, err := parseEntryHead(f[0], f[1], f[2])
 		if err != nil {
-			return nil, fmt.Errorf("listing line %d: %w", n, err)
-		}
-		mode, err := strconv.ParseUint(f[1], 8, 32)
-		if err != nil || mode > 0o777 {
-			return nil, fmt.Errorf("listing line %d: mode %q is not octal permission bits", n, f[1])
-		}
-		size, err := strconv.ParseInt(f[2], 10, 64)
-		if err != nil || size < 0 {
-			return nil, fmt.Errorf("listing line %d: size %q is not a byte count", n, f[2])
+			return Entry{}, err
 		}
 		p, err := CleanRelPath(f[3])
 		if err != nil {
-			return nil, fmt.Errorf("listing line %d: %w", n, err)
+			return Entry{}, err
 		}
-		entries = append(entries, Entry{Path: p, Mode: fs.FileMode(mode), Size: size, Type: t})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("failed to read listing: %w", err)
-	}
-	return entries, nil
+		return Entry{Path: p, Mode: mode, Size: size, Type: t}, nil
+	})
 }
 
 // FormatListing writes entries in the ListKeysCmd format (the inverse of ParseListing), so a
