@@ -50,6 +50,9 @@ type Controller struct {
 	queue  workqueue.TypedRateLimitingInterface[string]
 	lister corelisters.SecretNamespaceLister
 	ready  atomic.Bool
+	// listed is set just before the full sync lists the cache: events before it are covered
+	// by that list, so only later ones are queued (else every Secret is synced twice at start).
+	listed atomic.Bool
 	log    *slog.Logger
 
 	mu       sync.Mutex
@@ -125,7 +128,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+	if !waitSynced(ctx, informer.HasSynced) {
 		return fmt.Errorf("failed to sync Secret informer: %w", context.Cause(ctx))
 	}
 	start := time.Now()
@@ -158,7 +161,7 @@ func (c *Controller) enqueue(obj any, changed bool) {
 		obj = d.Obj
 	}
 	sec, ok := obj.(*corev1.Secret)
-	if !ok {
+	if !ok || !c.listed.Load() {
 		return
 	}
 	if changed {
@@ -176,7 +179,8 @@ func (c *Controller) enqueue(obj any, changed bool) {
 // fullSync syncs the config, then every Secret, then prunes files of Secrets that are gone.
 // Transient failures are queued for a retry; they do not block readiness.
 func (c *Controller) fullSync(ctx context.Context) error {
-	c.syncConfig()
+	c.listed.Store(true)
+	c.loadConfig() // no queueing: every kp-key Secret is synced below
 	all, err := c.lister.List(labels.Everything())
 	if err != nil {
 		return fmt.Errorf("failed to list Secrets: %w", err)
@@ -208,13 +212,18 @@ func (c *Controller) fullSync(ctx context.Context) error {
 	return nil
 }
 
-// syncConfig reloads keyprotect-config and, when it changed, queues every kp-key Secret.
-func (c *Controller) syncConfig() {
+// loadConfig reloads keyprotect-config; it reports whether the usable configuration changed.
+func (c *Controller) loadConfig() bool {
 	sec, err := c.lister.Get(kpkey.ConfigSecretName)
 	if err != nil {
 		sec = nil
 	}
-	if !c.rec.SetConfig(sec) {
+	return c.rec.SetConfig(sec)
+}
+
+// syncConfig reloads keyprotect-config and, when it changed, queues every kp-key Secret.
+func (c *Controller) syncConfig() {
+	if !c.loadConfig() {
 		return
 	}
 	all, _ := c.lister.List(labels.Everything())
@@ -257,6 +266,22 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		delete(c.observed, name)
 	}
 	c.mu.Unlock()
+	return true
+}
+
+// waitSynced waits for the informer's first list like cache.WaitForCacheSync, but polls every
+// 5 ms instead of every 100 ms: the start-up full sync, hence readiness, follows the list
+// without waiting for the next poll.
+func waitSynced(ctx context.Context, synced cache.InformerSynced) bool {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for !synced() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
 	return true
 }
 
