@@ -50,9 +50,6 @@ type Controller struct {
 	queue  workqueue.TypedRateLimitingInterface[string]
 	lister corelisters.SecretNamespaceLister
 	ready  atomic.Bool
-	// listed is set just before the full sync lists the cache: events before it are covered
-	// by that list, so only later ones are queued (else every Secret is synced twice at start).
-	listed atomic.Bool
 	log    *slog.Logger
 
 	mu       sync.Mutex
@@ -115,20 +112,28 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err := informer.SetTransform(trimSecret); err != nil {
 		return fmt.Errorf("failed to set informer transform: %w", err)
 	}
-	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { c.enqueue(obj, true) },
+	// The Secrets of the first list are synced by the full sync below: queueing their Add
+	// events as well would sync every Secret a second time right after start (and retry a
+	// transient failure at once instead of after the backoff).
+	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, initialList bool) {
+			if !initialList {
+				c.enqueue(obj, true)
+			}
+		},
 		UpdateFunc: func(old, obj any) {
 			o, _ := old.(*corev1.Secret)
 			n, _ := obj.(*corev1.Secret)
 			c.enqueue(obj, o == nil || n == nil || o.ResourceVersion != n.ResourceVersion)
 		},
 		DeleteFunc: func(obj any) { c.enqueue(obj, true) },
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("failed to add event handler: %w", err)
 	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
-	if !waitSynced(ctx, informer.HasSynced) {
+	if !waitSynced(ctx, reg.HasSynced) {
 		return fmt.Errorf("failed to sync Secret informer: %w", context.Cause(ctx))
 	}
 	start := time.Now()
@@ -161,7 +166,7 @@ func (c *Controller) enqueue(obj any, changed bool) {
 		obj = d.Obj
 	}
 	sec, ok := obj.(*corev1.Secret)
-	if !ok || !c.listed.Load() {
+	if !ok {
 		return
 	}
 	if changed {
@@ -179,7 +184,6 @@ func (c *Controller) enqueue(obj any, changed bool) {
 // fullSync syncs the config, then every Secret, then prunes files of Secrets that are gone.
 // Transient failures are queued for a retry; they do not block readiness.
 func (c *Controller) fullSync(ctx context.Context) error {
-	c.listed.Store(true)
 	c.loadConfig() // no queueing: every kp-key Secret is synced below
 	all, err := c.lister.List(labels.Everything())
 	if err != nil {
