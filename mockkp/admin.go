@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -31,18 +32,25 @@ const (
 // AnyOp in Fault.Op matches every operation.
 const AnyOp = "*"
 
-// Fault affects the next Count requests of Op.
+// Fault affects the next Count requests of Op, or every request of Op for a while (For).
 type Fault struct {
 	Op      string    `json:"op"`
 	Kind    FaultKind `json:"kind"`
 	Status  int       `json:"status,omitempty"`
 	Latency Duration  `json:"latency,omitempty"`
+	// Count is how many requests the fault affects; 0 means 1 (unless For is set).
+	Count int `json:"count,omitempty"`
+	// For, when set, makes the fault affect every request of Op until For has passed (by the
+	// server's clock, Options.Now) since it was added, instead of Count requests. Faults
+	// lists the time left.
+	For Duration `json:"for,omitempty"`
 	// RetryAfter, for status and html faults, adds a Retry-After header (whole seconds,
 	// rounded up).
 	RetryAfter Duration `json:"retryAfter,omitempty"`
-	// Count is how many requests the fault affects; 0 means 1.
-	Count int `json:"count,omitempty"`
 }
+
+// maxFaultFor bounds Fault.For.
+const maxFaultFor = 24 * time.Hour
 
 // Duration is a time.Duration written as a Go duration string ("250ms") in JSON.
 type Duration time.Duration
@@ -77,6 +85,18 @@ func (f Fault) Validate() error {
 	if f.Count < 0 {
 		return fmt.Errorf("count must not be negative")
 	}
+	if f.For < 0 || time.Duration(f.For) > maxFaultFor {
+		return fmt.Errorf("for must be between 0 and %s", maxFaultFor)
+	}
+	if f.For > 0 && f.Count > 0 {
+		return fmt.Errorf("count and for exclude each other")
+	}
+	if f.RetryAfter < 0 || time.Duration(f.RetryAfter) > maxRetryAfter {
+		return fmt.Errorf("retryAfter must be between 0 and %s", maxRetryAfter)
+	}
+	if f.RetryAfter > 0 && f.Kind != FaultStatus {
+		return fmt.Errorf("retryAfter goes with kind status only")
+	}
 	switch f.Kind {
 	case FaultLatency:
 		if f.Latency <= 0 || time.Duration(f.Latency) > 10*time.Minute {
@@ -99,6 +119,12 @@ func (f Fault) Validate() error {
 type pendingFault struct {
 	Fault
 	Remaining int `json:"remaining"`
+	// until, when set (Fault.For), ends the fault instead of Remaining.
+	until time.Time
+}
+
+func (f *pendingFault) expired(now time.Time) bool {
+	return !f.until.IsZero() && !now.Before(f.until)
 }
 
 // AddFault queues f; faults of one op apply in the order they were added.
@@ -110,9 +136,13 @@ func (s *Server) AddFault(f Fault) error {
 	if n == 0 {
 		n = 1
 	}
+	p := &pendingFault{Fault: f, Remaining: n}
+	if f.For > 0 {
+		p.until = s.now().Add(time.Duration(f.For))
+	}
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
-	s.faults = append(s.faults, &pendingFault{Fault: f, Remaining: n})
+	s.faults = append(s.faults, p)
 	return nil
 }
 
@@ -123,28 +153,40 @@ func (s *Server) ClearFaults() {
 	s.faults = nil
 }
 
-// Faults lists the pending faults with their remaining counts.
+// Faults lists the pending faults with their remaining counts (or, for a fault with For, the
+// time left).
 func (s *Server) Faults() []Fault {
+	now := s.now()
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
 	out := make([]Fault, 0, len(s.faults))
 	for _, f := range s.faults {
+		if f.expired(now) {
+			continue
+		}
 		c := f.Fault
 		c.Count = f.Remaining
+		if !f.until.IsZero() {
+			c.Count, c.For = 0, Duration(f.until.Sub(now))
+		}
 		out = append(out, c)
 	}
 	return out
 }
 
 func (s *Server) takeFault(op string) *Fault {
+	now := s.now()
 	s.faultMu.Lock()
 	defer s.faultMu.Unlock()
+	s.faults = slices.DeleteFunc(s.faults, func(f *pendingFault) bool { return f.expired(now) })
 	for i, f := range s.faults {
 		if f.Op != op && f.Op != AnyOp {
 			continue
 		}
-		f.Remaining--
-		if f.Remaining <= 0 {
+		if f.until.IsZero() {
+			f.Remaining--
+		}
+		if f.until.IsZero() && f.Remaining <= 0 {
 			s.faults = slices.Delete(s.faults, i, i+1)
 		}
 		c := f.Fault
@@ -194,7 +236,7 @@ func (s *Server) applyFault(ctx context.Context, w http.ResponseWriter, f *Fault
 
 func setRetryAfter(w http.ResponseWriter, d Duration) {
 	if d > 0 {
-		w.Header().Set("Retry-After", fmt.Sprint(int64((time.Duration(d)+time.Second-1)/time.Second)))
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(retryAfterSeconds(time.Duration(d))/time.Second), 10))
 	}
 }
 
@@ -231,6 +273,14 @@ func faultCode(status int) string {
 //	                  {"op":"wrap","kind":"latency","latency":"250ms"}, {"op":"*","kind":"drop"},
 //	                  {"op":"token","kind":"html","status":503,"retryAfter":"2s"} (201)
 //	DELETE /faults    drop every pending fault (204)
+//	                  A fault with "for":"30s" (instead of "count") affects every request of its
+//	                  op for 30 s; "retryAfter":"2s" adds Retry-After to a status fault.
+//	GET    /ratelimits   the rate limits (see RateLimit)
+//	POST   /ratelimits   set one: {"op":"unwrap","rate":100,"burst":100,"retryAfter":"1s"} (201);
+//	                     {"op":"unwrap"} without rate removes op's limit (204)
+//	DELETE /ratelimits   remove every rate limit (204)
+//
+// GET /counters also holds "ratelimited.<op>": the 429s op's rate limit served.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -265,5 +315,6 @@ func (s *Server) AdminHandler() http.Handler {
 		s.ClearFaults()
 		w.WriteHeader(http.StatusNoContent)
 	})
+	s.addRateLimitRoutes(mux)
 	return mux
 }

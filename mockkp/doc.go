@@ -25,10 +25,15 @@
 // pre-creates instances, API keys and root keys with fixed ids; seeded entries already in the
 // state are left as they are.
 //
-// Server.AdminHandler (serve it on its own listener) injects faults (latency, an HTTP status,
-// an HTML error page with a status and optional Retry-After,
-// a dropped connection) into the next N requests of an operation and reads per-operation
-// request counters. See AdminHandler for its routes.
+// Server.AdminHandler (serve it on its own listener) injects faults (latency, an HTTP status
+// with an optional Retry-After, an HTML error page with a status and optional Retry-After, a
+// dropped connection) into the next N requests of an operation or into all of them for a
+// while, sets rate limits, and reads per-operation request counters. See AdminHandler for its
+// routes.
+//
+// Options.RateLimits (--rate-limit, POST /ratelimits) limit an operation per Key Protect
+// instance with a token bucket, as the service does: beyond it the answer is 429 with
+// Retry-After and the service's error body, counted in RateLimitedCounter(op).
 //
 // Logs (log/slog) name the operation, path, status and duration, never bodies, plaintexts,
 // ciphertexts, API keys or tokens.

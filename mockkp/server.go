@@ -58,6 +58,8 @@ type Options struct {
 	TokenTTL time.Duration
 	// Logger receives one line per request (never key material). Default: discard.
 	Logger *slog.Logger
+	// RateLimits limit operations (see RateLimit); the admin API changes them at run time.
+	RateLimits []RateLimit
 }
 
 // Server is a mock Key Protect + IAM. It is safe for concurrent use.
@@ -75,6 +77,8 @@ type Server struct {
 
 	faultMu sync.Mutex
 	faults  []*pendingFault
+
+	limiter *rateLimiter
 }
 
 // New builds a Server: it loads Options.StatePath if it exists, then applies Options.Seed.
@@ -85,6 +89,7 @@ func New(opts Options) (*Server, error) {
 		log:       opts.Logger,
 		statePath: opts.StatePath,
 		counters:  map[string]*atomic.Int64{},
+		limiter:   newRateLimiter(),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -97,6 +102,12 @@ func New(opts Options) (*Server, error) {
 	}
 	for _, op := range Ops() {
 		s.counters[op] = new(atomic.Int64)
+		s.counters[RateLimitedCounter(op)] = new(atomic.Int64)
+	}
+	for _, l := range opts.RateLimits {
+		if err := s.SetRateLimit(l); err != nil {
+			return nil, err
+		}
 	}
 	var err error
 	if s.statePath != "" {
@@ -124,8 +135,9 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Requests returns how many requests of op (see Ops) the server received, including failed
-// and fault-injected ones.
+// Requests returns how many requests of op (see Ops) the server received, including failed,
+// fault-injected and rate-limited ones; Requests(RateLimitedCounter(op)) counts the 429s
+// op's rate limit served.
 func (s *Server) Requests(op string) int64 {
 	if c, ok := s.counters[op]; ok {
 		return c.Load()
@@ -133,7 +145,7 @@ func (s *Server) Requests(op string) int64 {
 	return 0
 }
 
-// Counters returns every operation's request count.
+// Counters returns every operation's request count and every RateLimitedCounter.
 func (s *Server) Counters() map[string]int64 {
 	m := make(map[string]int64, len(s.counters))
 	for op, c := range s.counters {
@@ -213,6 +225,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			if done := s.applyFault(r.Context(), rec, f, rt.iam); done {
 				return
 			}
+		}
+		if s.rateLimited(rec, r, rt.op, rt.iam) {
+			fault = "rate-limit"
+			return
 		}
 	}
 	switch {

@@ -389,8 +389,8 @@ func TestAdminAPI(t *testing.T) {
 	if status != 200 || json.Unmarshal(body, &counters) != nil {
 		t.Fatalf("counters = %d %s", status, body)
 	}
-	if counters["get"] != 3 || counters["token"] != 1 || len(counters) != len(mockkp.Ops()) {
-		t.Fatalf("counters = %v, want get 3, token 1 and every op", counters)
+	if counters["get"] != 3 || counters["token"] != 1 || len(counters) != 2*len(mockkp.Ops()) {
+		t.Fatalf("counters = %v, want get 3, token 1 and every op (requests and rate-limited)", counters)
 	}
 	if status, _ := admin("DELETE", "/counters", ""); status != 204 || env.Server.Requests("get") != 0 {
 		t.Fatalf("reset counters: %d, get = %d", status, env.Server.Requests("get"))

@@ -43,6 +43,7 @@ type options struct {
 	logFormat string
 	logLevel  string
 	readyFile string
+	rateLimit []string
 }
 
 func newCommand(stdout, stderr io.Writer) *cobra.Command {
@@ -70,6 +71,10 @@ Admin API (plain HTTP, keep it on loopback):
                {"op":"*","kind":"drop"}
                {"op":"token","kind":"html","status":503,"retryAfter":"2s"}
                  (an HTML error page, as a gateway sends; retryAfter also on status faults)
+               {"op":"token","kind":"status","status":503,"for":"30s","retryAfter":"5s"}
+  GET /ratelimits, DELETE /ratelimits
+  POST /ratelimits {"op":"unwrap","rate":100,"burst":100}   ({"op":"unwrap"} removes it)
+  GET /counters also has "ratelimited.<op>": the 429s a rate limit served.
   ops: ` + strings.Join(mockkp.Ops(), ", ") + `
 
 The official client fetches IAM tokens with Go's default transport, so with TLS
@@ -95,6 +100,7 @@ the client host must trust the certificate through its system roots (SSL_CERT_FI
 	f.DurationVar(&o.tokenTTL, "token-ttl", mockkp.DefaultTokenTTL, "lifetime of issued IAM access tokens (expires_in)")
 	f.StringVar(&o.logFormat, "log-format", "text", "request log format on stderr: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringArrayVar(&o.rateLimit, "rate-limit", nil, "OP=RATE[:BURST]: at most RATE requests of OP per second and Key Protect instance (token bucket of BURST, default RATE), 429 with Retry-After beyond; repeatable, e.g. --rate-limit unwrap=100")
 	f.StringVar(&o.readyFile, "ready-file", "", "once listening, write MOCKKP_URL, MOCKKP_TOKEN_URL and MOCKKP_ADMIN_URL lines (KEY=VALUE) to this file atomically")
 	return cmd
 }
@@ -123,6 +129,13 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
 	mo := mockkp.Options{StatePath: o.state, TokenTTL: o.tokenTTL, Logger: log}
+	for _, v := range o.rateLimit {
+		l, err := mockkp.ParseRateLimit(v)
+		if err != nil {
+			return fmt.Errorf("invalid --rate-limit: %w", err)
+		}
+		mo.RateLimits = append(mo.RateLimits, l)
+	}
 	if o.seed != "" {
 		if mo.Seed, err = mockkp.LoadSeed(o.seed); err != nil {
 			return err

@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"io"
 	"math/big"
 	"net"
@@ -125,6 +126,8 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{"bad seed", []string{"--seed", badSeed}, "invalid seed file"},
 		{"missing seed", []string{"--seed", filepath.Join(dir, "none.json")}, "failed to read seed file"},
 		{"bad log format", []string{"--log-format", "xml"}, "--log-format"},
+		{"bad rate limit", []string{"--rate-limit", "unwrap"}, "invalid --rate-limit"},
+		{"rate limit of an unknown op", []string{"--rate-limit", "explode=1"}, "unknown op"},
 		{"bad addr", []string{"--addr", "256.0.0.1:1"}, "failed to listen on --addr"},
 		{"extra argument", []string{"serve"}, "unknown command"},
 	}
@@ -147,7 +150,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"--addr", "--admin-addr", "--state", "--seed", "--tls-cert", "--tls-key", "--token-ttl", "--log-format", "--log-level", "--ready-file", "POST /faults"} {
+	for _, f := range []string{"--addr", "--admin-addr", "--state", "--seed", "--tls-cert", "--tls-key", "--token-ttl", "--log-format", "--log-level", "--ready-file", "--rate-limit", "POST /faults", "POST /ratelimits"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("--help does not mention %s", f)
 		}
@@ -241,4 +244,53 @@ func selfSigned(t *testing.T, dir string) (string, string, *x509.CertPool) {
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
 	return certFile, keyFile, pool
+}
+
+func TestRunRateLimit(t *testing.T) {
+	dir := t.TempDir()
+	seed := filepath.Join(dir, "seed.json")
+	if err := os.WriteFile(seed, []byte(testSeed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := start(t, "--seed", seed, "--rate-limit", "unwrap=1:2", "--rate-limit", "token=100")
+	cfg := kpkey.Config{URL: env["MOCKKP_URL"], InstanceID: "inst-1", APIKey: "key-1", TokenURL: env["MOCKKP_TOKEN_URL"]}
+	c, err := kpkey.NewClient(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldMax := kp.RetryMax
+	kp.RetryMax = 0
+	t.Cleanup(func() { kp.RetryMax = oldMax })
+	ct, err := kpkey.Wrap(t.Context(), c, "root-1", []byte("pem"))
+	if err != nil {
+		t.Fatalf("Wrap: %v", err)
+	}
+	for i, want := range []int{200, 200, 429} {
+		_, err := kpkey.Unwrap(t.Context(), c, "root-1", ct)
+		var kerr *kp.Error
+		switch {
+		case want == 200 && err != nil:
+			t.Fatalf("unwrap %d: %v", i, err)
+		case want == 429 && (!errors.As(err, &kerr) || kerr.StatusCode != 429):
+			t.Fatalf("unwrap %d = %v, want a 429", i, err)
+		}
+	}
+	resp, err := http.Get(env["MOCKKP_ADMIN_URL"] + "/ratelimits")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `[{"op":"token","rate":100},{"op":"unwrap","rate":1,"burst":2}]`; strings.TrimSpace(string(body)) != want {
+		t.Fatalf("GET /ratelimits = %s, want %s", body, want)
+	}
+	resp, err = http.Get(env["MOCKKP_ADMIN_URL"] + "/counters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"ratelimited.unwrap":1`) || !strings.Contains(string(body), `"unwrap":3`) {
+		t.Fatalf("counters = %s, want unwrap 3 and ratelimited.unwrap 1", body)
+	}
 }

@@ -115,20 +115,28 @@ func (c *Controller) Run(ctx context.Context) error {
 	if err := informer.SetTransform(trimSecret); err != nil {
 		return fmt.Errorf("failed to set informer transform: %w", err)
 	}
-	if _, err := informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) { c.enqueue(obj, true) },
+	// The Secrets of the first list are synced by the full sync below: queueing their Add
+	// events as well would sync every Secret a second time right after start (and retry a
+	// transient failure at once instead of after the backoff).
+	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, initialList bool) {
+			if !initialList {
+				c.enqueue(obj, true)
+			}
+		},
 		UpdateFunc: func(old, obj any) {
 			o, _ := old.(*corev1.Secret)
 			n, _ := obj.(*corev1.Secret)
 			c.enqueue(obj, o == nil || n == nil || o.ResourceVersion != n.ResourceVersion)
 		},
 		DeleteFunc: func(obj any) { c.enqueue(obj, true) },
-	}); err != nil {
+	})
+	if err != nil {
 		return fmt.Errorf("failed to add event handler: %w", err)
 	}
 	factory.Start(ctx.Done())
 	defer factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), informer.HasSynced) {
+	if !waitSynced(ctx, reg.HasSynced) {
 		return fmt.Errorf("failed to sync Secret informer: %w", context.Cause(ctx))
 	}
 	start := time.Now()
@@ -180,7 +188,7 @@ func (c *Controller) enqueue(obj any, changed bool) {
 // Failures are queued for a retry with backoff; write failures keep Ready false until the
 // retries succeed.
 func (c *Controller) fullSync(ctx context.Context) error {
-	c.syncConfig()
+	c.loadConfig() // no queueing: every kp-key Secret is synced below
 	all, err := c.lister.List(labels.Everything())
 	if err != nil {
 		return fmt.Errorf("failed to list Secrets: %w", err)
@@ -228,13 +236,18 @@ func (c *Controller) requeue(item string, err error) {
 	c.queue.AddAfter(item, d)
 }
 
-// syncConfig reloads keyprotect-config and, when it changed, queues every kp-key Secret.
-func (c *Controller) syncConfig() {
+// loadConfig reloads keyprotect-config; it reports whether the usable configuration changed.
+func (c *Controller) loadConfig() bool {
 	sec, err := c.lister.Get(kpkey.ConfigSecretName)
 	if err != nil {
 		sec = nil
 	}
-	if !c.rec.SetConfig(sec) {
+	return c.rec.SetConfig(sec)
+}
+
+// syncConfig reloads keyprotect-config and, when it changed, queues every kp-key Secret.
+func (c *Controller) syncConfig() {
+	if !c.loadConfig() {
 		return
 	}
 	all, _ := c.lister.List(labels.Everything())
@@ -289,6 +302,22 @@ func (c *Controller) processNext(ctx context.Context) bool {
 		delete(c.observed, name)
 	}
 	c.mu.Unlock()
+	return true
+}
+
+// waitSynced waits for the informer's first list like cache.WaitForCacheSync, but polls every
+// 5 ms instead of every 100 ms: the start-up full sync, hence readiness, follows the list
+// without waiting for the next poll.
+func waitSynced(ctx context.Context, synced cache.InformerSynced) bool {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for !synced() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
 	return true
 }
 
