@@ -157,9 +157,10 @@ func TestRemoveKindEnv(t *testing.T) {
 		wantGone bool
 		wantNote string
 	}{
-		{name: "kind lab", content: "KEYSYNC_LAB=kind\nKUBECONFIG=/k\n", wantGone: true},
-		{name: "node lab kept", content: "KEYSYNC_LAB=node\n", wantNote: "kept: not the kind lab's"},
-		{name: "garbage kept", content: "not an env file\n", wantNote: "kept: not the kind lab's"},
+		{name: "kind lab", content: "KEYSYNC_LAB=kind\nKUBECONFIG=/k\n", wantGone: true, wantNote: "removed"},
+		{name: "node lab kept", content: "KEYSYNC_LAB=node\n", wantNote: "kept: not this lab's"},
+		{name: "cluster lab kept", content: "KEYSYNC_LAB=cluster\n", wantNote: "kept: not this lab's"},
+		{name: "garbage kept", content: "not an env file\n", wantNote: "kept: not this lab's"},
 		{name: "absent", wantGone: true, wantNote: "absent"},
 	}
 	for _, tt := range tests {
