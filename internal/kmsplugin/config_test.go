@@ -32,7 +32,7 @@ LOGGER:
 `
 }
 
-func writeFile(t *testing.T, dir, name, data string, mode os.FileMode) string {
+func writeFile(t testing.TB, dir, name, data string, mode os.FileMode) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, []byte(data), mode); err != nil {

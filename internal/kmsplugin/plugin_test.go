@@ -51,7 +51,7 @@ type plugin struct {
 
 // startPlugin runs the plug-in (Run, through the runbook's config file) against mockkp and
 // dials its socket with the KMS v2 gRPC client, as kube-apiserver does.
-func startPlugin(t *testing.T, extraYAML map[string]string, args ...string) *plugin {
+func startPlugin(t testing.TB, extraYAML map[string]string, args ...string) *plugin {
 	t.Helper()
 	env := mockkptest.Start(t)
 	// Short: unix socket paths are limited to 107 bytes.
