@@ -78,7 +78,6 @@ type field struct {
 	// v1Only marks fields without meaning under KMS v2: read, ignored with a warning.
 	v1Only string
 	set    func(c *Config, v string) error
-	get    func(c *Config) string
 }
 
 func (f field) env() string { return EnvPrefix + f.key }
@@ -86,90 +85,58 @@ func (f field) name() string {
 	return f.section + "." + f.key
 }
 
-func strField(p func(*Config) *string) (func(*Config, string) error, func(*Config) string) {
-	return func(c *Config, v string) error { *p(c) = strings.TrimSpace(v); return nil },
-		func(c *Config) string { return *p(c) }
+func strField(p func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *p(c) = strings.TrimSpace(v); return nil }
 }
 
-func intField(min int, p func(*Config) *int) (func(*Config, string) error, func(*Config) string) {
+// intField accepts "8081" and ":8081" (a port written as an address).
+func intField(min int, p func(*Config) *int) func(*Config, string) error {
 	return func(c *Config, v string) error {
-			n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-			if err != nil || n < min {
-				return fmt.Errorf("must be a whole number of at least %d", min)
-			}
-			*p(c) = n
-			return nil
-		}, func(c *Config) string {
-			return strconv.Itoa(*p(c))
+		n, err := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		if err != nil || n < min {
+			return fmt.Errorf("must be a whole number of at least %d", min)
 		}
+		*p(c) = n
+		return nil
+	}
 }
 
-func boolField(p func(*Config) *bool) (func(*Config, string) error, func(*Config) string) {
+func boolField(p func(*Config) *bool) func(*Config, string) error {
 	return func(c *Config, v string) error {
-			b, err := strconv.ParseBool(strings.TrimSpace(v))
-			if err != nil {
-				return errors.New("must be true or false")
-			}
-			*p(c) = b
-			return nil
-		}, func(c *Config) string {
-			return strconv.FormatBool(*p(c))
+		b, err := strconv.ParseBool(strings.TrimSpace(v))
+		if err != nil {
+			return errors.New("must be true or false")
 		}
+		*p(c) = b
+		return nil
+	}
 }
 
 // fields lists the runbook's settings: the one source for the file, flags and env.
 func fields() []field {
-	mk := func(section, key, flag, usage string, sg func() (func(*Config, string) error, func(*Config) string)) field {
-		set, get := sg()
-		return field{section: section, key: key, flag: flag, usage: usage, set: set, get: get}
+	mk := func(section, key, flag, usage string, set func(*Config, string) error) field {
+		return field{section: section, key: key, flag: flag, usage: usage, set: set}
 	}
 	ignored := func(section, key, why string) field {
-		return field{section: section, key: key, v1Only: why,
-			set: func(*Config, string) error { return nil }, get: func(*Config) string { return "" }}
+		return field{section: section, key: key, v1Only: why, set: func(*Config, string) error { return nil }}
 	}
 	const srv, kpc, lg = "SERVER_CONFIG", "KP_CONFIG", "LOGGER"
 	return []field{
-		mk(srv, "UNIX_SOCKET_PATH", "unix-socket-path", "unix socket of the gRPC server; its directory must exist (default "+DefaultSocketPath+")", func() (func(*Config, string) error, func(*Config) string) {
-			return strField(func(c *Config) *string { return &c.SocketPath })
-		}),
-		mk(srv, "TOKEN_URL", "token-url", "IAM token endpoint (default "+kpkey.DefaultTokenURL+")", func() (func(*Config, string) error, func(*Config) string) {
-			return strField(func(c *Config) *string { return &c.TokenURL })
-		}),
-		mk(srv, "TOKEN_URL_CA_FILE", "token-url-ca-file", "PEM CA bundle trusted for the token endpoint (default: system roots)", func() (func(*Config, string) error, func(*Config) string) {
-			return strField(func(c *Config) *string { return &c.TokenCAFile })
-		}),
+		mk(srv, "UNIX_SOCKET_PATH", "unix-socket-path", "unix socket of the gRPC server; its directory must exist (default "+DefaultSocketPath+")", strField(func(c *Config) *string { return &c.SocketPath })),
+		mk(srv, "TOKEN_URL", "token-url", "IAM token endpoint (default "+kpkey.DefaultTokenURL+")", strField(func(c *Config) *string { return &c.TokenURL })),
+		mk(srv, "TOKEN_URL_CA_FILE", "token-url-ca-file", "PEM CA bundle trusted for the token endpoint (default: system roots)", strField(func(c *Config) *string { return &c.TokenCAFile })),
 		// No flag: an API key on a command line is visible to every user of the host.
-		mk(srv, "API_KEY", "", "", func() (func(*Config, string) error, func(*Config) string) {
-			return strField(func(c *Config) *string { return &c.APIKey })
-		}),
-		mk(srv, "HEALTHZ_PATH", "healthz-path", "liveness path on the health port; readiness is /readyz (default "+DefaultHealthzPath+")", func() (func(*Config, string) error, func(*Config) string) {
-			return strField(func(c *Config) *string { return &c.HealthzPath })
-		}),
-		mk(srv, "HEALTHZ_PORT", "healthz-port", "loopback port of the health server, 0 for any free one (default "+strconv.Itoa(DefaultHealthzPort)+")", func() (func(*Config, string) error, func(*Config) string) {
-			return intField(0, func(c *Config) *int { return &c.HealthzPort })
-		}),
+		mk(srv, "API_KEY", "", "", strField(func(c *Config) *string { return &c.APIKey })),
+		mk(srv, "HEALTHZ_PATH", "healthz-path", "liveness path on the health port; readiness is /readyz (default "+DefaultHealthzPath+")", strField(func(c *Config) *string { return &c.HealthzPath })),
+		mk(srv, "HEALTHZ_PORT", "healthz-port", "loopback port of the health server, 0 for any free one (default "+strconv.Itoa(DefaultHealthzPort)+")", intField(0, func(c *Config) *int { return &c.HealthzPort })),
 		ignored(srv, "CACHE_TIMEOUT_IN_HOURS", "KMS v2 caches DEKs in kube-apiserver, the plug-in keeps none"),
-		mk(srv, "MAX_RETRIES", "max-retries", "retries of one Key Protect call after a connection error, 429 or 5xx (default "+strconv.Itoa(DefaultMaxRetries)+")", func() (func(*Config, string) error, func(*Config) string) {
-			return intField(0, func(c *Config) *int { return &c.MaxRetries })
-		}),
-		mk(kpc, "CRK_ID", "crk-id", "id of the Key Protect root key (CRK) that wraps the DEKs (required)", func() (func(*Config, string) error, func(*Config) string) {
-			return strField(func(c *Config) *string { return &c.CRKID })
-		}),
-		mk(kpc, "URL", "kp-url", "Key Protect base URL, e.g. https://us-south.kms.cloud.ibm.com (required)", func() (func(*Config, string) error, func(*Config) string) {
-			return strField(func(c *Config) *string { return &c.KPURL })
-		}),
-		mk(kpc, "KP_CA_FILE", "kp-ca-file", "PEM CA bundle trusted for Key Protect (default: system roots)", func() (func(*Config, string) error, func(*Config) string) {
-			return strField(func(c *Config) *string { return &c.KPCAFile })
-		}),
-		mk(kpc, "INSTANCE_ID", "instance-id", "Key Protect instance id (required)", func() (func(*Config, string) error, func(*Config) string) {
-			return strField(func(c *Config) *string { return &c.InstanceID })
-		}),
-		mk(lg, "LOG_LEVEL", "log-level", "debug, info, warn or error (default info)", func() (func(*Config, string) error, func(*Config) string) {
-			return strField(func(c *Config) *string { return &c.LogLevel })
-		}),
-		mk(lg, "LOG_ALL_VALUES", "log-all-values", "accepted for the runbook's file; key material, ciphertexts and the API key are never logged", func() (func(*Config, string) error, func(*Config) string) {
-			return boolField(func(c *Config) *bool { return &c.LogAllValues })
-		}),
+		mk(srv, "MAX_RETRIES", "max-retries", "retries of one Key Protect call after a connection error, 429 or 5xx (default "+strconv.Itoa(DefaultMaxRetries)+")", intField(0, func(c *Config) *int { return &c.MaxRetries })),
+		mk(kpc, "CRK_ID", "crk-id", "id of the Key Protect root key (CRK) that wraps the DEKs (required)", strField(func(c *Config) *string { return &c.CRKID })),
+		mk(kpc, "URL", "kp-url", "Key Protect base URL, e.g. https://us-south.kms.cloud.ibm.com (required)", strField(func(c *Config) *string { return &c.KPURL })),
+		mk(kpc, "KP_CA_FILE", "kp-ca-file", "PEM CA bundle trusted for Key Protect (default: system roots)", strField(func(c *Config) *string { return &c.KPCAFile })),
+		mk(kpc, "INSTANCE_ID", "instance-id", "Key Protect instance id (required)", strField(func(c *Config) *string { return &c.InstanceID })),
+		mk(lg, "LOG_LEVEL", "log-level", "debug, info, warn or error (default info)", strField(func(c *Config) *string { return &c.LogLevel })),
+		mk(lg, "LOG_ALL_VALUES", "log-all-values", "accepted for the runbook's file; key material, ciphertexts and the API key are never logged", boolField(func(c *Config) *bool { return &c.LogAllValues })),
 	}
 }
 
