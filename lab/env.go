@@ -146,6 +146,21 @@ type Env struct {
 	FixturesManifest string
 	// SyncerNamespace is SYNCER_NAMESPACE: the namespace the synchronizer watches.
 	SyncerNamespace string
+	// EtcdEndpoints is ETCD_ENDPOINTS (comma-separated on disk): etcd's client URLs as the
+	// runner reaches them, for reading raw values (kube-apiserver's default prefix /registry).
+	// Required with CapEtcd. EtcdCAFile, EtcdCertFile and EtcdKeyFile are ETCD_CA_FILE,
+	// ETCD_CERT_FILE and ETCD_KEY_FILE: the runner's TLS client files when the endpoints are
+	// https (empty for plain http).
+	EtcdEndpoints []string
+	EtcdCAFile    string
+	EtcdCertFile  string
+	EtcdKeyFile   string
+	// KMSRootKeyID is KMS_ROOT_KEY_ID: the Key Protect root key (CRK_ID) keysync's KMS plug-in
+	// wraps kube-apiserver's DEKs with (CapKMS; in mockkp when the lab has CapMockKP).
+	KMSRootKeyID string
+	// KMSHealthURL is KMS_HEALTH_URL: the plug-in's readiness URL as the runner reaches it
+	// (CapKMS; empty when the runner cannot reach it).
+	KMSHealthURL string
 	// Extra holds keys this version does not know, so that newer writers stay readable.
 	Extra map[string]string
 }
@@ -198,6 +213,19 @@ func envFields() []envField {
 		str("FIXTURES_MANIFEST", func(e *Env) *string { return &e.FixturesManifest }),
 		str("SYNCER_NAMESPACE", func(e *Env) *string { return &e.SyncerNamespace }),
 		str("NODE_AGENT_IMAGE", func(e *Env) *string { return &e.NodeAgentImage }),
+		{key: "ETCD_ENDPOINTS", get: func(e *Env) string { return strings.Join(e.EtcdEndpoints, ",") }, set: func(e *Env, v string) {
+			e.EtcdEndpoints = nil
+			for _, u := range strings.Split(v, ",") {
+				if u = strings.TrimSpace(u); u != "" {
+					e.EtcdEndpoints = append(e.EtcdEndpoints, u)
+				}
+			}
+		}},
+		str("ETCD_CA_FILE", func(e *Env) *string { return &e.EtcdCAFile }),
+		str("ETCD_CERT_FILE", func(e *Env) *string { return &e.EtcdCertFile }),
+		str("ETCD_KEY_FILE", func(e *Env) *string { return &e.EtcdKeyFile }),
+		str("KMS_ROOT_KEY_ID", func(e *Env) *string { return &e.KMSRootKeyID }),
+		str("KMS_HEALTH_URL", func(e *Env) *string { return &e.KMSHealthURL }),
 	}
 }
 
@@ -234,6 +262,17 @@ func (e Env) Validate() error {
 	}
 	if e.Has(CapAddNode) && (e.AddNodeCmd == "" || e.RemoveNodeCmd == "") {
 		errs = append(errs, errors.New("capability add-node needs ADD_NODE_CMD and REMOVE_NODE_CMD"))
+	}
+	if e.Has(CapEtcd) && len(e.EtcdEndpoints) == 0 {
+		errs = append(errs, errors.New("capability etcd needs ETCD_ENDPOINTS"))
+	}
+	for _, u := range e.EtcdEndpoints {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			errs = append(errs, fmt.Errorf("ETCD_ENDPOINTS: %q is not an http(s) URL", u))
+		}
+	}
+	if (e.EtcdCertFile == "") != (e.EtcdKeyFile == "") {
+		errs = append(errs, errors.New("ETCD_CERT_FILE and ETCD_KEY_FILE go together"))
 	}
 	switch e.Lab {
 	case KindNode, KindKind, KindCluster:

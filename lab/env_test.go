@@ -25,6 +25,13 @@ func TestEnvRoundTrip(t *testing.T) {
 		env  Env
 	}{
 		{name: "node lab", env: sampleEnv()},
+		{name: "node lab with kms and etcd", env: func() Env {
+			e := sampleEnv()
+			e.Capabilities = []Capability{CapKMS, CapEtcd}
+			e.EtcdEndpoints = []string{"http://127.0.0.1:2379"}
+			e.KMSRootKeyID, e.KMSHealthURL = "crk", "http://127.0.0.1:8082/readyz"
+			return e
+		}()},
 		{name: "kind lab with two nodes and extras", env: func() Env {
 			e := sampleEnv()
 			e.Lab, e.CRIEndpoint, e.KeysRoot = KindKind, "", ""
@@ -183,6 +190,11 @@ func TestEnvCapabilities(t *testing.T) {
 		{name: "unknown capability", extra: "CAPABILITIES=cluster,teleport\n", wantErr: `unknown capability "teleport"`},
 		{name: "unknown access", extra: "NODE_ACCESS=ssh\n", wantErr: `NODE_ACCESS is "ssh"`},
 		{name: "add-node without commands", extra: "CAPABILITIES=add-node\n", wantErr: "ADD_NODE_CMD and REMOVE_NODE_CMD"},
+		{name: "etcd without endpoints", extra: "CAPABILITIES=etcd\n", wantErr: "capability etcd needs ETCD_ENDPOINTS"},
+		{name: "etcd endpoint without a scheme", extra: "CAPABILITIES=etcd\nETCD_ENDPOINTS=127.0.0.1:2379\n", wantErr: `"127.0.0.1:2379" is not an http(s) URL`},
+		{name: "etcd client cert without its key", extra: "CAPABILITIES=etcd\nETCD_ENDPOINTS=https://h:2379\nETCD_CERT_FILE=/c\n", wantErr: "ETCD_CERT_FILE and ETCD_KEY_FILE"},
+		{name: "etcd and kms", extra: "CAPABILITIES=kms, etcd\nETCD_ENDPOINTS=http://127.0.0.1:2379, http://127.0.0.1:2380\nKMS_ROOT_KEY_ID=crk\n",
+			has: []Capability{CapKMS, CapEtcd}, access: AccessDocker},
 		{name: "add-node with commands", extra: "CAPABILITIES=add-node\nADD_NODE_CMD=bin/keysync lab add-node --kind kind\nREMOVE_NODE_CMD=bin/keysync lab remove-node --kind kind\n",
 			has: []Capability{CapAddNode}, access: AccessDocker},
 	}
@@ -224,7 +236,8 @@ func TestEnvCapabilities(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParseEnv(Marshal): %v", err)
 			}
-			if joinCaps(back.Capabilities) != joinCaps(env.Capabilities) || back.AddNodeCmd != env.AddNodeCmd {
+			if joinCaps(back.Capabilities) != joinCaps(env.Capabilities) || back.AddNodeCmd != env.AddNodeCmd ||
+				!reflect.DeepEqual(back.EtcdEndpoints, env.EtcdEndpoints) || back.KMSRootKeyID != env.KMSRootKeyID {
 				t.Errorf("round trip lost capabilities or commands: %+v", back)
 			}
 		})

@@ -1,12 +1,12 @@
 # Node lab (lab/, lab/nodelab/): a Docker-free lab on loopback — registry, etcd, kube-apiserver,
-# mockkp, CRI-O and the synchronizer as host processes under one work dir ($(NODE_LAB_DIR)),
+# mockkp, the KMS plug-in, CRI-O and the synchronizer as host processes under one work dir ($(NODE_LAB_DIR)),
 # described for the suites by the env file $(LAB_ENV). Also the pieces the kind lab shares:
 # the CRI-O + crictl build and the OCI runtime wrapper.
 .PHONY: crio runtime-wrapper node-lab-bins node-lab-up node-lab-down node-lab-status
 
 NODE_LAB_DIR ?= _out/node-lab
 LAB_ENV ?= _out/lab.env
-NODE_LAB_CMDS = ./cmd/keysync ./cmd/mockkp ./cmd/keysync-syncer ./cmd/keysync-runtime-wrapper
+NODE_LAB_CMDS = ./cmd/keysync ./cmd/mockkp ./cmd/keysync-syncer ./cmd/keysync-runtime-wrapper ./cmd/keysync-kms-plugin
 NODE_LAB_FLAGS = --kind node --work-dir $(NODE_LAB_DIR) --lab-env $(LAB_ENV) --bin-dir $(BIN)
 # The keysync CLI links the fixtures package (containers/image): OpenPGP in Go, no gpgme/cgo.
 

@@ -10,10 +10,16 @@ import (
 // MockKPRootKeyName is the name of the root key every lab seeds mockkp with.
 const MockKPRootKeyName = "keysync-lab-root"
 
+// MockKPKMSRootKeyName is the name of the root key (CRK) a lab's KMS plug-in wraps
+// kube-apiserver's DEKs with: its own, so that rotating it leaves the kp-key Secrets' key alone.
+const MockKPKMSRootKeyName = "keysync-lab-kms-root"
+
 // MockKPIdentity is the one instance, API key and root key a lab seeds mockkp with; the lab
-// chooses the ids (fixed in the node lab, random per cluster in the kind lab).
+// chooses the ids (fixed in the node lab, random per cluster in the kind lab). KMSRootKeyID,
+// when set, adds the KMS plug-in's root key.
 type MockKPIdentity struct {
 	InstanceID, APIKey, RootKeyID string
+	KMSRootKeyID                  string
 }
 
 // MockKPSeed returns the lab's mockkp seed, validated as mockkp validates its --seed file.
@@ -23,6 +29,9 @@ func MockKPSeed(id MockKPIdentity) (*mockkp.Seed, error) {
 		APIKeys:  []string{id.APIKey},
 		RootKeys: []mockkp.SeedKey{{ID: id.RootKeyID, Name: MockKPRootKeyName}},
 	}}}
+	if id.KMSRootKeyID != "" {
+		s.Instances[0].RootKeys = append(s.Instances[0].RootKeys, mockkp.SeedKey{ID: id.KMSRootKeyID, Name: MockKPKMSRootKeyName})
+	}
 	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid mockkp seed: %w", err)
 	}
@@ -42,12 +51,18 @@ func MockKPSeedJSON(id MockKPIdentity) ([]byte, error) {
 	return append(data, '\n'), nil
 }
 
-// Identity returns the seed's first instance, API key and root key: what a lab's env file
-// names.
+// Identity returns the seed's first instance, API key and root key, and the root key named
+// MockKPKMSRootKeyName when there is one: what a lab's env file names.
 func Identity(s *mockkp.Seed) (MockKPIdentity, error) {
 	if s == nil || len(s.Instances) == 0 || len(s.Instances[0].APIKeys) == 0 || len(s.Instances[0].RootKeys) == 0 {
 		return MockKPIdentity{}, fmt.Errorf("mockkp seed has no instance with an API key and a root key")
 	}
 	in := s.Instances[0]
-	return MockKPIdentity{InstanceID: in.ID, APIKey: in.APIKeys[0], RootKeyID: in.RootKeys[0].ID}, nil
+	id := MockKPIdentity{InstanceID: in.ID, APIKey: in.APIKeys[0], RootKeyID: in.RootKeys[0].ID}
+	for _, k := range in.RootKeys[1:] {
+		if k.Name == MockKPKMSRootKeyName {
+			id.KMSRootKeyID = k.ID
+		}
+	}
+	return id, nil
 }

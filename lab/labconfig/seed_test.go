@@ -31,6 +31,26 @@ func TestMockKPSeed(t *testing.T) {
 		t.Errorf("root key name %q, want %q", n, MockKPRootKeyName)
 	}
 
+	t.Run("with the KMS plug-in's root key", func(t *testing.T) {
+		withKMS := id
+		withKMS.KMSRootKeyID = "lab-kms-root"
+		s, err := MockKPSeed(withKMS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if keys := s.Instances[0].RootKeys; len(keys) != 2 || keys[1].Name != MockKPKMSRootKeyName {
+			t.Fatalf("root keys %+v, want the lab's and the KMS plug-in's", keys)
+		}
+		if got, err := Identity(s); err != nil || got != withKMS {
+			t.Fatalf("Identity = %+v, %v; want %+v", got, err, withKMS)
+		}
+		same := id
+		same.KMSRootKeyID = id.RootKeyID
+		if _, err := MockKPSeed(same); err == nil {
+			t.Error("a seed with the KMS root key equal to the lab's root key was accepted")
+		}
+	})
+
 	for _, tt := range []struct {
 		name    string
 		id      MockKPIdentity

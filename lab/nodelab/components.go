@@ -37,12 +37,15 @@ func components() []component {
 	mockkp := func(r *runner) string { return r.st.MockKP }
 	etcd := func(r *runner) string { return r.st.Etcd }
 	probe := func(r *runner) string { return r.st.SyncerProbe }
+	kms := func(r *runner) string { return r.st.KMSHealth }
 	return []component{
 		{name: "registry", addr: registry, health: httpAt(registry, "/v2/"), startTimeout: 30 * time.Second},
 		{name: "mockkp", addr: mockkp, health: httpAt(mockkp, "/healthz"), startTimeout: 30 * time.Second},
 		{name: "crio", addr: func(r *runner) string { return r.l.CRISocket() },
 			health: func(r *runner) lab.HealthCheck { return criHealth(r.l.CRISocket()) }, startTimeout: 90 * time.Second},
 		{name: "etcd", addr: etcd, health: httpAt(etcd, "/health"), startTimeout: 60 * time.Second},
+		// /readyz: Key Protect answers and the plug-in's root key is active.
+		{name: "kms-plugin", addr: kms, health: httpAt(kms, "/readyz"), startTimeout: 30 * time.Second},
 		{name: "kube-apiserver", addr: func(r *runner) string { return r.apiURL() }, health: func(r *runner) lab.HealthCheck {
 			return func(ctx context.Context) error { return lab.CheckHTTP(ctx, r.apiClient(), r.apiURL()+"/readyz") }
 		}, startTimeout: 90 * time.Second},

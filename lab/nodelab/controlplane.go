@@ -62,6 +62,10 @@ func (r *runner) startAPIServer(ctx context.Context) (string, error) {
 		return "", err
 	}
 	_, port, _ := strings.Cut(addr, ":")
+	encCfg, err := r.writeEncryptionConfig()
+	if err != nil {
+		return "", err
+	}
 	p.Path = filepath.Join(r.opts.K8sBinDir, "kube-apiserver")
 	p.Args = []string{
 		"--etcd-servers=http://" + r.st.Etcd,
@@ -76,10 +80,11 @@ func (r *runner) startAPIServer(ctx context.Context) (string, error) {
 		"--service-cluster-ip-range=10.0.0.0/24",
 		"--disable-admission-plugins=ServiceAccount",
 		"--enable-priority-and-fairness=false",
+		"--encryption-provider-config=" + r.l.EncryptionConfig(),
 		"--v=1",
 	}
-	// The token is an input too: a new one needs a restart to be accepted.
-	p.Fingerprint = fingerprint(append([]string{p.Path, r.token}, p.Args...)...)
+	// The token and the encryption config are inputs too: new ones need a restart.
+	p.Fingerprint = fingerprint(append([]string{p.Path, r.token, encCfg}, p.Args...)...)
 	note, err := ensure(ctx, p)
 	if err != nil {
 		return "", err

@@ -8,10 +8,11 @@ import (
 )
 
 // capabilities are what the node lab can do: it blocks every outside registry, runs a mockkp
-// whose admin API the runner reaches, and its node access (CRI-O's socket on this host) runs
-// containers.
+// whose admin API the runner reaches, its node access (CRI-O's socket on this host) runs
+// containers, its kube-apiserver encrypts Secrets through keysync's KMS plug-in and its etcd
+// serves plain HTTP on loopback.
 func capabilities() []lab.Capability {
-	return []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage}
+	return []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapKMS, lab.CapEtcd}
 }
 
 // env is the lab's description.
@@ -25,6 +26,7 @@ func (r *runner) env() lab.Env {
 		MockKPClusterURL: kp, MockKPClusterTokenURL: kp + "/identity/token",
 		KPInstanceID: KPInstanceID, KPAPIKey: KPAPIKey, KPRootKeyID: KPRootKeyID,
 		FixturesManifest: r.l.FixturesManifest(), SyncerNamespace: Namespace,
+		EtcdEndpoints: []string{"http://" + r.st.Etcd}, KMSRootKeyID: KPKMSRootKeyID, KMSHealthURL: "http://" + r.st.KMSHealth + "/readyz",
 		Extra: map[string]string{"NODE_LAB_WORK_DIR": r.l.Dir, "NODE_LAB_LOGS": r.l.LogDir(),
 			"CRICTL_CONFIG": r.l.CrictlConfig(), "PAUSE_IMAGE": r.pauseImage()},
 	}

@@ -57,6 +57,18 @@ func (l Layout) SAPub() string { return l.path("control-plane", "sa.pub") }
 // MockKPDir holds mockkp's seed and state.
 func (l Layout) MockKPDir() string { return l.path("mockkp") }
 
+// KMSDir holds the KMS plug-in's config file (kmsplugin-config.yaml, the runbook's name).
+func (l Layout) KMSDir() string { return l.path("kms") }
+
+// KMSConfig is the KMS plug-in's config file (mode 0600: it holds mockkp's API key).
+func (l Layout) KMSConfig() string { return l.path("kms", "kmsplugin-config.yaml") }
+
+// KMSSocket is the KMS plug-in's gRPC socket, kube-apiserver's KMS endpoint.
+func (l Layout) KMSSocket() string { return l.path("run", "kms.sock") }
+
+// EncryptionConfig is kube-apiserver's --encryption-provider-config.
+func (l Layout) EncryptionConfig() string { return l.path("control-plane", "encryption-config.yaml") }
+
 // FixturesDir holds the pushed fixtures' manifest.json and keys.
 func (l Layout) FixturesDir() string { return l.path("fixtures") }
 

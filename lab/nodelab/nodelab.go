@@ -1,5 +1,6 @@
 // Package nodelab is keysync's Docker-free node lab: one "node" made of host processes on
-// loopback under one work dir — a registry, etcd + kube-apiserver, a seeded mockkp, CRI-O (its
+// loopback under one work dir — a registry, etcd + kube-apiserver (Secrets encrypted at rest
+// through keysync's KMS plug-in), a seeded mockkp, CRI-O (its
 // decryption_keys_path at <work>/keys) and the synchronizer writing <work>/keys/synced — with
 // the fixtures pushed, a kubeconfig and a lab env file (lab.Env) for the suites.
 //
@@ -147,7 +148,9 @@ func (n *Lab) Up(ctx context.Context, out io.Writer) (lab.Env, error) {
 		lab.Step{Name: "Pushing the pause image", Run: r.pushPause},
 		lab.Step{Name: "Starting CRI-O", Run: r.startCRIO},
 		lab.Step{Name: "Starting etcd", Run: r.startEtcd},
+		lab.Step{Name: "Starting the KMS plug-in", Run: r.startKMSPlugin},
 		lab.Step{Name: "Starting kube-apiserver", Run: r.startAPIServer},
+		lab.Step{Name: "Encrypting existing Secrets", Run: r.encryptSecrets},
 		lab.Step{Name: "Starting the synchronizer", Run: r.startSyncer},
 		lab.Step{Name: "Pushing the fixtures", Run: r.pushFixtures},
 		lab.Step{Name: "Writing the env file", Run: func(context.Context) (string, error) {

@@ -3,9 +3,12 @@ package nodelab
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +18,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/keysync-dev/keysync/fixtures/manifest"
@@ -61,7 +68,8 @@ func binDir(t *testing.T, root, env string, script ...string) string {
 
 // startSteps are Up's steps that start a component, by component name.
 var startSteps = map[string]string{"registry": "Starting the registry", "mockkp": "Starting mockkp", "crio": "Starting CRI-O",
-	"etcd": "Starting etcd", "kube-apiserver": "Starting kube-apiserver", "syncer": "Starting the synchronizer"}
+	"etcd": "Starting etcd", "kms-plugin": "Starting the KMS plug-in", "kube-apiserver": "Starting kube-apiserver",
+	"syncer": "Starting the synchronizer"}
 
 // stepNote returns the note of step's ✓ line in Up's output ("" when the line is missing).
 func stepNote(out, step string) (string, bool) {
@@ -95,7 +103,7 @@ func TestIntegrationNodeLab(t *testing.T) {
 	}
 	bin := filepath.Join(work, "bin")
 	build := exec.Command("go", "build", "-trimpath", "-tags", "containers_image_openpgp", "-o", bin+"/",
-		"./cmd/mockkp", "./cmd/keysync-syncer", "./cmd/keysync-runtime-wrapper")
+		"./cmd/mockkp", "./cmd/keysync-syncer", "./cmd/keysync-runtime-wrapper", "./cmd/keysync-kms-plugin")
 	build.Dir = root
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -134,11 +142,12 @@ func TestIntegrationNodeLab(t *testing.T) {
 	}
 	if env.Lab != lab.KindNode || env.CRIEndpoint != filepath.Join(opts.WorkDir, "run", "crio.sock") ||
 		env.KeysRoot != filepath.Join(opts.WorkDir, "keys") || env.SyncSubdir != SyncSubdir || len(env.Nodes) != 1 ||
-		env.NodeAccess != lab.AccessHost || !env.Has(lab.CapIsolated) || !env.Has(lab.CapMockKP) || !env.Has(lab.CapRunImage) {
+		env.NodeAccess != lab.AccessHost || !env.Has(lab.CapIsolated) || !env.Has(lab.CapMockKP) || !env.Has(lab.CapRunImage) ||
+		!env.Has(lab.CapKMS) || !env.Has(lab.CapEtcd) || len(env.EtcdEndpoints) != 1 || env.KMSRootKeyID != KPKMSRootKeyID {
 		t.Fatalf("unexpected env: %+v", env)
 	}
-	for _, step := range []string{"Starting the registry", "Starting CRI-O", "Starting etcd", "Starting kube-apiserver",
-		"Starting the synchronizer", "Pushing the fixtures", "Writing the env file"} {
+	for _, step := range []string{"Starting the registry", "Starting CRI-O", "Starting etcd", "Starting the KMS plug-in", "Starting kube-apiserver",
+		"Encrypting existing Secrets", "Starting the synchronizer", "Pushing the fixtures", "Writing the env file"} {
 		if _, ok := stepNote(status.String(), step); !ok {
 			t.Errorf("status lacks a ✓ line for %q", step)
 		}
@@ -156,6 +165,30 @@ func TestIntegrationNodeLab(t *testing.T) {
 		}
 	}
 	requireReady("after the cold up")
+	kube := kubeClient(t, env.Kubeconfig)
+	etcdURL := env.EtcdEndpoints[0]
+
+	// Secrets are encrypted at rest by the KMS plug-in: the raw etcd value starts with
+	// k8s:enc:kms:v2:<provider>: and holds none of the Secret's bytes; the API reads it back.
+	t.Run("a Secret's raw etcd value is KMS v2 ciphertext", func(t *testing.T) {
+		marker := "keysync-at-rest-marker-0123456789"
+		if _, err := kube.CoreV1().Secrets("default").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "at-rest"},
+			Data: map[string][]byte{"k": []byte(marker)}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		raw := etcdGet(t, etcdURL, "/registry/secrets/default/at-rest")
+		t.Logf("raw etcd value prefix: %q", raw[:min(len(raw), len(encPrefix)+12)])
+		if !bytes.HasPrefix(raw, []byte(encPrefix)) || bytes.Contains(raw, []byte(marker)) {
+			t.Fatalf("raw value (%d bytes) does not start with %q or holds the Secret's data", len(raw), encPrefix)
+		}
+		got, err := kube.CoreV1().Secrets("default").Get(ctx, "at-rest", metav1.GetOptions{})
+		if err != nil || string(got.Data["k"]) != marker {
+			t.Fatalf("read back through the API: %v", err)
+		}
+		if err := lab.CheckHTTP(ctx, http.DefaultClient, env.KMSHealthURL); err != nil {
+			t.Errorf("KMS plug-in readiness: %v", err)
+		}
+	})
 
 	m, err := manifest.Load(env.FixturesManifest)
 	if err != nil {
@@ -280,7 +313,7 @@ func TestIntegrationNodeLab(t *testing.T) {
 		t.Fatalf("second up: %v", err)
 	}
 	t.Logf("warm up %.2fs:\n%s", time.Since(start).Seconds(), status.String())
-	for _, step := range append(sortedSteps(), "Pushing the fixtures") {
+	for _, step := range append(sortedSteps(), "Pushing the fixtures", "Encrypting existing Secrets") {
 		if note, _ := stepNote(status.String(), step); !strings.HasPrefix(note, "reused") {
 			t.Errorf("second up did not reuse %q (note %q)", step, note)
 		}
@@ -307,6 +340,16 @@ func TestIntegrationNodeLab(t *testing.T) {
 			}
 		}
 	}
+	// A Secret stored in the clear (as before encryption was enabled: JSON, identity) still
+	// reads, and is encrypted by the next up once the lab no longer remembers the rewrite.
+	legacy := fmt.Sprintf(`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"legacy","namespace":"default","uid":"0b7c6f0e-1d2a-4c3b-9e8f-7a6b5c4d3e2f","creationTimestamp":"2025-01-01T00:00:00Z"},"data":{"k":%q}}`,
+		base64.StdEncoding.EncodeToString([]byte("legacy-plaintext")))
+	etcdPut(t, etcdURL, "/registry/secrets/default/legacy", []byte(legacy))
+	if s, err := kube.CoreV1().Secrets("default").Get(ctx, "legacy", metav1.GetOptions{}); err != nil || string(s.Data["k"]) != "legacy-plaintext" {
+		t.Fatalf("a Secret stored in the clear does not read through the identity provider: %v", err)
+	}
+	forgetSecretsRewrite(t, opts.WorkDir)
+
 	kill("syncer")
 	st, err := nl.Status(ctx)
 	if err != nil {
@@ -322,7 +365,7 @@ func TestIntegrationNodeLab(t *testing.T) {
 			t.Errorf("after killing the synchronizer: %s up=%v (%s)", c.Name, c.Up, c.Detail)
 		}
 	}
-	if !strings.Contains(stOut.String(), "✗ syncer") || !strings.Contains(stOut.String(), "(1 of 6 components down)") {
+	if !strings.Contains(stOut.String(), "✗ syncer") || !strings.Contains(stOut.String(), "(1 of 7 components down)") {
 		t.Errorf("status does not name the synchronizer:\n%s", stOut.String())
 	}
 	status.Reset()
@@ -338,6 +381,12 @@ func TestIntegrationNodeLab(t *testing.T) {
 		}
 	}
 	requireReady("after up restarted the synchronizer")
+	if note, _ := stepNote(status.String(), "Encrypting existing Secrets"); !strings.HasSuffix(note, "Secrets rewritten") {
+		t.Errorf("up did not rewrite the Secrets after the state forgot it (note %q)", note)
+	}
+	if raw := etcdGet(t, etcdURL, "/registry/secrets/default/legacy"); !bytes.HasPrefix(raw, []byte(encPrefix)) {
+		t.Errorf("the Secret stored in the clear was not encrypted by the rewrite: %q", raw[:min(len(raw), 40)])
+	}
 	if err := pull(plainRef); err != nil {
 		t.Fatalf("pull after the synchronizer restart: %v", err)
 	}
@@ -416,4 +465,85 @@ func processesUnder(t *testing.T, dir string) []string {
 		found = append(found, e.Name()+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
 	}
 	return found
+}
+
+// encPrefix starts every Secret the lab's KMS plug-in encrypted.
+const encPrefix = "k8s:enc:kms:v2:" + kmsProviderName + ":"
+
+func kubeClient(t *testing.T, kubeconfig string) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// etcdCall posts to etcd's v3 JSON gateway (keys and values in base64).
+func etcdCall(t *testing.T, endpoint, path string, body map[string]string, out any) {
+	t.Helper()
+	data, _ := json.Marshal(body)
+	resp, err := http.Post(endpoint+path, "application/json", bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("etcd %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("etcd %s: HTTP %d: %s", path, resp.StatusCode, msg)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatalf("etcd %s: %v", path, err)
+	}
+}
+
+// etcdGet reads key's raw value through etcd's gateway (/v3/kv/range).
+func etcdGet(t *testing.T, endpoint, key string) []byte {
+	t.Helper()
+	var out struct {
+		KVs []struct {
+			Value string `json:"value"`
+		} `json:"kvs"`
+	}
+	etcdCall(t, endpoint, "/v3/kv/range", map[string]string{"key": base64.StdEncoding.EncodeToString([]byte(key))}, &out)
+	if len(out.KVs) != 1 {
+		t.Fatalf("etcd has %d values at %s", len(out.KVs), key)
+	}
+	v, err := base64.StdEncoding.DecodeString(out.KVs[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// etcdPut writes key's raw value through etcd's gateway (/v3/kv/put).
+func etcdPut(t *testing.T, endpoint, key string, value []byte) {
+	t.Helper()
+	var out map[string]any
+	etcdCall(t, endpoint, "/v3/kv/put", map[string]string{"key": base64.StdEncoding.EncodeToString([]byte(key)),
+		"value": base64.StdEncoding.EncodeToString(value)}, &out)
+}
+
+// forgetSecretsRewrite drops the state's record of the Secrets' rewrite, as for a lab whose
+// encryption was just enabled.
+func forgetSecretsRewrite(t *testing.T, work string) {
+	t.Helper()
+	l := Layout{Dir: work}
+	data, err := os.ReadFile(l.StateFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st state
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	st.SecretsEncryptedFor = ""
+	data, _ = json.Marshal(st)
+	if err := os.WriteFile(l.StateFile(), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -82,7 +82,7 @@ func TestComponents(t *testing.T) {
 			t.Errorf("component %q is incomplete", c.name)
 		}
 	}
-	if got, want := strings.Join(names, ","), "registry,mockkp,crio,etcd,kube-apiserver,syncer"; got != want {
+	if got, want := strings.Join(names, ","), "registry,mockkp,crio,etcd,kms-plugin,kube-apiserver,syncer"; got != want {
 		t.Fatalf("components %s, want %s", got, want)
 	}
 }
@@ -171,7 +171,7 @@ func TestStatusTellsTheTruth(t *testing.T) {
 	if err := st.Write(&out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "node lab: NOT ready (5 of 6 components down)") {
+	if !strings.Contains(out.String(), "node lab: NOT ready (6 of 7 components down)") {
 		t.Errorf("status output:\n%s", out.String())
 	}
 
@@ -280,7 +280,8 @@ func TestRemoveEnv(t *testing.T) {
 
 func TestEnvDescribesTheNodeLab(t *testing.T) {
 	work := t.TempDir()
-	r := &runner{l: Layout{Dir: work}, st: state{Registry: "127.0.0.1:5000", MockKP: "127.0.0.1:8300", MockKPAdmin: "127.0.0.1:8301"},
+	r := &runner{l: Layout{Dir: work}, st: state{Registry: "127.0.0.1:5000", MockKP: "127.0.0.1:8300", MockKPAdmin: "127.0.0.1:8301",
+		Etcd: "127.0.0.1:2379", KMSHealth: "127.0.0.1:8082"},
 		opts: Options{EnvFile: filepath.Join(work, "lab.env")}}
 	env, err := r.writeEnv()
 	if err != nil {
@@ -294,7 +295,7 @@ func TestEnvDescribesTheNodeLab(t *testing.T) {
 		if e.Access() != lab.AccessHost || e.NodeAccess != lab.AccessHost {
 			t.Errorf("node access %q, want host", e.NodeAccess)
 		}
-		for _, c := range []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage} {
+		for _, c := range []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapKMS, lab.CapEtcd} {
 			if !e.Has(c) {
 				t.Errorf("capability %s missing: %v", c, e.Capabilities)
 			}
@@ -304,6 +305,10 @@ func TestEnvDescribesTheNodeLab(t *testing.T) {
 				t.Errorf("capability %s claimed", c)
 			}
 		}
+		if strings.Join(e.EtcdEndpoints, ",") != "http://127.0.0.1:2379" || e.KMSRootKeyID != KPKMSRootKeyID ||
+			e.KMSHealthURL != "http://127.0.0.1:8082/readyz" {
+			t.Errorf("etcd and KMS keys: %v %q %q", e.EtcdEndpoints, e.KMSRootKeyID, e.KMSHealthURL)
+		}
 		if e.SyncSubdir != "synced" || e.SyncerNamespace != "image-key-synchronizer" || e.KeysRoot != filepath.Join(work, "keys") {
 			t.Errorf("env: %+v", e)
 		}
@@ -312,7 +317,7 @@ func TestEnvDescribesTheNodeLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range []string{"NODE_ACCESS=host\n", "CAPABILITIES=isolated,mockkp,run-image\n", "REGISTRY=127.0.0.1:5000\n"} {
+	for _, line := range []string{"NODE_ACCESS=host\n", "CAPABILITIES=isolated,mockkp,run-image,kms,etcd\n", "ETCD_ENDPOINTS=http://127.0.0.1:2379\n", "REGISTRY=127.0.0.1:5000\n"} {
 		if !strings.Contains(string(data), line) {
 			t.Errorf("env file lacks %q:\n%s", line, data)
 		}

@@ -60,7 +60,8 @@ func (r *runner) startMockKP(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	data, err := labconfig.MockKPSeedJSON(labconfig.MockKPIdentity{InstanceID: KPInstanceID, APIKey: KPAPIKey, RootKeyID: KPRootKeyID})
+	data, err := labconfig.MockKPSeedJSON(labconfig.MockKPIdentity{InstanceID: KPInstanceID, APIKey: KPAPIKey, RootKeyID: KPRootKeyID,
+		KMSRootKeyID: KPKMSRootKeyID})
 	if err != nil {
 		return "", err
 	}

@@ -18,14 +18,18 @@ import (
 
 // state is what later ups reuse: the loopback addresses chosen on the first up.
 type state struct {
-	Registry      string `json:"registry"`
-	MockKP        string `json:"mockkp"`
-	MockKPAdmin   string `json:"mockkpAdmin"`
-	Etcd          string `json:"etcd,omitempty"`
-	EtcdPeer      string `json:"etcdPeer,omitempty"`
-	APIServer     string `json:"apiServer,omitempty"`
-	SyncerMetrics string `json:"syncerMetrics"`
-	SyncerProbe   string `json:"syncerProbe"`
+	Registry    string `json:"registry"`
+	MockKP      string `json:"mockkp"`
+	MockKPAdmin string `json:"mockkpAdmin"`
+	Etcd        string `json:"etcd,omitempty"`
+	EtcdPeer    string `json:"etcdPeer,omitempty"`
+	APIServer   string `json:"apiServer,omitempty"`
+	KMSHealth   string `json:"kmsHealth,omitempty"`
+	// SecretsEncryptedFor is the fingerprint of the encryption config every Secret was last
+	// rewritten for (encryptSecrets).
+	SecretsEncryptedFor string `json:"secretsEncryptedFor,omitempty"`
+	SyncerMetrics       string `json:"syncerMetrics"`
+	SyncerProbe         string `json:"syncerProbe"`
 }
 
 // loadState reads the recorded addresses and the admin token; a missing or damaged state
@@ -95,7 +99,7 @@ func (r *runner) checkHost(context.Context) (string, error) {
 	need := []string{
 		filepath.Join(o.CRIOBinDir, "crio"), filepath.Join(o.CRIOBinDir, "pinns"),
 		filepath.Join(o.K8sBinDir, "kube-apiserver"), filepath.Join(o.K8sBinDir, "etcd"),
-		filepath.Join(o.BinDir, "mockkp"), filepath.Join(o.BinDir, "keysync-syncer"),
+		filepath.Join(o.BinDir, "mockkp"), filepath.Join(o.BinDir, "keysync-syncer"), filepath.Join(o.BinDir, "keysync-kms-plugin"),
 		conmonPath, catatonitPath, registry.DefaultBinary, filepath.Join(cniPluginDir, "loopback"),
 	}
 	wrap, err := runtimewrap.Needed("/proc/self/status")

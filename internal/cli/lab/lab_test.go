@@ -31,7 +31,7 @@ func TestNodeCommands(t *testing.T) {
 		wantErr  string
 	}{
 		{name: "status of a lab that is not up", args: []string{"lab", "status", "--kind", "node", "--work-dir", work},
-			wantCode: 1, wantOut: "✗ syncer       not running\nnode lab: NOT ready (6 of 6 components down)\n", wantErr: "keysync lab up --kind node"},
+			wantCode: 1, wantOut: "✗ syncer       not running\nnode lab: NOT ready (7 of 7 components down)\n", wantErr: "keysync lab up --kind node"},
 		{name: "down of a lab that is not up: progress on stderr", args: []string{"lab", "down", "--kind", "node", "--work-dir", work,
 			"--lab-env", filepath.Join(dir, "lab.env")},
 			wantCode: 0, wantErr: "✓ Removing the env file (absent)"},

@@ -1,0 +1,162 @@
+package nodelab
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/keysync-dev/keysync/internal/atomicfile"
+)
+
+// Secrets are encrypted at rest: kube-apiserver's EncryptionConfiguration puts keysync's KMS v2
+// plug-in (cmd/keysync-kms-plugin, a lab process started before kube-apiserver, wrapping DEKs
+// with its own root key in mockkp) first for secrets, then identity, so Secrets written before
+// still read; after the switch every Secret is rewritten once.
+
+// KPKMSRootKeyID is the seeded mockkp root key (CRK_ID) of the KMS plug-in.
+const KPKMSRootKeyID = "3b9e6c1d-5f2a-4e7b-8c0d-9a1f2e3d4c5b"
+
+// kmsProviderName names the plug-in in the EncryptionConfiguration (and so in every
+// encrypted value's prefix: k8s:enc:kms:v2:<name>:); it must not change once data exists.
+const kmsProviderName = "keysync-kp"
+
+// kmsPluginConfig renders the runbook's kmsplugin-config.yaml for the lab's mockkp (plain HTTP
+// on loopback: the plug-in runs with --allow-insecure-kp).
+func kmsPluginConfig(socket, mockKP string, healthPort int) string {
+	kp := "http://" + mockKP
+	return fmt.Sprintf(`# keysync node lab: the KMS runbook's kmsplugin-config.yaml for keysync-kms-plugin.
+SERVER_CONFIG:
+  UNIX_SOCKET_PATH: %q
+  TOKEN_URL: %q
+  API_KEY: %q
+  HEALTHZ_PATH: "/healthz"
+  HEALTHZ_PORT: %d
+  MAX_RETRIES: 2
+KP_CONFIG:
+  CRK_ID: %q
+  URL: %q
+  INSTANCE_ID: %q
+LOGGER:
+  LOG_LEVEL: "info"
+  LOG_ALL_VALUES: false
+`, socket, kp+"/identity/token", KPAPIKey, healthPort, KPKMSRootKeyID, kp, KPInstanceID)
+}
+
+// encryptionConfig is kube-apiserver's --encryption-provider-config.
+func encryptionConfig(socket string) string {
+	return fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources:
+      - secrets
+    providers:
+      - kms:
+          apiVersion: v2
+          name: %s
+          endpoint: unix://%s
+          timeout: 3s
+      - identity: {}
+`, kmsProviderName, socket)
+}
+
+func (r *runner) startKMSPlugin(ctx context.Context) (string, error) {
+	p := r.process(componentNamed("kms-plugin"))
+	_, ours := p.Running()
+	health, err := r.port(&r.st.KMSHealth, ours)
+	if err != nil {
+		return "", err
+	}
+	_, portStr, _ := strings.Cut(health, ":")
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return "", fmt.Errorf("failed to parse the KMS plug-in's health address %q: %w", health, err)
+	}
+	if err := os.MkdirAll(r.l.KMSDir(), 0o700); err != nil {
+		return "", fmt.Errorf("failed to create %s: %w", r.l.KMSDir(), err)
+	}
+	cfg := kmsPluginConfig(r.l.KMSSocket(), r.st.MockKP, port)
+	// 0600: it holds mockkp's API key.
+	if err := atomicfile.Write(r.l.KMSConfig(), []byte(cfg), 0o600); err != nil {
+		return "", fmt.Errorf("failed to write the KMS plug-in's config: %w", err)
+	}
+	p.Path = filepath.Join(r.opts.BinDir, "keysync-kms-plugin")
+	// The runbook's way to name the file: $config_file.
+	p.Env = append(os.Environ(), "config_file="+r.l.KMSConfig())
+	// The lab's mockkp serves plain HTTP on loopback with its own token endpoint.
+	p.Args = []string{"--allow-insecure-kp"}
+	p.Fingerprint = fingerprint(append([]string{p.Path, cfg}, p.Args...)...)
+	note, err := ensure(ctx, p)
+	if err != nil {
+		return "", err
+	}
+	return note + ", " + r.l.KMSSocket(), nil
+}
+
+// writeEncryptionConfig writes kube-apiserver's EncryptionConfiguration and returns it.
+func (r *runner) writeEncryptionConfig() (string, error) {
+	cfg := encryptionConfig(r.l.KMSSocket())
+	if err := atomicfile.Write(r.l.EncryptionConfig(), []byte(cfg), 0o600); err != nil {
+		return "", fmt.Errorf("failed to write the encryption config: %w", err)
+	}
+	return cfg, nil
+}
+
+// encryptSecrets rewrites every Secret once per encryption config (state.SecretsEncryptedFor
+// records its fingerprint), so Secrets written before the plug-in was enabled are encrypted.
+func (r *runner) encryptSecrets(ctx context.Context) (string, error) {
+	want := fingerprint(encryptionConfig(r.l.KMSSocket()))
+	if r.st.SecretsEncryptedFor == want {
+		return "reused: rewritten for this encryption config before", nil
+	}
+	data, err := r.kubeconfig()
+	if err != nil {
+		return "", err
+	}
+	cfg, err := clientcmd.RESTConfigFromKubeConfig(data)
+	if err != nil {
+		return "", fmt.Errorf("failed to load the kubeconfig: %w", err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", fmt.Errorf("failed to create a Kubernetes client: %w", err)
+	}
+	n, err := rewriteSecrets(ctx, client)
+	if err != nil {
+		return "", err
+	}
+	r.st.SecretsEncryptedFor = want
+	if err := r.saveState(); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d Secrets rewritten", n), nil
+}
+
+// rewriteSecrets is `kubectl get secrets -A -o json | kubectl replace -f -`: an update of each
+// Secret as read stores it through the first provider. A Secret changed or deleted meanwhile
+// was written through the new config anyway and is skipped.
+func rewriteSecrets(ctx context.Context, client kubernetes.Interface) (int, error) {
+	list, err := client.CoreV1().Secrets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, fmt.Errorf("failed to list Secrets: %w", err)
+	}
+	n := 0
+	for i := range list.Items {
+		s := &list.Items[i]
+		if _, err := client.CoreV1().Secrets(s.Namespace).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+				continue
+			}
+			return n, fmt.Errorf("failed to rewrite Secret %s/%s: %w", s.Namespace, s.Name, err)
+		}
+		n++
+	}
+	return n, nil
+}

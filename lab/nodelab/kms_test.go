@@ -1,0 +1,126 @@
+package nodelab
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"sigs.k8s.io/yaml"
+
+	"github.com/keysync-dev/keysync/internal/kmsplugin"
+)
+
+// TestKMSPluginConfig: the rendered kmsplugin-config.yaml is what the plug-in accepts (with the
+// lab's --allow-insecure-kp), with the lab's root key, mockkp and health port.
+func TestKMSPluginConfig(t *testing.T) {
+	l := Layout{Dir: t.TempDir()}
+	if err := os.MkdirAll(l.RunDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kmsplugin-config.yaml")
+	if err := os.WriteFile(path, []byte(kmsPluginConfig(l.KMSSocket(), "127.0.0.1:8300", 8123)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(k string) string {
+		if k == kmsplugin.EnvConfigFile {
+			return path
+		}
+		return ""
+	}
+	c, err := kmsplugin.Load([]string{"--allow-insecure-kp"}, getenv)
+	if err != nil {
+		t.Fatalf("the plug-in refuses the lab's config: %v", err)
+	}
+	if c.CRKID != KPKMSRootKeyID || c.KPURL != "http://127.0.0.1:8300" || c.TokenURL != "http://127.0.0.1:8300/identity/token" ||
+		c.APIKey != KPAPIKey || c.InstanceID != KPInstanceID || c.HealthzPort != 8123 || c.SocketPath != l.KMSSocket() || len(c.Warnings) != 0 {
+		t.Errorf("config %+v", c)
+	}
+	if _, err := kmsplugin.Load(nil, getenv); err == nil {
+		t.Error("the lab's http config was accepted without --allow-insecure-kp")
+	}
+}
+
+// TestEncryptionConfig: secrets go through the plug-in first (KMS v2), then identity.
+func TestEncryptionConfig(t *testing.T) {
+	var cfg struct {
+		APIVersion string `json:"apiVersion"`
+		Kind       string `json:"kind"`
+		Resources  []struct {
+			Resources []string         `json:"resources"`
+			Providers []map[string]any `json:"providers"`
+		} `json:"resources"`
+	}
+	if err := yaml.UnmarshalStrict([]byte(encryptionConfig("/w/run/kms.sock")), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Kind != "EncryptionConfiguration" || cfg.APIVersion != "apiserver.config.k8s.io/v1" || len(cfg.Resources) != 1 {
+		t.Fatalf("config %+v", cfg)
+	}
+	r := cfg.Resources[0]
+	if strings.Join(r.Resources, ",") != "secrets" || len(r.Providers) != 2 {
+		t.Fatalf("resources %+v", r)
+	}
+	kms, ok := r.Providers[0]["kms"].(map[string]any)
+	if !ok || kms["apiVersion"] != "v2" || kms["name"] != kmsProviderName || kms["endpoint"] != "unix:///w/run/kms.sock" || kms["timeout"] != "3s" {
+		t.Errorf("first provider %+v, want the plug-in over KMS v2", r.Providers[0])
+	}
+	if _, ok := r.Providers[1]["identity"]; !ok {
+		t.Errorf("second provider %+v, want identity", r.Providers[1])
+	}
+}
+
+// TestRewriteSecrets: every Secret is updated as read; one deleted or changed meanwhile is
+// skipped, any other failure stops with the Secret's name.
+func TestRewriteSecrets(t *testing.T) {
+	secret := func(ns, name string) runtime.Object {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: map[string][]byte{"k": []byte("v")}}
+	}
+	tests := []struct {
+		name    string
+		failOn  string
+		failErr error
+		want    int
+		wantErr string
+	}{
+		{name: "all", want: 3},
+		{name: "one changed meanwhile", failOn: "b", failErr: errConflict(), want: 2},
+		{name: "a failure", failOn: "b", failErr: os.ErrPermission, wantErr: "failed to rewrite Secret ns1/b"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			client := fake.NewClientset(secret("ns1", "a"), secret("ns1", "b"), secret("ns2", "c"))
+			var updated []string
+			client.PrependReactor("update", "secrets", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				s := a.(k8stesting.UpdateAction).GetObject().(*corev1.Secret)
+				if s.Name == tc.failOn {
+					return true, nil, tc.failErr
+				}
+				updated = append(updated, s.Namespace+"/"+s.Name)
+				return false, nil, nil
+			})
+			n, err := rewriteSecrets(context.Background(), client)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("rewriteSecrets = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || n != tc.want || len(updated) != tc.want {
+				t.Fatalf("rewriteSecrets = %d, %v (updated %v), want %d", n, err, updated, tc.want)
+			}
+		})
+	}
+}
+
+func errConflict() error {
+	return apierrors.NewConflict(schema.GroupResource{Resource: "secrets"}, "b", os.ErrExist)
+}
