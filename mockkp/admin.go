@@ -94,8 +94,8 @@ func (f Fault) Validate() error {
 	if f.RetryAfter < 0 || time.Duration(f.RetryAfter) > maxRetryAfter {
 		return fmt.Errorf("retryAfter must be between 0 and %s", maxRetryAfter)
 	}
-	if f.RetryAfter > 0 && f.Kind != FaultStatus {
-		return fmt.Errorf("retryAfter goes with kind status only")
+	if f.RetryAfter > 0 && f.Kind != FaultStatus && f.Kind != FaultHTML {
+		return fmt.Errorf("retryAfter goes with kinds status and html only")
 	}
 	switch f.Kind {
 	case FaultLatency:

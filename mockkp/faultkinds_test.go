@@ -154,7 +154,7 @@ func TestFaultValidation(t *testing.T) {
 		{"for and count", mockkp.Fault{Op: "unwrap", Kind: mockkp.FaultDrop, Count: 2, For: mockkp.Duration(time.Second)}, "exclude each other"},
 		{"negative for", mockkp.Fault{Op: "unwrap", Kind: mockkp.FaultDrop, For: -1}, "for must be"},
 		{"for too long", mockkp.Fault{Op: "unwrap", Kind: mockkp.FaultDrop, For: mockkp.Duration(25 * time.Hour)}, "for must be"},
-		{"retryAfter on a drop", mockkp.Fault{Op: "unwrap", Kind: mockkp.FaultDrop, RetryAfter: mockkp.Duration(time.Second)}, "status only"},
+		{"retryAfter on a drop", mockkp.Fault{Op: "unwrap", Kind: mockkp.FaultDrop, RetryAfter: mockkp.Duration(time.Second)}, "status and html only"},
 		{"retryAfter too long", mockkp.Fault{Op: "unwrap", Kind: mockkp.FaultStatus, Status: 429, RetryAfter: mockkp.Duration(2 * time.Hour)}, "retryAfter must be"},
 		{"valid for", mockkp.Fault{Op: "token", Kind: mockkp.FaultStatus, Status: 503, For: mockkp.Duration(time.Minute)}, ""},
 	}
