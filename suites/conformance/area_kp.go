@@ -19,6 +19,7 @@ func featureKPKey() Feature {
 			s := newScope(ctx, t, c)
 			c.requireKP(t)
 			c.requireNoKey(ctx, t, c.Fixtures.A)
+			c.ownKey(c.Fixtures.A.Key)
 			ct, err := kp.Wrap(ctx, c.kpLocalConfig(), c.Lab.KPRootKeyID, c.Fixtures.A.Key)
 			if err != nil {
 				t.Fatalf("failed to wrap the fixture key with mockkp: %v", err)

@@ -95,8 +95,11 @@ type Context struct {
 	Lab lab.Env
 	// Client talks to the lab's cluster.
 	Client kubernetes.Interface
-	// Driver reaches the nodes.
+	// Driver reaches the nodes. NewContext guards it (nodedriver.Guard): it reads back only
+	// the bytes of keys in Owned.
 	Driver nodedriver.Driver
+	// Owned holds the SHA-256 of every key this run put in a Secret (ownKey); nil: none.
+	Owned *nodedriver.OwnedKeys
 	// Fixtures are the images and keys the features use.
 	Fixtures Fixtures
 	// RunID prefixes every object name this run creates ("ks-<id>-...").

@@ -189,7 +189,9 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 	if runID == "" {
 		runID = NewRunID()
 	}
-	driver := nodedriver.New(hooks)
+	// No key bytes leave a node unless this run created that key (Context.Owned).
+	owned := &nodedriver.OwnedKeys{}
+	driver := nodedriver.Guard(nodedriver.New(hooks), owned)
 	adder := o.NodeAdder
 	if adder == nil {
 		adder = newNodeAdder(env, hooks, driver, func(ctx context.Context, node string) (nodedriver.Driver, error) {
@@ -199,10 +201,14 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 			// Drivers that know their nodes by name need one for the new node.
 			one := env
 			one.Nodes = []string{node}
-			return factory(ctx, DriverInput{Env: one, Client: cs, Config: restCfg, CmdTimeout: hooks.CmdTimeout, Logger: o.Logger})
+			d, err := factory(ctx, DriverInput{Env: one, Client: cs, Config: restCfg, CmdTimeout: hooks.CmdTimeout, Logger: o.Logger})
+			if err != nil {
+				return nil, err
+			}
+			return nodedriver.Guard(d, owned), nil
 		})
 	}
-	c = &Context{Lab: env, Client: cs, Driver: driver, Fixtures: fx, RunID: runID,
+	c = &Context{Lab: env, Client: cs, Driver: driver, Owned: owned, Fixtures: fx, RunID: runID,
 		Namespace: ns, SyncTimeout: o.SyncTimeout, Logger: o.Logger, NodeAdder: adder}
 	return c, closeFn, nil
 }
