@@ -36,3 +36,12 @@ INIT_ARGS ?=
 cluster-init: build ## prepare a conformance run on any cluster: make cluster-init KUBECONFIG=<file> REGISTRY=<host:port> [INIT_ARGS=...]
 	@test -n "$(REGISTRY)" -a -n "$(KUBECONFIG)" || { echo "usage: make cluster-init KUBECONFIG=<file> REGISTRY=<host:port> [INIT_ARGS=\"--authfile auth.json\"]"; exit 1; }
 	@$(BIN)/keysync lab up --kind cluster --kubeconfig "$(KUBECONFIG)" --registry "$(REGISTRY)" --lab-env $(CLUSTER_ENV) $(INIT_ARGS)
+
+# A kubeconfig bound to the runner's roles only (suites/deploy/runner-rbac.yaml): applies them
+# with the admin KUBECONFIG and issues the ServiceAccount a token (TokenRequest API). Run the
+# suites with it: make conformance LAB_ENV=$(CLUSTER_ENV) with KEYSYNC_KUBECONFIG=$(RUNNER_KUBECONFIG).
+RUNNER_KUBECONFIG ?= _out/runner.kubeconfig
+.PHONY: runner-kubeconfig
+runner-kubeconfig: ## write $(RUNNER_KUBECONFIG) bound to the conformance runner's ClusterRole only: make runner-kubeconfig KUBECONFIG=<admin kubeconfig>
+	@test -n "$(KUBECONFIG)" || { echo "usage: make runner-kubeconfig KUBECONFIG=<admin kubeconfig>"; exit 1; }
+	@k8s=$$(hack/build-k8s.sh kubectl) && KUBECTL="$$k8s/kubectl" hack/runner-kubeconfig.sh "$(KUBECONFIG)" $(RUNNER_KUBECONFIG)

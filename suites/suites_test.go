@@ -26,6 +26,7 @@ func TestMain(m *testing.M) {
 	flag.StringVar(&opts.LabEnv, "lab-env", "", "lab env file (default $"+conformance.EnvLabEnv+", else <checkout>/_out/lab.env)")
 	flag.DurationVar(&opts.SyncTimeout, "sync-timeout", 90*time.Second, "how long to wait for the synchronizer")
 	opts.Hooks.RegisterFlags(flag.CommandLine)
+	opts.RegisterFlags(flag.CommandLine, os.Getenv)
 	if extra := strings.Fields(os.Getenv("KEYSYNC_SUITE_ARGS")); len(extra) > 0 {
 		os.Args = append(os.Args, extra...)
 	}

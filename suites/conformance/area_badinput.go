@@ -32,10 +32,11 @@ func featureBadInput() Feature {
 		Name: "bad Secrets are rejected, write nothing and break no other key", Area: AreaBadInput,
 		Setup: func(ctx context.Context, t T, c *Context) {
 			s := newScope(ctx, t, c)
-			c.requireKP(t)
+			// A keyprotect-config for the unknown root key's UnwrapFailed: the cluster's own
+			// (never changed; no key is wrapped, so no --kp-* settings are needed), else mockkp's.
+			c.useKP(ctx, t, s, false)
 			c.requireNoKey(ctx, t, c.Fixtures.A)
 			c.syncKey(ctx, t, s, "good-a", c.Fixtures.A)
-			c.putKPConfig(ctx, t, s)
 			var err error
 			snapshot, err = c.snapshots(ctx, t)
 			if err != nil {

@@ -29,6 +29,7 @@ func featureRotation() Feature {
 		},
 		Assess: []Step{
 			{Name: "the rotated Secret's new key replaces the old file", Fn: func(ctx context.Context, t T, c *Context) {
+				c.ownKey(c.Fixtures.B.Key)
 				if _, err := s.secrets.Update(ctx, sec.Namespace, sec.Name,
 					map[string][]byte{keyDataKey: c.Fixtures.B.Key}); err != nil {
 					t.Fatalf("%v", err)

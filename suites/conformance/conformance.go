@@ -95,8 +95,14 @@ type Context struct {
 	Lab lab.Env
 	// Client talks to the lab's cluster.
 	Client kubernetes.Interface
-	// Driver reaches the nodes.
+	// Driver reaches the nodes. NewContext guards it (nodedriver.Guard): it reads back only
+	// the bytes of keys in Owned.
 	Driver nodedriver.Driver
+	// KP reaches the cluster's own Key Protect where keyprotect-config already exists (the
+	// run never changes it; see useKP).
+	KP LiveKP
+	// Owned holds the SHA-256 of every key this run put in a Secret (ownKey); nil: none.
+	Owned *nodedriver.OwnedKeys
 	// Fixtures are the images and keys the features use.
 	Fixtures Fixtures
 	// RunID prefixes every object name this run creates ("ks-<id>-...").

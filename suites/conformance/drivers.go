@@ -31,7 +31,9 @@ type DriverInput struct {
 	Config *rest.Config
 	// CmdTimeout bounds one node operation (--hook-timeout).
 	CmdTimeout time.Duration
-	Logger     *slog.Logger
+	// SELinuxType is the agent pods' SELinux type (--agent-selinux-type; "" none).
+	SELinuxType string
+	Logger      *slog.Logger
 }
 
 // DefaultDrivers reaches nodes by the lab's node access: on this host (host paths + CRI
@@ -71,5 +73,5 @@ func deployAgents(ctx context.Context, in DriverInput) (nodedriver.Driver, error
 		return nil, fmt.Errorf("failed to read the synchronizer's DaemonSet %s/%s: %w", ns, names.Addon, err)
 	}
 	return cluster.Deploy(ctx, cluster.Options{Client: client, Config: in.Config, Image: env.NodeAgentImage,
-		KeysRoot: env.KeysRoot, CRISocket: env.CRIEndpoint, Placement: placement, CmdTimeout: in.CmdTimeout, Logger: logger})
+		KeysRoot: env.KeysRoot, CRISocket: env.CRIEndpoint, SELinuxType: in.SELinuxType, Placement: placement, CmdTimeout: in.CmdTimeout, Logger: logger})
 }

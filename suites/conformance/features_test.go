@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/client-go/kubernetes/fake"
+
 	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/suites/conformance/report"
 )
@@ -28,7 +30,7 @@ func TestFeaturesSkipWithoutCapability(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &Context{Lab: tt.env, RunID: "test"}
+			c := &Context{Lab: tt.env, RunID: "test", Client: fake.NewClientset()}
 			cases := Run(context.Background(), c, tt.features, RunOptions{})
 			setups := 0
 			for _, rc := range cases {
@@ -54,7 +56,7 @@ func TestFeaturesSkipWithoutCapability(t *testing.T) {
 
 // The Key Protect features fail (not skip) on a lab that claims mockkp but lacks its settings.
 func TestKPFeatureFailsWithoutSettings(t *testing.T) {
-	c := &Context{Lab: lab.Env{Lab: lab.KindKind, Capabilities: []lab.Capability{lab.CapCluster, lab.CapMockKP}}, RunID: "test"}
+	c := &Context{Lab: lab.Env{Lab: lab.KindKind, Capabilities: []lab.Capability{lab.CapCluster, lab.CapMockKP}}, RunID: "test", Client: fake.NewClientset()}
 	for _, rc := range Run(context.Background(), c, []Feature{featureKPKey()}, RunOptions{}) {
 		if rc.Name == "setup" && (rc.Status != report.Failed || !strings.Contains(rc.Message, "KP_ROOT_KEY_ID")) {
 			t.Errorf("setup: %s %q, want failed naming the missing keys", rc.Status, rc.Message)

@@ -51,7 +51,20 @@ func (c *Context) waitKeysGone(ctx context.Context, s *corev1.Secret) error {
 	return nil
 }
 
+// ownKey records key (PEM, as put in a Secret) as created by this run: the node driver may
+// read back the file the synchronizer writes for it (nodedriver.Guard), and no other.
+// Bytes CRI-O would not accept are never written, so they are not recorded.
+func (c *Context) ownKey(key []byte) {
+	if c.Owned == nil {
+		return
+	}
+	if norm, err := crikeys.Normalize(key); err == nil {
+		c.Owned.Add(norm)
+	}
+}
+
 func (c *Context) keySecret(name string, key []byte) *corev1.Secret {
+	c.ownKey(key)
 	return secrets.Key(c.Namespace, c.nameFor(name), c.RunID, map[string][]byte{keyDataKey: key})
 }
 

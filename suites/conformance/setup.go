@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -57,10 +58,26 @@ type Options struct {
 	// RunID prefixes object names; default random.
 	RunID       string
 	SyncTimeout time.Duration
-	Logger      *slog.Logger
+	// KP reaches the cluster's own Key Protect where keyprotect-config exists (--kp-*).
+	KP LiveKP
+	// AgentSELinuxType is the SELinux type of the node agent pods on any cluster
+	// (--agent-selinux-type; only for nodes that enforce SELinux; default none).
+	AgentSELinuxType string
+	Logger           *slog.Logger
 	// Getenv reads the environment (os.Getenv by default); Getwd finds the checkout.
 	Getenv func(string) string
 	Getwd  func() (string, error)
+}
+
+// RegisterFlags adds the flags both entry points share beyond the lab and the hooks: the
+// cluster's own Key Protect (--kp-root-key-id, --kp-url, --kp-instance-id, --kp-token-url,
+// --kp-apikey-file; the API key also from $KEYSYNC_KP_APIKEY, read here) and
+// --agent-selinux-type.
+func (o *Options) RegisterFlags(fs *flag.FlagSet, getenv func(string) string) {
+	o.KP.FromEnv(getenv)
+	o.KP.RegisterFlags(fs)
+	fs.StringVar(&o.AgentSELinuxType, "agent-selinux-type", o.AgentSELinuxType,
+		"SELinux type of the node agent pods on any cluster, only where the nodes enforce SELinux (e.g. spc_t; default none)")
 }
 
 // ResolveLabEnv returns the lab env file path by the precedence documented on Options, or an
@@ -164,6 +181,9 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 		return nil, nil, err
 	}
 
+	if err := o.KP.Resolve(); err != nil {
+		return nil, nil, err
+	}
 	hooks := o.Hooks
 	if hooks.CmdTimeout == 0 {
 		def := nodedriver.NewConfig()
@@ -176,7 +196,8 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 	}
 	factory := drivers[env.Access()]
 	if hooks.Base == nil && factory != nil {
-		base, err := factory(ctx, DriverInput{Env: env, Client: cs, Config: restCfg, CmdTimeout: hooks.CmdTimeout, Logger: o.Logger})
+		base, err := factory(ctx, DriverInput{Env: env, Client: cs, Config: restCfg, CmdTimeout: hooks.CmdTimeout,
+			SELinuxType: o.AgentSELinuxType, Logger: o.Logger})
 		if err != nil {
 			return nil, nil, fmt.Errorf("failed to create the node driver for NODE_ACCESS=%s: %w", env.Access(), err)
 		}
@@ -189,7 +210,9 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 	if runID == "" {
 		runID = NewRunID()
 	}
-	driver := nodedriver.New(hooks)
+	// No key bytes leave a node unless this run created that key (Context.Owned).
+	owned := &nodedriver.OwnedKeys{}
+	driver := nodedriver.Guard(nodedriver.New(hooks), owned)
 	adder := o.NodeAdder
 	if adder == nil {
 		adder = newNodeAdder(env, hooks, driver, func(ctx context.Context, node string) (nodedriver.Driver, error) {
@@ -199,10 +222,15 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 			// Drivers that know their nodes by name need one for the new node.
 			one := env
 			one.Nodes = []string{node}
-			return factory(ctx, DriverInput{Env: one, Client: cs, Config: restCfg, CmdTimeout: hooks.CmdTimeout, Logger: o.Logger})
+			d, err := factory(ctx, DriverInput{Env: one, Client: cs, Config: restCfg, CmdTimeout: hooks.CmdTimeout,
+				SELinuxType: o.AgentSELinuxType, Logger: o.Logger})
+			if err != nil {
+				return nil, err
+			}
+			return nodedriver.Guard(d, owned), nil
 		})
 	}
-	c = &Context{Lab: env, Client: cs, Driver: driver, Fixtures: fx, RunID: runID,
+	c = &Context{Lab: env, Client: cs, Driver: driver, Owned: owned, KP: o.KP, Fixtures: fx, RunID: runID,
 		Namespace: ns, SyncTimeout: o.SyncTimeout, Logger: o.Logger, NodeAdder: adder}
 	return c, closeFn, nil
 }

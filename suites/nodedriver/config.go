@@ -43,6 +43,9 @@ import (
 //
 // Audit's precedence differs in one step: with no audit hook but a list-keys or read-key hook,
 // the audit judges what those hooks answer (AuditKeys) rather than asking the base driver.
+// The suites run every driver through Guard, which refuses that: judging here reads every
+// file, keys the run did not create included, so with list-keys/read-key hooks the suites
+// need an audit hook too.
 //
 // Two more hooks are lab capabilities rather than node operations; the conformance suite's
 // resilience feature uses them to add a node to a cluster that is not a kind lab:

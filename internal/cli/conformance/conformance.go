@@ -28,6 +28,7 @@ type flagpole struct {
 	feature, skipFeatures, runID string
 	syncTimeout                  time.Duration
 	hooks                        nodedriver.Config
+	opts                         conformance.Options
 }
 
 // NewCommand builds `keysync conformance`.
@@ -57,6 +58,7 @@ Exit status 1 when any step failed.`,
 	f.DurationVar(&fp.syncTimeout, "sync-timeout", 90*time.Second, "how long to wait for the synchronizer")
 	gofs := flag.NewFlagSet("hooks", flag.ContinueOnError)
 	fp.hooks.RegisterFlags(gofs)
+	fp.opts.RegisterFlags(gofs, os.Getenv)
 	f.AddGoFlagSet(gofs)
 	cmd.AddCommand(newReportCommand(s))
 	return cmd
@@ -107,8 +109,9 @@ func runE(cmd *cobra.Command, s *cli.Streams, fp *flagpole) error {
 	if err != nil {
 		return err
 	}
-	c, closeFn, err := conformance.NewContext(ctx, conformance.Options{LabEnv: fp.labEnv, Kubeconfig: fp.kubeconfig,
-		Hooks: fp.hooks, RunID: fp.runID, SyncTimeout: fp.syncTimeout, Logger: s.Logger})
+	o := fp.opts // the --kp-* and --agent-selinux-type flags
+	o.LabEnv, o.Kubeconfig, o.Hooks, o.RunID, o.SyncTimeout, o.Logger = fp.labEnv, fp.kubeconfig, fp.hooks, fp.runID, fp.syncTimeout, s.Logger
+	c, closeFn, err := conformance.NewContext(ctx, o)
 	if err != nil {
 		return err
 	}

@@ -78,6 +78,9 @@ type Options struct {
 	// unix:// prefix is dropped).
 	KeysRoot  string
 	CRISocket string
+	// SELinuxType is the SELinux type the agent runs as (only on nodes that enforce SELinux,
+	// e.g. "spc_t"); empty: none set, the runtime's default.
+	SELinuxType string
 	// Placement puts the agent where the synchronizer under test runs (its DaemonSet's
 	// tolerations, node selector and affinity: see PlacementOf); nil tolerates every taint.
 	Placement *corev1.PodSpec
@@ -146,39 +149,63 @@ func PlacementOf(spec corev1.PodSpec) *corev1.PodSpec {
 	return &corev1.PodSpec{Tolerations: spec.Tolerations, NodeSelector: spec.NodeSelector, Affinity: spec.Affinity}
 }
 
-// DaemonSet is the agent DaemonSet Deploy applies: root, not privileged, the directory holding
-// the keys tree read-only and the one holding the CRI socket (directories, so that a tree
-// created later, a mount over it or a restarted CRI-O's new socket are seen; nothing is
-// created on a node), placed where the synchronizer runs.
+// AgentCapabilities are the only capabilities the agent keeps (every other one is dropped).
+// It runs as root and reads key files a synchronizer may own under its own uid (the reference
+// synchronizer's are 65532's, 0600, in 0700 directories): CAP_DAC_READ_SEARCH lets it read
+// those files and search those directories, and nothing else (CAP_DAC_OVERRIDE would also let
+// it write). Connecting to CRI-O's socket (root's, 0660) needs no capability for root.
+var AgentCapabilities = []corev1.Capability{"DAC_READ_SEARCH"}
+
+// PSALevel is the Pod Security level of the namespace Deploy creates: "privileged" is the
+// floor for the agent, because the Pod Security Standards disallow every hostPath volume from
+// "baseline" up, and the agent needs two (the keys tree and the CRI socket). The pod itself
+// asks for nothing else "restricted" forbids but running as root with one added capability.
+const PSALevel = "privileged"
+
+// DaemonSet is the agent DaemonSet Deploy applies, with least privilege: root with every
+// capability dropped but AgentCapabilities, no privilege escalation, not privileged, the
+// runtime's default seccomp profile, a read-only root filesystem, no service account token;
+// the directory holding the keys tree read-only (so that a tree created later or a mount over
+// it are seen; nothing is created on a node) and CRI-O's socket FILE (hostPath type Socket:
+// not its directory; a CRI-O restarted during a run makes a new socket the agent no longer
+// sees, and its pods are then recreated by the next run), placed where the synchronizer runs.
+// No SELinux type unless Options.SELinuxType names one (nodes that enforce SELinux: a
+// container_t process may not connect to CRI-O's socket).
 func DaemonSet(o Options) *appsv1.DaemonSet {
 	labels := map[string]string{labelName: AgentName, labelManaged: managedBy}
-	hostDir := func(name, dir string) corev1.Volume {
-		t := corev1.HostPathDirectory
-		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: dir, Type: &t}}}
+	hostPath := func(name, p string, t corev1.HostPathType) corev1.Volume {
+		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: p, Type: &t}}}
 	}
 	root := int64(0)
-	no := false
+	no, yes := false, true
 	hostToContainer := corev1.MountPropagationHostToContainer
+	sc := &corev1.SecurityContext{RunAsUser: &root, RunAsGroup: &root, RunAsNonRoot: &no, Privileged: &no,
+		AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: &yes,
+		Capabilities:   &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: AgentCapabilities},
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}}
+	if o.SELinuxType != "" {
+		sc.SELinuxOptions = &corev1.SELinuxOptions{Type: o.SELinuxType}
+	}
 	spec := corev1.PodSpec{
 		Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 		TerminationGracePeriodSeconds: new(int64),
 		AutomountServiceAccountToken:  &no,
+		EnableServiceLinks:            &no,
+		SecurityContext:               &corev1.PodSecurityContext{SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 		Containers: []corev1.Container{{
-			Name:    "agent",
-			Image:   o.Image,
-			Command: AgentCommand(o.KeysRoot, o.CRISocket, nodedriver.OpWait),
-			SecurityContext: &corev1.SecurityContext{RunAsUser: &root, Privileged: &no,
-				AllowPrivilegeEscalation: &no, ReadOnlyRootFilesystem: new(bool(true)),
-				// Where SELinux enforces, a container_t process may not connect to CRI-O.
-				SELinuxOptions: &corev1.SELinuxOptions{Type: "spc_t"}},
+			Name:            "agent",
+			Image:           o.Image,
+			Command:         AgentCommand(o.KeysRoot, o.CRISocket, nodedriver.OpWait),
+			SecurityContext: sc,
 			VolumeMounts: []corev1.VolumeMount{
 				{Name: "keys-parent", MountPath: agentKeysParent, ReadOnly: true, MountPropagation: &hostToContainer},
-				{Name: "cri", MountPath: agentCRIDir, MountPropagation: &hostToContainer},
+				// A socket needs write access to connect; the mount is the socket alone.
+				{Name: "cri-socket", MountPath: path.Join(agentCRIDir, path.Base(o.CRISocket))},
 			},
 		}},
 		Volumes: []corev1.Volume{
-			hostDir("keys-parent", path.Dir(o.KeysRoot)),
-			hostDir("cri", path.Dir(o.CRISocket)),
+			hostPath("keys-parent", path.Dir(o.KeysRoot), corev1.HostPathDirectory),
+			hostPath("cri-socket", o.CRISocket, corev1.HostPathSocket),
 		},
 	}
 	if p := o.Placement; p != nil {
@@ -265,7 +292,7 @@ func (d *Driver) ensureNamespace(ctx context.Context) error {
 		return nil
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: d.opts.Namespace,
-		Labels: map[string]string{labelManaged: managedBy, labelPSA: "privileged"}}}
+		Labels: map[string]string{labelManaged: managedBy, labelPSA: PSALevel}}}
 	if _, err := nss.Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("failed to create namespace %s: %w", d.opts.Namespace, err)
 	}

@@ -21,8 +21,10 @@ import (
 	"github.com/keysync-dev/keysync/suites/nodedriver"
 )
 
-// The agent reads keys and talks to CRI-O, nothing more: root for the 0600 files, not
-// privileged, the keys tree's directory read-only, placed like the synchronizer.
+// The agent reads keys and talks to CRI-O, nothing more: root with every capability dropped
+// but DAC_READ_SEARCH, not privileged, RuntimeDefault seccomp, read-only root filesystem, no
+// SELinux type unless asked, the keys tree's directory read-only, the CRI socket file only,
+// placed like the synchronizer.
 func TestDaemonSet(t *testing.T) {
 	o := Options{Image: "r/agent:1", CRISocket: "unix:///run/crio/crio.sock"}
 	_ = o.defaults() // fills the paths; the missing client is Deploy's error
@@ -30,6 +32,14 @@ func TestDaemonSet(t *testing.T) {
 	spec := ds.Spec.Template.Spec
 	c := spec.Containers[0]
 	sc := c.SecurityContext
+	mounts := map[string]corev1.VolumeMount{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.Name] = m
+	}
+	vols := map[string]*corev1.HostPathVolumeSource{}
+	for _, v := range spec.Volumes {
+		vols[v.Name] = v.HostPath
+	}
 	checks := []struct {
 		what string
 		ok   bool
@@ -38,12 +48,20 @@ func TestDaemonSet(t *testing.T) {
 		{"selector matches the pod labels", ds.Spec.Selector.MatchLabels[labelName] == AgentName && ds.Spec.Template.Labels[labelName] == AgentName},
 		{"without a placement: every taint tolerated", len(spec.Tolerations) == 1 && spec.Tolerations[0].Operator == corev1.TolerationOpExists && spec.Tolerations[0].Key == ""},
 		{"the agent image runs node-agent wait", c.Image == "r/agent:1" && c.Command[len(c.Command)-1] == "wait"},
-		{"root, not privileged, no escalation, spc_t", *sc.RunAsUser == 0 && !*sc.Privileged && !*sc.AllowPrivilegeEscalation && sc.SELinuxOptions.Type == "spc_t"},
+		{"root, not privileged, no escalation", *sc.RunAsUser == 0 && !*sc.Privileged && !*sc.AllowPrivilegeEscalation},
+		{"every capability dropped", sc.Capabilities != nil && slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"})},
+		{"only DAC_READ_SEARCH added", slices.Equal(sc.Capabilities.Add, []corev1.Capability{"DAC_READ_SEARCH"})},
+		{"seccomp RuntimeDefault (container and pod)", sc.SeccompProfile != nil && sc.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault &&
+			spec.SecurityContext != nil && spec.SecurityContext.SeccompProfile.Type == corev1.SeccompProfileTypeRuntimeDefault},
+		{"read-only root filesystem", *sc.ReadOnlyRootFilesystem},
+		{"no SELinux type by default (no spc_t)", sc.SELinuxOptions == nil && spec.SecurityContext.SELinuxOptions == nil},
+		{"no host namespaces", !spec.HostPID && !spec.HostNetwork && !spec.HostIPC},
 		{"no service account token", !*spec.AutomountServiceAccountToken},
-		{"the keys tree's parent read-only, host to container", c.VolumeMounts[0].ReadOnly && *c.VolumeMounts[0].MountPropagation == corev1.MountPropagationHostToContainer &&
-			spec.Volumes[0].HostPath.Path == "/etc/crio"},
-		{"CRI-O's socket directory (unix:// dropped)", spec.Volumes[1].HostPath.Path == "/run/crio"},
-		{"nothing is created on a node", *spec.Volumes[0].HostPath.Type == corev1.HostPathDirectory && *spec.Volumes[1].HostPath.Type == corev1.HostPathDirectory},
+		{"exactly two volumes and two mounts", len(spec.Volumes) == 2 && len(c.VolumeMounts) == 2},
+		{"the keys tree's parent read-only, host to container", mounts["keys-parent"].ReadOnly && *mounts["keys-parent"].MountPropagation == corev1.MountPropagationHostToContainer &&
+			vols["keys-parent"] != nil && vols["keys-parent"].Path == "/etc/crio" && *vols["keys-parent"].Type == corev1.HostPathDirectory},
+		{"CRI-O's socket file, not its directory (unix:// dropped)", vols["cri-socket"] != nil && vols["cri-socket"].Path == "/run/crio/crio.sock" &&
+			*vols["cri-socket"].Type == corev1.HostPathSocket && mounts["cri-socket"].MountPath == "/host/cri/crio.sock"},
 		{"node-agent's flags name the mounted paths", slices.Contains(c.Command, "/host/keys-parent/keys") && slices.Contains(c.Command, "unix:///host/cri/crio.sock")},
 	}
 	for _, ch := range checks {
@@ -51,6 +69,12 @@ func TestDaemonSet(t *testing.T) {
 			t.Errorf("agent DaemonSet: want %s", ch.what)
 		}
 	}
+	// On nodes that enforce SELinux, the type asked for.
+	o.SELinuxType = "spc_t"
+	if got := DaemonSet(o).Spec.Template.Spec.Containers[0].SecurityContext.SELinuxOptions; got == nil || got.Type != "spc_t" {
+		t.Errorf("SELinuxType spc_t: got %+v", got)
+	}
+	o.SELinuxType = ""
 	// With the synchronizer's placement, the agent goes exactly where it goes.
 	sync := corev1.PodSpec{NodeSelector: map[string]string{"pool": "gpu"},
 		Tolerations: []corev1.Toleration{{Key: "dedicated", Operator: corev1.TolerationOpEqual, Value: "images"}}}
@@ -138,6 +162,19 @@ func TestState(t *testing.T) {
 	nodes, err := d.Nodes(context.Background())
 	if err != nil || !slices.Equal(nodes, []string{"a"}) {
 		t.Fatalf("Nodes = %v, %v; want [a]", nodes, err)
+	}
+}
+
+// The namespace Deploy creates enforces the lowest Pod Security level a hostPath pod passes.
+func TestEnsureNamespacePSA(t *testing.T) {
+	cs := fake.NewClientset()
+	d := &Driver{opts: Options{Client: cs, Namespace: DefaultNamespace}}
+	if err := d.ensureNamespace(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ns, err := cs.CoreV1().Namespaces().Get(context.Background(), DefaultNamespace, metav1.GetOptions{})
+	if err != nil || ns.Labels["pod-security.kubernetes.io/enforce"] != "privileged" || !d.createdNS {
+		t.Fatalf("namespace %+v, %v; want enforce=privileged, created", ns, err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -143,6 +144,32 @@ func cases(k keys) []contractCase {
 				t.Errorf("agent audit: exit %d; its answer holds key bytes:\n%s", code, stdout)
 			}
 		}},
+		{"guarded: a foreign key's bytes never reach the runner, the run's own do", func(ctx context.Context, t *testing.T, s subject) {
+			owned := &nodedriver.OwnedKeys{}
+			g := nodedriver.Guard(asDriver{s.drv}, owned)
+			body := strings.Split(string(k.good), "\n")[1]
+			var seen []string
+			for _, p := range []string{"synced/good.pem", "synced/with space.pem", "synced/link"} {
+				got, err := g.ReadKey(ctx, s.node, p)
+				if err == nil || len(got) != 0 {
+					t.Errorf("guarded ReadKey(%s) = %d bytes, %v; want refused", p, len(got), err)
+				}
+				seen = append(seen, fmt.Sprintf("%q %v", got, err))
+			}
+			if _, err := g.ReadKey(ctx, s.node, "synced/good.pem"); !errors.Is(err, nodedriver.ErrNotOwned) {
+				t.Errorf("guarded ReadKey(good.pem): %v, want ErrNotOwned", err)
+			}
+			list, err := g.ListKeys(ctx, s.node)
+			audit, aerr := g.(nodedriver.Auditor).AuditKeys(ctx, s.node)
+			seen = append(seen, fmt.Sprintf("%+v %v %+v %v", list, err, audit, aerr))
+			if all := strings.Join(seen, "\n"); strings.Contains(all, body) || strings.Contains(all, "PRIVATE KEY") {
+				t.Errorf("key bytes reached the runner:\n%s", all)
+			}
+			owned.Add(k.good) // now it is this run's key
+			if got, err := g.ReadKey(ctx, s.node, "synced/good.pem"); err != nil || !bytes.Equal(got, k.good) {
+				t.Errorf("guarded ReadKey of an owned key = %d bytes, %v", len(got), err)
+			}
+		}},
 		{"unknown operation: ExitUnsupported", func(ctx context.Context, t *testing.T, s subject) {
 			if code, _, stderr := raw(ctx, t, s, "frobnicate"); code != nodedriver.ExitUnsupported || !strings.Contains(stderr, "frobnicate") {
 				t.Errorf("exit %d, stderr %q; want %d naming the operation", code, stderr, nodedriver.ExitUnsupported)
@@ -155,6 +182,15 @@ func cases(k keys) []contractCase {
 			}
 		}},
 	}
+}
+
+// asDriver makes a transport's client a nodedriver.Driver for nodedriver.Guard.
+type asDriver struct{ driver }
+
+func (asDriver) Name() string                            { return "contract" }
+func (asDriver) Nodes(context.Context) ([]string, error) { return nil, nil }
+func (asDriver) RunImage(context.Context, string, string) (string, error) {
+	return "", nodedriver.ErrUnsupported
 }
 
 // raw runs the agent through s's transport without the client's checks: its exit status and
