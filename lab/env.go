@@ -146,6 +146,9 @@ type Env struct {
 	FixturesManifest string
 	// SyncerNamespace is SYNCER_NAMESPACE: the namespace the synchronizer watches.
 	SyncerNamespace string
+	// Synchronizer is SYNCHRONIZER: free text naming the synchronizer under test, as the
+	// reports print it (e.g. "reference (keysync-syncer v1.2.0)"); "" is unknown.
+	Synchronizer string
 	// Extra holds keys this version does not know, so that newer writers stay readable.
 	Extra map[string]string
 }
@@ -198,6 +201,7 @@ func envFields() []envField {
 		str("FIXTURES_MANIFEST", func(e *Env) *string { return &e.FixturesManifest }),
 		str("SYNCER_NAMESPACE", func(e *Env) *string { return &e.SyncerNamespace }),
 		str("NODE_AGENT_IMAGE", func(e *Env) *string { return &e.NodeAgentImage }),
+		str("SYNCHRONIZER", func(e *Env) *string { return &e.Synchronizer }),
 	}
 }
 

@@ -26,7 +26,7 @@ func (r *runner) env() lab.Env {
 		KPInstanceID: KPInstanceID, KPAPIKey: KPAPIKey, KPRootKeyID: KPRootKeyID,
 		FixturesManifest: r.l.FixturesManifest(), SyncerNamespace: Namespace,
 		Extra: map[string]string{"NODE_LAB_WORK_DIR": r.l.Dir, "NODE_LAB_LOGS": r.l.LogDir(),
-			"CRICTL_CONFIG": r.l.CrictlConfig(), "PAUSE_IMAGE": r.pauseImage()},
+			"CRICTL_CONFIG": r.l.CrictlConfig(), "PAUSE_IMAGE": r.pauseImage(), "SYNCER_LOG": r.l.Log("syncer")},
 	}
 }
 
