@@ -28,15 +28,15 @@ func featureKPKey() Feature {
 			s.secrets.MustCreate(ctx, t, secrets.KPKey(c.Namespace, c.nameFor("kp-a"), c.RunID, c.Lab.KPRootKeyID, ct))
 		},
 		Assess: []Step{
-			{Name: "the unwrapped key file appears on every node", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "the unwrapped key file appears on every node", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				if _, err := c.waitFile(ctx, mustNormalize(t, c.Fixtures.A.Key)); err != nil {
 					t.Fatalf("%v", err)
 				}
 			}},
-			{Name: "the encrypted fixture pulls", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "the encrypted fixture pulls", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				c.pullEverywhere(ctx, t, c.Fixtures.A.Ref)
 			}},
-			{Name: "mockkp counted exactly one unwrap per node", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "mockkp counted exactly one unwrap per node", Profile: ProfileRecommended, Fn: func(ctx context.Context, t T, c *Context) {
 				want := int64(len(c.nodes(ctx, t)))
 				// Consistently, not eventually: a synchronizer that unwraps again on resync
 				// must show up here.

@@ -57,7 +57,9 @@ type Options struct {
 	// RunID prefixes object names; default random.
 	RunID       string
 	SyncTimeout time.Duration
-	Logger      *slog.Logger
+	// Profile judges the run (default DefaultProfile).
+	Profile Profile
+	Logger  *slog.Logger
 	// Getenv reads the environment (os.Getenv by default); Getwd finds the checkout.
 	Getenv func(string) string
 	Getwd  func() (string, error)
@@ -203,6 +205,6 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 		})
 	}
 	c = &Context{Lab: env, Client: cs, Driver: driver, Fixtures: fx, RunID: runID,
-		Namespace: ns, SyncTimeout: o.SyncTimeout, Logger: o.Logger, NodeAdder: adder}
+		Namespace: ns, SyncTimeout: o.SyncTimeout, Profile: o.Profile, Logger: o.Logger, NodeAdder: adder}
 	return c, closeFn, nil
 }
