@@ -23,6 +23,10 @@ func featureKPKey() Feature {
 			if err != nil {
 				t.Fatalf("failed to wrap the fixture key with mockkp: %v", err)
 			}
+			// Recorded before the Secret so that it runs after its deletion: the unwrapped key
+			// must be gone before the next feature checks that no node holds it.
+			norm := mustNormalize(t, c.Fixtures.A.Key)
+			s.tr.Add("key file of the kp-key Secret", func(ctx context.Context) error { return c.waitNoFile(ctx, norm) })
 			c.putKPConfig(ctx, t, s)
 			before = c.unwraps(ctx, t)
 			s.secrets.MustCreate(ctx, t, secrets.KPKey(c.Namespace, c.nameFor("kp-a"), c.RunID, c.Lab.KPRootKeyID, ct))
