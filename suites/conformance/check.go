@@ -64,10 +64,17 @@ func (c *Context) runStep(ctx context.Context, fr *featureRun, s Step) stepResul
 }
 
 // checkMarker is the line the go test path logs first in every step, read back by
-// report.ParseGoTestJSON.
+// report.ParseGoTestJSON. The setup's marker lists the feature's checks, so that a skipped
+// or failed setup is reported as its checks skipped (as Run does).
 func (c *Context) checkMarker(f Feature, assessment string, p Profile) string {
-	b, err := json.Marshal(report.CheckInfo{Area: string(f.Area), Feature: f.Name, Assessment: assessment, Profile: string(p),
-		RunProfile: string(c.profile()), Synchronizer: c.Lab.Synchronizer, Lab: c.Lab.Lab})
+	info := report.CheckInfo{Area: string(f.Area), Feature: f.Name, Assessment: assessment, Profile: string(p),
+		RunProfile: string(c.profile()), Synchronizer: c.Lab.Synchronizer, Lab: c.Lab.Lab}
+	if assessment == report.SetupStep {
+		for _, s := range f.Assess {
+			info.Checks = append(info.Checks, report.CheckRef{Name: s.Name, Profile: string(s.profileOf())})
+		}
+	}
+	b, err := json.Marshal(info)
 	if err != nil { // cannot happen: strings only
 		return report.CheckMarker + "{}"
 	}

@@ -163,7 +163,7 @@ func adaptSetup(fr *featureRun) features.Func {
 		if fr.f.Setup == nil {
 			return ctx
 		}
-		t.Log(c.checkMarker(fr.f, "setup", ""))
+		t.Log(c.checkMarker(fr.f, report.SetupStep, ""))
 		// Deferred: it also runs when the setup stops with t.Fatal (runtime.Goexit).
 		defer func() {
 			if t.Failed() {

@@ -98,15 +98,20 @@ func runFeature(ctx context.Context, c *Context, f Feature, emit func(report.Cas
 		start := time.Now()
 		ft.do(func() { f.Setup(ctx, ft, c) })
 		rc := report.Case{Suite: f.Name, Name: "setup", Area: area, Duration: time.Since(start), Status: ft.status(), Message: ft.output()}
-		if rc.Status == report.Failed {
-			rc.Diagnostics = c.diagnose(ctx)
-		}
 		ft.resetOutput()
-		emit(rc)
+		// Reports count checks: a setup is a case only when it failed; a skipped one (the lab
+		// lacks a capability) skips every check with its reason.
 		if rc.Status != report.Passed {
+			reason := "skipped: setup did not pass"
+			if rc.Status == report.Failed {
+				rc.Diagnostics = c.diagnose(ctx)
+				emit(rc)
+			} else if m := strings.TrimSpace(rc.Message); m != "" {
+				reason = m
+			}
 			for _, s := range f.Assess {
 				emit(report.Case{Suite: f.Name, Name: s.Name, Area: area, Profile: string(s.profileOf()), Status: report.Skipped,
-					Message: "skipped: setup did not pass"})
+					Message: reason})
 			}
 			return
 		}

@@ -155,11 +155,26 @@ func ParseGoTestJSON(r io.Reader, o GoTestOptions) (GoTestResult, error) {
 			continue
 		}
 		c := leafCase(rc.pkg, rc.test, st, dur, rc.out.String())
-		if info, ok := checkInfo(rc.out.String()); ok && !metaSet {
+		info, ok := checkInfo(rc.out.String())
+		if ok && !metaSet {
 			res.Meta = Meta{Profile: info.RunProfile, Synchronizer: info.Synchronizer, Lab: info.Lab}
 			metaSet = true
 		}
-		res.Cases = append(res.Cases, c)
+		if !ok || info.Assessment != SetupStep || st == Passed {
+			res.Cases = append(res.Cases, c)
+			continue
+		}
+		// A feature whose setup did not pass: its checks, skipped (after the setup's
+		// failure, which is a case of its own).
+		reason := "skipped: setup did not pass"
+		if st == Failed {
+			res.Cases = append(res.Cases, c)
+		} else if c.Message != "" {
+			reason = c.Message
+		}
+		for _, ch := range info.Checks {
+			res.Cases = append(res.Cases, Case{Suite: c.Suite, Name: ch.Name, Area: c.Area, Profile: ch.Profile, Status: Skipped, Message: reason})
+		}
 	}
 	var pkgList []*rec
 	for _, rc := range pkgs {

@@ -127,6 +127,12 @@ func TestParseGoTestJSONChecks(t *testing.T) {
 	ev("output", "TestConformance/kp", "    e2e.go:90: test left Secrets behind (now deleted): [x]\n", 0)
 	ev("fail", "TestConformance/kp", "", 0)
 	ev("fail", "TestConformance", "", 2)
+	setup, _ := json.Marshal(CheckInfo{Area: "addon", Feature: "the addon's resources", Assessment: SetupStep,
+		Checks: []CheckRef{{"objects", ProfileRequired}, {"Role", ProfileRecommended}}})
+	ev("run", "TestConformance/addon/the_addon's_resources", "", 0)
+	ev("output", "TestConformance/addon/the_addon's_resources", "    e2e.go:1: "+CheckMarker+string(setup)+"\n", 0)
+	ev("output", "TestConformance/addon/the_addon's_resources", "    e2e.go:2: needs a lab with capability cluster\n", 0)
+	ev("skip", "TestConformance/addon/the_addon's_resources", "", 0)
 	ev("run", "TestHelperUnit", "", 0)
 	ev("pass", "TestHelperUnit", "", 0)
 	ev("fail", "", "", 3)
@@ -150,6 +156,8 @@ func TestParseGoTestJSONChecks(t *testing.T) {
 		"plain|a key Secret|KeySynced Event|recommended|warn",
 		"kp|k/suites.TestConformance/kp|after its checks||fail",
 		"kp|k/suites.TestConformance|kp/a_kp-key||skip",
+		"addon|the addon's resources|objects|required|skip",
+		"addon|the addon's resources|Role|recommended|skip",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("cases:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -162,6 +170,9 @@ func TestParseGoTestJSONChecks(t *testing.T) {
 	}
 	if c := res.Cases[3]; !strings.Contains(c.Message, "lacks capability mockkp") {
 		t.Errorf("skip reason lost: %q", c.Message)
+	}
+	if c := res.Cases[5]; c.Message != "needs a lab with capability cluster" {
+		t.Errorf("skipped setup's reason not carried to its checks: %q", c.Message)
 	}
 	if c := res.Cases[2]; !strings.Contains(c.Message, "left Secrets behind") {
 		t.Errorf("parent failure lost: %q", c.Message)

@@ -53,7 +53,18 @@ type CheckInfo struct {
 	// Synchronizer is what was judged (the lab env file's SYNCHRONIZER).
 	Synchronizer string `json:"synchronizer,omitempty"`
 	Lab          string `json:"lab,omitempty"`
+	// Checks lists the feature's checks in the setup's marker (Assessment SetupStep).
+	Checks []CheckRef `json:"checks,omitempty"`
 }
+
+// CheckRef names one check of a feature.
+type CheckRef struct {
+	Name    string `json:"name"`
+	Profile string `json:"profile"`
+}
+
+// SetupStep is the Assessment of a feature setup's marker.
+const SetupStep = "setup"
 
 // Case is one test case: a feature's step (an assessment, or its setup or cleanup), or a go
 // test (sub)test that is not one.
