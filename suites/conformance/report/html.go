@@ -64,7 +64,7 @@ func WriteHTML(w io.Writer, m Meta, cases []Case, generated time.Time) error {
 		if !ok {
 			fi = len(a.Features)
 			featIdx[an][c.Suite] = fi
-			a.Features = append(a.Features, htmlFeature{Name: c.Suite, Worst: Passed})
+			a.Features = append(a.Features, htmlFeature{Name: c.Suite, Worst: Skipped})
 		}
 		f := &a.Features[fi]
 		f.Checks = append(f.Checks, c)
@@ -87,9 +87,6 @@ func WriteHTML(w io.Writer, m Meta, cases []Case, generated time.Time) error {
 // worse orders verdicts for a feature's headline: fail > warn > pass > skip.
 func worse(a, b Status) Status {
 	rank := map[Status]int{Skipped: 0, Passed: 1, Warned: 2, Failed: 3}
-	if a == Passed && b == Skipped {
-		return a
-	}
 	if rank[b] > rank[a] {
 		return b
 	}
@@ -141,7 +138,7 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem;margin:.5r
 {{range .Features}}<div class="feature">
 <h3><span class="v {{.Worst}}">{{verdict .Worst}}</span> {{.Name}}</h3>
 <table><tr><th>verdict</th><th>check</th><th>profile</th><th>time</th></tr>
-{{range .Checks}}<tr class="check {{.Status}}"><td class="v {{.Status}}">{{verdict .Status}}</td><td>{{.Name}}
+{{range .Checks}}<tr class="check check-{{.Status}}"><td class="v {{.Status}}">{{verdict .Status}}</td><td>{{.Name}}
 {{- if and .Message (ne (print .Status) "pass")}}<pre class="message">{{.Message}}</pre>{{end}}
 {{- if .Diagnostics}}<details><summary>diagnostics</summary><pre class="diagnostics">{{.Diagnostics}}</pre></details>{{end}}</td>
 <td><span class="badge {{profile .}}">{{profile .}}</span></td><td>{{secs .Duration}}</td></tr>

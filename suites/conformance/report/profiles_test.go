@@ -155,7 +155,7 @@ func TestParseGoTestJSONChecks(t *testing.T) {
 		"plain|a key Secret|the file appears|required|fail",
 		"plain|a key Secret|KeySynced Event|recommended|warn",
 		"kp|k/suites.TestConformance/kp|after its checks||fail",
-		"kp|k/suites.TestConformance|kp/a_kp-key||skip",
+		"kp|a kp-key|feature||skip",
 		"addon|the addon's resources|objects|required|skip",
 		"addon|the addon's resources|Role|recommended|skip",
 	}
@@ -196,7 +196,8 @@ func TestWriteHTML(t *testing.T) {
 		"<!DOCTYPE html>", `<dd id="synchronizer">mine &lt;v2&gt; &#34;beta&#34;</dd>`,
 		"&lt;script&gt;alert(1)&lt;/script&gt; &amp; more", "&lt;b&gt;oops&lt;/b&gt;",
 		`<section class="area" id="area-plain">`, `<section class="area" id="area-kp">`,
-		`<tr class="check fail">`, `<tr class="check warn">`, `<tr class="check skip">`, `<tr class="check pass">`,
+		`<tr class="check check-fail">`, `<tr class="check check-warn">`, `<tr class="check check-skip">`, `<tr class="check check-pass">`,
+		`<span class="v skip">SKIP</span> a kp-key Secret is unwrapped`, `<span class="v fail">FAIL</span> a key Secret`,
 		"required: 1 passed, 1 failed, 1 skipped; recommended: 0 passed, 1 warned, 0 failed, 0 skipped",
 		"1 passed, 1 failed, 1 skipped, 1 warned", "2026-01-02T03:04:05Z", "</html>",
 	} {
