@@ -53,7 +53,7 @@ func TestRun(t *testing.T) {
 		"fatal assess/b1": report.Failed, "fatal assess/b2": report.Skipped,
 		"fatal setup/setup": report.Failed, "fatal setup/c1": report.Skipped,
 		"errorf and panic/d1": report.Failed, "errorf and panic/d2": report.Failed,
-		"filtered/feature":    report.Skipped,
+		"filtered/feature": report.Skipped,
 		"cleanup fails/f1": report.Passed, "cleanup fails/cleanup": report.Failed,
 	}
 	for k, v := range want {
