@@ -100,6 +100,9 @@ type Env struct {
 	// Lab is KEYSYNC_LAB: "node", "kind" or "cluster". It names the lab in reports; the
 	// suites decide what to run from Capabilities and NodeAccess, never from this name.
 	Lab string
+	// Synchronizer is SYNCHRONIZER: free text naming the synchronizer under test, as the
+	// reports print it (e.g. "reference (keysync-syncer v1.2.0)"); "" is unknown.
+	Synchronizer string
 	// Capabilities is CAPABILITIES, comma-separated on disk: what the lab can do.
 	Capabilities []Capability
 	// NodeAccess is NODE_ACCESS: how the runner reaches nodes (default by Lab: node → host,
@@ -178,6 +181,7 @@ func envFields() []envField {
 	}
 	return []envField{
 		str("KEYSYNC_LAB", func(e *Env) *string { return &e.Lab }),
+		str("SYNCHRONIZER", func(e *Env) *string { return &e.Synchronizer }),
 		{key: "CAPABILITIES", get: func(e *Env) string { return joinCaps(e.Capabilities) }, set: func(e *Env, v string) {
 			e.Capabilities = nil
 			for _, c := range strings.Split(v, ",") {

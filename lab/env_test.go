@@ -39,6 +39,11 @@ func TestEnvRoundTrip(t *testing.T) {
 			e.Extra = map[string]string{"KIND_CLUSTER": "keysync", "A_FIRST": "x=y"}
 			return e
 		}()},
+		{name: "a synchronizer described in free text", env: func() Env {
+			e := sampleEnv()
+			e.Synchronizer = "reference (keysync-syncer v1.2.0, --resync=10s) = ours"
+			return e
+		}()},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -241,5 +246,30 @@ func TestEnvCapabilities(t *testing.T) {
 				t.Errorf("round trip lost capabilities or commands: %+v", back)
 			}
 		})
+	}
+}
+
+// SYNCHRONIZER names what the reports judged; older env files lack it and read as "".
+func TestEnvSynchronizer(t *testing.T) {
+	tests := []struct {
+		in, want string
+	}{
+		{"KEYSYNC_LAB=node\nSYNCHRONIZER=mine (v0.3; polls every 10 s)\n", "mine (v0.3; polls every 10 s)"},
+		{"KEYSYNC_LAB=node\nSYNCHRONIZER=\n", ""},
+		{"KEYSYNC_LAB=node\n", ""},
+	}
+	for _, tt := range tests {
+		env, err := ParseEnv([]byte(tt.in))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if env.Synchronizer != tt.want || env.Extra["SYNCHRONIZER"] != "" {
+			t.Errorf("ParseEnv(%q).Synchronizer = %q (extra %v), want %q", tt.in, env.Synchronizer, env.Extra, tt.want)
+		}
+	}
+	e := sampleEnv()
+	e.Synchronizer = "line\nbreak"
+	if _, err := e.Marshal(); err == nil {
+		t.Error("a SYNCHRONIZER with a line break must not be written")
 	}
 }

@@ -1,15 +1,19 @@
 # Suites (suites/): the conformance features as a library (suites/conformance), their
 # `go test` entry point (package ./suites, sigs.k8s.io/e2e-framework) and `keysync conformance`.
 # `make conformance` runs `go test ./suites` against the current lab ($(LAB_ENV)), writes
-# JUnit to _out/junit.xml and prints "N passed, N failed, N skipped". Without a lab it fails
-# and says how to start one (make node-lab-up). It needs no Kubernetes binaries; the suites'
-# helper packages (suites/conformance, suites/internal/..., suites/nodedriver/...) are
-# unit-tested by make test.
+# JUnit to _out/junit.xml and the HTML report to $(REPORT_HTML), and prints the per-profile
+# line ("required: N passed, N failed, N skipped; recommended: N passed, N warned, ...") then
+# "N passed, N failed, N skipped" (", N warned"), counting conformance checks only. Without a
+# lab it fails and says how to start one (make node-lab-up). It needs no Kubernetes binaries;
+# the suites' helper packages (suites/conformance, suites/internal/..., suites/nodedriver/...)
+# are unit-tested by make test.
 #   make conformance SUITE_ARGS="--labels area=kp"      # select (e2e-framework flags)
 #   make conformance SUITE_ARGS="--skip-features rotat"
+#   make conformance SUITE_ARGS="--profile required"    # failed recommended checks only warn
 LAB_ENV ?= _out/lab.env
 SUITE_ARGS ?=
 CONFORMANCE_TIMEOUT ?= 30m
+REPORT_HTML ?= _out/report.html
 
 .PHONY: conformance suites-unit
 
@@ -17,7 +21,7 @@ conformance: ## run the conformance suites against the current lab ($(LAB_ENV));
 	@mkdir -p _out
 	@rc=0; KEYSYNC_LAB_ENV=$(abspath $(LAB_ENV)) KEYSYNC_SUITE_ARGS="$(SUITE_ARGS)" \
 	  $(GO) test -count=1 -json -timeout $(CONFORMANCE_TIMEOUT) ./suites > _out/suites.json || rc=$$?; \
-	  $(GO) run ./cmd/keysync conformance report --go-test-json _out/suites.json --junit _out/junit.xml || rc=1; \
+	  $(GO) run ./cmd/keysync conformance report --go-test-json _out/suites.json --junit _out/junit.xml --html $(REPORT_HTML) || rc=1; \
 	  exit $$rc
 
 # The suites' own tests (JUnit writer, hooks, tracker, Secret client and Event waiter against a

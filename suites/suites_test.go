@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"sigs.k8s.io/e2e-framework/pkg/env"
 	"sigs.k8s.io/e2e-framework/pkg/envconf"
@@ -24,7 +23,8 @@ func TestMain(m *testing.M) {
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	opts.Hooks.FromEnv(os.Getenv)
 	flag.StringVar(&opts.LabEnv, "lab-env", "", "lab env file (default $"+conformance.EnvLabEnv+", else <checkout>/_out/lab.env)")
-	flag.DurationVar(&opts.SyncTimeout, "sync-timeout", 90*time.Second, "how long to wait for the synchronizer")
+	flag.DurationVar(&opts.SyncTimeout, "sync-timeout", conformance.DefaultSyncTimeout, "how long to wait for the synchronizer (file appears or goes, Event recorded)")
+	flag.Var(&opts.Profile, "profile", "profile the run is judged by: required (failed recommended checks are logged as warnings) or recommended (both fail; the default)")
 	opts.Hooks.RegisterFlags(flag.CommandLine)
 	opts.RegisterFlags(flag.CommandLine, os.Getenv)
 	if extra := strings.Fields(os.Getenv("KEYSYNC_SUITE_ARGS")); len(extra) > 0 {

@@ -28,7 +28,7 @@ func (r *runner) env() lab.Env {
 		FixturesManifest: r.l.FixturesManifest(), SyncerNamespace: Namespace,
 		EtcdEndpoints: []string{"http://" + r.st.Etcd}, KMSRootKeyID: KPKMSRootKeyID, KMSHealthURL: "http://" + r.st.KMSHealth + "/readyz",
 		Extra: map[string]string{"NODE_LAB_WORK_DIR": r.l.Dir, "NODE_LAB_LOGS": r.l.LogDir(),
-			"CRICTL_CONFIG": r.l.CrictlConfig(), "PAUSE_IMAGE": r.pauseImage()},
+			"CRICTL_CONFIG": r.l.CrictlConfig(), "PAUSE_IMAGE": r.pauseImage(), "SYNCER_LOG": r.l.Log("syncer")},
 	}
 }
 

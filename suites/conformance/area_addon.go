@@ -18,13 +18,13 @@ func featureAddon() Feature {
 		Name: "the addon's resources are exactly the runbook's", Area: AreaAddon,
 		Setup: func(_ context.Context, t T, c *Context) { c.requireCluster(t) },
 		Assess: []Step{
-			{Name: "Namespace, ServiceAccount, Role, RoleBinding and DaemonSet exist with the runbook's names", Fn: assessAddonObjects},
-			{Name: "the Role grants get/list/watch on secrets and create/patch on events, in its namespace only", Fn: assessAddonRBAC},
-			{Name: "one ready synchronizer pod per schedulable node", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "Namespace, ServiceAccount, Role, RoleBinding and DaemonSet exist with the runbook's names", Profile: ProfileRequired, Fn: assessAddonObjects},
+			{Name: "one ready synchronizer pod per schedulable node", Profile: ProfileRequired, Independent: true, Fn: func(ctx context.Context, t T, c *Context) {
 				if err := c.waitAddonPods(ctx, nil); err != nil {
 					t.Fatalf("%v", err)
 				}
 			}},
+			{Name: "the Role grants exactly get/list/watch on secrets and create/patch on events, in its namespace only", Profile: ProfileRecommended, Independent: true, Fn: assessAddonRBAC},
 		},
 	}
 }

@@ -24,7 +24,7 @@ func featureIsolation() Feature {
 			c.require(t, lab.CapCluster, lab.CapIsolated)
 		},
 		Assess: []Step{
-			{Name: "pulls from outside registries are refused as blocked on every node, quickly", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "pulls from outside registries are refused as blocked on every node, quickly", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				for _, n := range c.nodes(ctx, t) {
 					for _, ref := range outsideRefs() {
 						pctx, cancel := context.WithTimeout(ctx, 4*blockedQuickly)
@@ -40,7 +40,7 @@ func featureIsolation() Feature {
 					}
 				}
 			}},
-			{Name: "no CoreDNS forwards lookups outside", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "no CoreDNS forwards lookups outside", Profile: ProfileRequired, Independent: true, Fn: func(ctx context.Context, t T, c *Context) {
 				deps, err := c.Client.AppsV1().Deployments(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
 				if err != nil {
 					t.Fatalf("failed to list Deployments: %v", err)

@@ -26,21 +26,25 @@ func featureKPKey() Feature {
 			if err != nil {
 				t.Fatalf("failed to wrap the fixture key with Key Protect (live %v): %v", target.live, err)
 			}
+			// Recorded before the Secret so that it runs after its deletion: the unwrapped key
+			// must be gone before the next feature checks that no node holds it.
+			norm := mustNormalize(t, c.Fixtures.A.Key)
+			s.tr.Add("key file of the kp-key Secret", func(ctx context.Context) error { return c.waitNoFile(ctx, norm) })
 			if !target.live {
 				before = c.unwraps(ctx, t)
 			}
 			s.secrets.MustCreate(ctx, t, secrets.KPKey(c.Namespace, c.nameFor("kp-a"), c.RunID, target.rootKeyID, ct))
 		},
 		Assess: []Step{
-			{Name: "the unwrapped key file appears on every node", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "the unwrapped key file appears on every node", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				if _, err := c.waitFile(ctx, mustNormalize(t, c.Fixtures.A.Key)); err != nil {
 					t.Fatalf("%v", err)
 				}
 			}},
-			{Name: "the encrypted fixture pulls", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "the encrypted fixture pulls", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				c.pullEverywhere(ctx, t, c.Fixtures.A.Ref)
 			}},
-			{Name: "mockkp counted exactly one unwrap per node", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "mockkp counted exactly one unwrap per node", Profile: ProfileRecommended, Fn: func(ctx context.Context, t T, c *Context) {
 				if target.live {
 					t.Skipf("counting unwraps needs the lab's mockkp; the cluster's own Key Protect has no request counters")
 				}

@@ -69,7 +69,7 @@ func featureNetwork() Feature {
 			})
 		},
 		Assess: []Step{
-			{Name: "a serving pod becomes ready with an address of the pod network", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "a serving pod becomes ready with an address of the pod network", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				p, err := c.waitPod(ctx, server.Name, 2*c.syncTimeout(), func(p *corev1.Pod) (bool, error) {
 					if p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded {
 						return false, fmt.Errorf("pod %s ended (%s): %+v", p.Name, p.Status.Phase, p.Status.ContainerStatuses)
@@ -85,7 +85,7 @@ func featureNetwork() Feature {
 				server = p
 				t.Logf("server pod %s on node %s at %s", p.Name, serverNode, p.Status.PodIP)
 			}},
-			{Name: "a pod on another node reads the server's marker by pod IP and by Service ClusterIP", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "a pod on another node reads the server's marker by pod IP and by Service ClusterIP", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				if server.Status.PodIP == "" {
 					t.Fatalf("the server pod has no address (previous step failed)")
 				}

@@ -22,17 +22,18 @@ func featureNoKey() Feature {
 			c.requireNoKey(ctx, t, c.Fixtures.A)
 		},
 		Assess: []Step{
-			{Name: "pulling the encrypted fixture fails with the missing-key error", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "pulling the encrypted fixture fails with the missing-key error", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				c.pullFailsEverywhere(ctx, t, c.Fixtures.A.Ref)
 			}},
-			{Name: "a plain image still pulls", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "a plain image still pulls", Profile: ProfileRequired, Independent: true, Fn: func(ctx context.Context, t T, c *Context) {
 				c.pullEverywhere(ctx, t, c.Fixtures.Plain)
 			}},
 		},
 	}
 }
 
-// 2. A key Secret becomes a 0600 file with the exact bytes; the image pulls and runs.
+// 2. A key Secret becomes a file with the exact bytes (required), the image pulls and runs
+// (required); the file is 0600 and a KeySynced Event is recorded (recommended).
 func featureKeySecret() Feature {
 	var s *scope
 	var sec *corev1.Secret
@@ -44,16 +45,13 @@ func featureKeySecret() Feature {
 			sec = s.secrets.MustCreate(ctx, t, c.keySecret("key-a", c.Fixtures.A.Key))
 		},
 		Assess: []Step{
-			{Name: "the key file appears on every node with mode 0600 and the exact bytes", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "the key file appears on every node with the exact bytes", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				norm := mustNormalize(t, c.Fixtures.A.Key)
 				got, err := c.waitFile(ctx, norm)
 				if err != nil {
 					t.Fatalf("%v", err)
 				}
 				for n, e := range got {
-					if e.Mode.Perm() != 0o600 {
-						t.Errorf("node %s: %s has mode %04o, want 0600", n, e.Path, e.Mode.Perm())
-					}
 					if sub := c.Lab.SyncSubdir; sub != "" && !strings.HasPrefix(e.Path, sub+"/") {
 						t.Errorf("node %s: key file %s is outside the synchronizer's directory %s/", n, e.Path, sub)
 					}
@@ -61,15 +59,10 @@ func featureKeySecret() Feature {
 					// SHA-256 are the Secret's key's (keytree.Files), without reading it back.
 				}
 			}},
-			{Name: "a KeySynced Event is recorded on the Secret", Fn: func(ctx context.Context, t T, c *Context) {
-				if _, err := events.Wait(ctx, c.Client, "Secret", sec.Namespace, sec.Name, ReasonKeySynced, c.syncTimeout(), c.pollInterval()); err != nil {
-					t.Fatalf("%v", err)
-				}
-			}},
-			{Name: "the encrypted fixture pulls", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "the encrypted fixture pulls", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				c.pullEverywhere(ctx, t, c.Fixtures.A.Ref)
 			}},
-			{Name: "the fixture runs and prints its marker where the lab can run containers", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "the fixture runs and prints its marker where the lab can run containers", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				if c.Fixtures.A.Marker == "" {
 					t.Skipf("the fixtures manifest gives no marker for %s", c.Fixtures.A.Name)
 				}
@@ -84,6 +77,22 @@ func featureKeySecret() Feature {
 					if !strings.Contains(out, c.Fixtures.A.Marker) {
 						t.Fatalf("node %s: %s printed %q, want it to contain %q", n, c.Fixtures.A.Ref, out, c.Fixtures.A.Marker)
 					}
+				}
+			}},
+			{Name: "the key file has mode 0600", Profile: ProfileRecommended, Fn: func(ctx context.Context, t T, c *Context) {
+				got, err := c.waitFile(ctx, mustNormalize(t, c.Fixtures.A.Key))
+				if err != nil {
+					t.Fatalf("%v", err)
+				}
+				for n, e := range got {
+					if e.Mode.Perm() != 0o600 {
+						t.Errorf("node %s: %s", n, modeProblem(e))
+					}
+				}
+			}},
+			{Name: "a KeySynced Event is recorded on the Secret", Profile: ProfileRecommended, Independent: true, Fn: func(ctx context.Context, t T, c *Context) {
+				if _, err := events.Wait(ctx, c.Client, "Secret", sec.Namespace, sec.Name, ReasonKeySynced, c.syncTimeout(), c.pollInterval()); err != nil {
+					t.Fatalf("%v", err)
 				}
 			}},
 		},

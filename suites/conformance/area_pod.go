@@ -34,7 +34,7 @@ func featurePod() Feature {
 			pod = c.createPod(ctx, t, s, p)
 		},
 		Assess: []Step{
-			{Name: "before the key is synced the Pod shows ErrImagePull/ImagePullBackOff with the missing-key message in its Events", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "before the key is synced the Pod shows ErrImagePull/ImagePullBackOff with the missing-key message in its Events", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				var reason string
 				var msgs []string
 				_, err := c.waitPod(ctx, pod.Name, 2*c.syncTimeout(), func(p *corev1.Pod) (bool, error) {
@@ -58,7 +58,7 @@ func featurePod() Feature {
 				}
 				t.Logf("pod %s on node %s: %s", pod.Name, node, reason)
 			}},
-			{Name: "after the key Secret is created the Pod runs and prints its marker", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "after the key Secret is created the Pod runs and prints its marker", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				c.syncKey(ctx, t, s, "pod-key", img)
 				// The kubelet retries the pull with a back-off (10 s, doubling) that started
 				// before the key was there.

@@ -39,7 +39,7 @@ func featureResilience() Feature {
 			}
 		},
 		Assess: []Step{
-			{Name: "a restarted synchronizer pod leaves every key in place with the exact bytes", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "a restarted synchronizer pod leaves every key in place with the exact bytes", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				node := c.lastNode(ctx, t)
 				_, _, ready, err := c.addonPods(ctx)
 				if err != nil {
@@ -90,7 +90,7 @@ func featureResilience() Feature {
 				}
 				c.pullEverywhere(ctx, t, c.Fixtures.A.Ref)
 			}},
-			{Name: "a node added to the cluster gets every key", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "a node added to the cluster gets every key", Profile: ProfileRequired, Independent: true, Fn: func(ctx context.Context, t T, c *Context) {
 				if c.NodeAdder == nil {
 					c.skipWithout(t, lab.CapAddNode)
 				}
@@ -125,11 +125,11 @@ func featureResilience() Feature {
 						t.Fatalf("node %s: the key of %s did not appear: %v", name, img.Name, err)
 					}
 					// Found by the node's audit (size and SHA-256): the exact bytes, not read back.
-					if files[0].Mode.Perm() != 0o600 {
-						t.Errorf("node %s: %s: mode %04o, want 0600", name, files[0].Path, files[0].Mode.Perm())
+					if files[0].Mode.Perm() != 0o600 { // recommended: noted, judged by the hygiene checks
+						t.Logf("note: node %s: %s", name, modeProblem(files[0]))
 					}
 				}
-				problems, err := keytree.Audit(ctx, drv, name, c.Lab.SyncSubdir)
+				problems, err := treeProblems(ctx, drv, name)
 				if err != nil {
 					t.Fatalf("node %s: failed to audit keys tree: %v", name, err)
 				}

@@ -21,7 +21,7 @@ func featureRevocation() Feature {
 			c.pullEverywhere(ctx, t, c.Fixtures.A.Ref)
 		},
 		Assess: []Step{
-			{Name: "deleting the Secret removes the key file from every node", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "deleting the Secret removes the key file from every node", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				if err := s.secrets.Delete(ctx, sec.Namespace, sec.Name); err != nil {
 					t.Fatalf("%v", err)
 				}
@@ -29,7 +29,7 @@ func featureRevocation() Feature {
 					t.Fatalf("%v", err)
 				}
 			}},
-			{Name: "pulling the encrypted fixture fails again", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "pulling the encrypted fixture fails again", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				c.pullFailsEverywhere(ctx, t, c.Fixtures.A.Ref)
 			}},
 		},

@@ -28,7 +28,7 @@ func featureRotation() Feature {
 			sec = c.syncKey(ctx, t, s, "rotate", c.Fixtures.A)
 		},
 		Assess: []Step{
-			{Name: "the rotated Secret's new key replaces the old file", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "the rotated Secret's new key replaces the old file", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				c.ownKey(c.Fixtures.B.Key)
 				if _, err := s.secrets.Update(ctx, sec.Namespace, sec.Name,
 					map[string][]byte{keyDataKey: c.Fixtures.B.Key}); err != nil {
@@ -41,10 +41,10 @@ func featureRotation() Feature {
 					t.Fatalf("old key: %v", err)
 				}
 			}},
-			{Name: "images for the new key pull", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "images for the new key pull", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				c.pullEverywhere(ctx, t, c.Fixtures.B.Ref)
 			}},
-			{Name: "images for the old key fail", Fn: func(ctx context.Context, t T, c *Context) {
+			{Name: "images for the old key fail", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				c.pullFailsEverywhere(ctx, t, c.Fixtures.A.Ref)
 			}},
 		},

@@ -6,8 +6,9 @@
 //
 // Every feature carries one label area=plain|kp|revocation|rotation|hygiene|bad-input|addon|
 // pod|network|isolation|resilience (features that disrupt the lab also disruptive=true) and ends
-// with the hygiene assessment (the keys tree holds only usable private keys, no symlink or
-// temp file, and a plain image still pulls). Features create their Secrets in the
+// with the hygiene assessments (required: the keys tree holds only usable private keys, no
+// symlink or temp file, and a plain image still pulls; recommended: key files are 0600). Every
+// assessment belongs to a Profile (required or recommended, see profile.go). Features create their Secrets in the
 // synchronizer's namespace under a run-ID name prefix and undo everything they create, in
 // reverse order, even when a step fails.
 package conformance
@@ -109,8 +110,12 @@ type Context struct {
 	RunID string
 	// Namespace is the synchronizer's namespace (Lab.SyncerNamespace or DefaultNamespace).
 	Namespace string
-	// SyncTimeout bounds every wait for the synchronizer (file appears/goes, Event recorded).
+	// SyncTimeout bounds every wait for the synchronizer (file appears/goes, Event recorded);
+	// default DefaultSyncTimeout.
 	SyncTimeout time.Duration
+	// Profile is the profile the run is judged by (default DefaultProfile): under
+	// ProfileRequired a failed recommended check is a warning.
+	Profile Profile
 	// PollInterval is how often waits poll.
 	PollInterval time.Duration
 	// Logger narrates steps (default: discard).
@@ -134,14 +139,21 @@ type NodeAdder interface {
 // StepFunc is one step of a feature.
 type StepFunc func(ctx context.Context, t T, c *Context)
 
-// Step is a named assessment.
+// Step is a named assessment: one check, in one profile.
 type Step struct {
 	Name string
 	Fn   StepFunc
+	// Profile is the check's profile; every feature's step names one (a test checks it).
+	Profile Profile
+	// Independent marks a check that does not depend on the outcome of the ones before it:
+	// it runs even after a required assessment stopped (see check.go).
+	Independent bool
 }
 
 // Feature is one behaviour with its setup (run on the feature's T: register cleanups there
-// with t.Cleanup) and its assessments (each on its own T; a fatal one stops the feature).
+// with t.Cleanup) and its assessments (each on its own T). Assessments are ordered so that the
+// core verdict (required) comes first; a failed recommended check never hides later ones, a
+// stopped required check skips only the assessments that depend on it (check.go).
 type Feature struct {
 	Name string
 	Area Area
@@ -173,7 +185,7 @@ func (c *Context) logger() *slog.Logger {
 
 func (c *Context) syncTimeout() time.Duration {
 	if c.SyncTimeout <= 0 {
-		return 90 * time.Second
+		return DefaultSyncTimeout
 	}
 	return c.SyncTimeout
 }

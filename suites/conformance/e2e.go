@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -13,6 +14,7 @@ import (
 	"sigs.k8s.io/e2e-framework/pkg/features"
 	"sigs.k8s.io/e2e-framework/pkg/types"
 
+	"github.com/keysync-dev/keysync/suites/conformance/report"
 	"github.com/keysync-dev/keysync/suites/internal/secrets"
 )
 
@@ -118,33 +120,83 @@ func (c *Context) DeleteLeftovers(ctx context.Context, runID string) ([]string, 
 	return names, nil
 }
 
-// E2E turns features into e2e-framework features, labelled area=<area>.
+// E2E turns features into e2e-framework features, labelled area=<area>. Each assessment runs
+// in its own T (check.go's runStep, as in Run) and its verdict is replayed on the subtest:
+// the first line logged is the check marker (report.CheckMarker: area, feature, assessment,
+// profile) that `keysync conformance report` reads back; a warning is logged as
+// "WARN recommended: <reason>" on a passing subtest; a failure's diagnostics follow
+// report.DiagnosticsMarker. A stopped required assessment skips the dependent ones (t.Skip
+// with the reason), never the feature's other checks.
 func E2E(fs ...Feature) []types.Feature {
 	out := make([]types.Feature, 0, len(fs))
 	for _, f := range fs {
+		fr := &featureRun{f: f}
 		b := features.New(f.Name).WithLabel(LabelArea, string(f.Area))
 		for _, k := range slices.Sorted(maps.Keys(f.Labels)) {
 			b = b.WithLabel(k, f.Labels[k])
 		}
-		if f.Setup != nil {
-			b = b.WithSetup("setup", adapt(f.Setup))
-		}
+		b = b.WithSetup("setup", adaptSetup(fr))
 		for _, s := range f.Assess {
-			b = b.Assess(s.Name, adapt(s.Fn))
+			b = b.Assess(s.Name, adaptStep(fr, s))
 		}
 		out = append(out, b.Feature())
 	}
 	return out
 }
 
-func adapt(fn StepFunc) features.Func {
+func contextOf(ctx context.Context, t *testing.T) *Context {
+	t.Helper()
+	c, ok := FromContext(ctx)
+	if !ok {
+		t.Fatal("no conformance context: TestMain must register conformance.SetupEnv")
+	}
+	return c
+}
+
+// adaptSetup runs the feature's setup on the feature's own test (its t.Cleanup runs after
+// the assessments); a failed setup logs the diagnostics.
+func adaptSetup(fr *featureRun) features.Func {
 	return func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
 		t.Helper()
-		c, ok := FromContext(ctx)
-		if !ok {
-			t.Fatal("no conformance context: TestMain must register conformance.SetupEnv")
+		c := contextOf(ctx, t)
+		fr.stoppedBy = ""
+		if fr.f.Setup == nil {
+			return ctx
 		}
-		fn(ctx, t, c)
+		t.Log(c.checkMarker(fr.f, report.SetupStep, ""))
+		// Deferred: it also runs when the setup stops with t.Fatal (runtime.Goexit).
+		defer func() {
+			if t.Failed() {
+				t.Log(report.DiagnosticsMarker + "\n" + c.diagnose(ctx))
+			}
+		}()
+		fr.f.Setup(ctx, t, c)
+		return ctx
+	}
+}
+
+func adaptStep(fr *featureRun, s Step) features.Func {
+	return func(ctx context.Context, t *testing.T, _ *envconf.Config) context.Context {
+		t.Helper()
+		c := contextOf(ctx, t)
+		t.Log(c.checkMarker(fr.f, s.Name, s.profileOf()))
+		res := c.runStep(ctx, fr, s)
+		msg := strings.TrimRight(res.message, "\n")
+		switch res.status {
+		case report.Skipped:
+			t.Skip(msg)
+		case report.Failed:
+			t.Error(msg)
+		case report.Warned:
+			t.Log(warnLine(msg))
+		default:
+			if msg != "" {
+				t.Log(msg)
+			}
+		}
+		if res.diagnostics != "" {
+			t.Log(report.DiagnosticsMarker + "\n" + res.diagnostics)
+		}
 		return ctx
 	}
 }

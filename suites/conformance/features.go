@@ -11,8 +11,16 @@ const keyDataKey = "key.pem"
 // fixtureOnceArg makes a fixture's program print its marker and exit (fixtures/cmd/marker).
 const fixtureOnceArg = "-once"
 
+// hygieneStepName and keyModesStepName name the assessments every feature ends with.
+const (
+	hygieneStepName  = "hygiene: keys tree holds only keys CRI-O can use and a plain image pulls"
+	keyModesStepName = "hygiene: the synchronizer's key files have mode 0600"
+)
+
 // Features returns every feature in suite order, each with fresh state (call it once per
-// run). Every feature ends with the hygiene assessment.
+// run). Every feature ends with the hygiene assessments: the required one (nothing CRI-O
+// cannot read in the tree, a plain image pulls) and the recommended one (key files 0600); both
+// run whatever happened before them.
 func Features() []Feature {
 	fs := []Feature{
 		featureNoKey(),
@@ -29,7 +37,9 @@ func Features() []Feature {
 		featureResilience(), // disruptive: last
 	}
 	for i := range fs {
-		fs[i].Assess = append(fs[i].Assess, Step{Name: "hygiene: keys tree holds only usable keys and a plain image pulls", Fn: assessHygiene})
+		fs[i].Assess = append(fs[i].Assess,
+			Step{Name: hygieneStepName, Fn: assessHygiene, Profile: ProfileRequired, Independent: true},
+			Step{Name: keyModesStepName, Fn: assessKeyModes, Profile: ProfileRecommended, Independent: true})
 	}
 	return fs
 }

@@ -27,21 +27,26 @@ type RunOptions struct {
 
 // Run executes features outside `go test` (for `keysync conformance`) with the same bodies,
 // one at a time, and returns one report case per step. A fatal setup skips the feature's
-// assessments; a fatal assessment stops the feature; cleanups run in both cases.
+// assessments; a stopped required assessment skips the ones that depend on it (check.go);
+// cleanups run in every case.
 func Run(ctx context.Context, c *Context, fs []Feature, o RunOptions) []report.Case {
 	var cases []report.Case
 	emit := func(rc report.Case) {
 		cases = append(cases, rc)
 		if o.Progress != nil {
 			fmt.Fprintf(o.Progress, "--- %s: %s/%s (%.1fs)\n", strings.ToUpper(string(rc.Status)), rc.Suite, rc.Name, rc.Duration.Seconds())
-			if rc.Status != report.Passed && rc.Message != "" {
-				fmt.Fprintf(o.Progress, "    %s\n", strings.ReplaceAll(strings.TrimSpace(rc.Message), "\n", "\n    "))
+			msg := strings.TrimSpace(rc.Message)
+			if rc.Status == report.Warned {
+				msg = warnLine(msg)
+			}
+			if rc.Status != report.Passed && msg != "" {
+				fmt.Fprintf(o.Progress, "    %s\n", strings.ReplaceAll(msg, "\n", "\n    "))
 			}
 		}
 	}
 	for _, f := range fs {
 		if reason, ok := selected(f, o); !ok {
-			emit(report.Case{Suite: f.Name, Name: "feature", Status: report.Skipped, Message: reason})
+			emit(report.Case{Suite: f.Name, Name: "feature", Area: string(f.Area), Status: report.Skipped, Message: reason})
 			continue
 		}
 		runFeature(ctx, c, f, emit)
@@ -80,41 +85,42 @@ func contains(vs []string, v string) bool {
 
 func runFeature(ctx context.Context, c *Context, f Feature, emit func(report.Case)) {
 	ft := newRunT(f.Name)
+	area := string(f.Area)
 	defer func() {
 		failedBefore := ft.Failed()
 		ft.resetOutput()
 		ft.runCleanups()
 		if !failedBefore && ft.Failed() { // a cleanup failed
-			emit(report.Case{Suite: f.Name, Name: "cleanup", Status: report.Failed, Message: ft.output()})
+			emit(report.Case{Suite: f.Name, Name: "cleanup", Area: area, Status: report.Failed, Message: ft.output()})
 		}
 	}()
 	if f.Setup != nil {
 		start := time.Now()
 		ft.do(func() { f.Setup(ctx, ft, c) })
-		rc := report.Case{Suite: f.Name, Name: "setup", Duration: time.Since(start), Status: ft.status(), Message: ft.output()}
+		rc := report.Case{Suite: f.Name, Name: "setup", Area: area, Duration: time.Since(start), Status: ft.status(), Message: ft.output()}
 		ft.resetOutput()
-		emit(rc)
+		// Reports count checks: a setup is a case only when it failed; a skipped one (the lab
+		// lacks a capability) skips every check with its reason.
 		if rc.Status != report.Passed {
+			reason := "skipped: setup did not pass"
+			if rc.Status == report.Failed {
+				rc.Diagnostics = c.diagnose(ctx)
+				emit(rc)
+			} else if m := strings.TrimSpace(rc.Message); m != "" {
+				reason = m
+			}
 			for _, s := range f.Assess {
-				emit(report.Case{Suite: f.Name, Name: s.Name, Status: report.Skipped, Message: "skipped: setup did not pass"})
+				emit(report.Case{Suite: f.Name, Name: s.Name, Area: area, Profile: string(s.profileOf()), Status: report.Skipped,
+					Message: reason})
 			}
 			return
 		}
 	}
-	stopped := false
+	fr := &featureRun{f: f}
 	for _, s := range f.Assess {
-		if stopped {
-			emit(report.Case{Suite: f.Name, Name: s.Name, Status: report.Skipped, Message: "skipped: an earlier assessment failed"})
-			continue
-		}
-		at := newRunT(f.Name + "/" + s.Name)
-		start := time.Now()
-		at.do(func() { s.Fn(ctx, at, c) })
-		at.runCleanups()
-		emit(report.Case{Suite: f.Name, Name: s.Name, Duration: time.Since(start), Status: at.status(), Message: at.output()})
-		if at.stoppedByFail {
-			stopped = true
-		}
+		res := c.runStep(ctx, fr, s)
+		emit(report.Case{Suite: f.Name, Name: s.Name, Area: area, Profile: string(s.profileOf()), Duration: res.duration,
+			Status: res.status, Message: res.message, Diagnostics: res.diagnostics})
 	}
 }
 

@@ -63,7 +63,9 @@ type Options struct {
 	// AgentSELinuxType is the SELinux type of the node agent pods on any cluster
 	// (--agent-selinux-type; only for nodes that enforce SELinux; default none).
 	AgentSELinuxType string
-	Logger           *slog.Logger
+	// Profile judges the run (default DefaultProfile).
+	Profile Profile
+	Logger  *slog.Logger
 	// Getenv reads the environment (os.Getenv by default); Getwd finds the checkout.
 	Getenv func(string) string
 	Getwd  func() (string, error)
@@ -231,6 +233,6 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 		})
 	}
 	c = &Context{Lab: env, Client: cs, Driver: driver, Owned: owned, KP: o.KP, Fixtures: fx, RunID: runID,
-		Namespace: ns, SyncTimeout: o.SyncTimeout, Logger: o.Logger, NodeAdder: adder}
+		Namespace: ns, SyncTimeout: o.SyncTimeout, Profile: o.Profile, Logger: o.Logger, NodeAdder: adder}
 	return c, closeFn, nil
 }

@@ -1,13 +1,15 @@
 // Package conformance is `keysync conformance`: it runs the conformance features (package
 // suites/conformance, the same bodies `go test ./suites` runs) against a lab or a real
-// cluster, writes JUnit XML, and prints "N passed, N failed, N skipped". `keysync conformance
-// report` turns `go test -json` output of the suites into the same JUnit and summary.
+// cluster, writes JUnit XML and an HTML report, and prints the per-profile counts and then
+// "N passed, N failed, N skipped" (", N warned" when recommended checks warned). `keysync
+// conformance report` turns `go test -json` output of the suites into the same reports.
 package conformance
 
 import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,8 +24,13 @@ import (
 	"github.com/keysync-dev/keysync/suites/nodedriver"
 )
 
+// conformanceTest is the go test function of package ./suites whose subtests are the checks.
+const conformanceTest = "TestConformance"
+
 type flagpole struct {
 	labEnv, kubeconfig, junit    string
+	html                         string
+	profile                      conformance.Profile
 	labels, skipLabels           []string
 	feature, skipFeatures, runID string
 	syncTimeout                  time.Duration
@@ -42,6 +49,9 @@ func NewCommand(s *cli.Streams) *cobra.Command {
 		Long: `Runs the conformance features (areas plain, kp, revocation, rotation, hygiene, bad-input)
 against the lab described by --lab-env (default $KEYSYNC_LAB_ENV, else _out/lab.env in the
 checkout), with the same bodies as 'go test ./suites'. Start a lab with 'make node-lab-up'.
+Every check belongs to a profile: required (what the runbook and CRI-O promise) or
+recommended (the reference synchronizer's stronger conventions). --profile required reports
+failed recommended checks as warnings; the default, recommended, fails on both.
 Exit status 1 when any step failed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runE(cmd, s, fp) },
@@ -50,12 +60,14 @@ Exit status 1 when any step failed.`,
 	f.StringVar(&fp.labEnv, "lab-env", "", "lab env file (default $"+conformance.EnvLabEnv+", else <checkout>/_out/lab.env)")
 	f.StringVar(&fp.kubeconfig, "kubeconfig", "", "kubeconfig (default $"+conformance.EnvKubeconfig+", else the env file's KUBECONFIG)")
 	f.StringVar(&fp.junit, "junit", "", "write JUnit XML to this file")
+	f.StringVar(&fp.html, "html", "", "write the HTML report to this file")
+	f.Var(&fp.profile, "profile", "profile the run is judged by: required (failed recommended checks are warnings) or recommended (both fail)")
 	f.StringSliceVar(&fp.labels, "labels", nil, "run only features with these labels (area=kp,area=plain)")
 	f.StringSliceVar(&fp.skipLabels, "skip-labels", nil, "skip features with these labels")
 	f.StringVar(&fp.feature, "feature", "", "run only features whose name matches this regexp")
 	f.StringVar(&fp.skipFeatures, "skip-features", "", "skip features whose name matches this regexp")
 	f.StringVar(&fp.runID, "run-id", "", "object name prefix of this run (default random)")
-	f.DurationVar(&fp.syncTimeout, "sync-timeout", 90*time.Second, "how long to wait for the synchronizer")
+	f.DurationVar(&fp.syncTimeout, "sync-timeout", conformance.DefaultSyncTimeout, "how long to wait for the synchronizer (file appears or goes, Event recorded)")
 	gofs := flag.NewFlagSet("hooks", flag.ContinueOnError)
 	fp.hooks.RegisterFlags(gofs)
 	fp.opts.RegisterFlags(gofs, os.Getenv)
@@ -111,34 +123,52 @@ func runE(cmd *cobra.Command, s *cli.Streams, fp *flagpole) error {
 	}
 	o := fp.opts // the --kp-* and --agent-selinux-type flags
 	o.LabEnv, o.Kubeconfig, o.Hooks, o.RunID, o.SyncTimeout, o.Logger = fp.labEnv, fp.kubeconfig, fp.hooks, fp.runID, fp.syncTimeout, s.Logger
+	o.Profile = fp.profile
 	c, closeFn, err := conformance.NewContext(ctx, o)
 	if err != nil {
 		return err
 	}
 	defer closeFn()
 	start := time.Now()
-	fmt.Fprintf(s.ErrOut, "running conformance against the %s lab (driver %s, run ID %s)\n", c.Lab.Lab, c.Driver.Name(), c.RunID)
+	meta := c.Meta("keysync conformance", start)
+	fmt.Fprintf(s.ErrOut, "running conformance against the %s lab (synchronizer %s, profile %s, driver %s, run ID %s)\n",
+		c.Lab.Lab, meta.SynchronizerOrUnknown(), meta.Profile, c.Driver.Name(), c.RunID)
 	cases := conformance.Run(ctx, c, conformance.Features(), conformance.RunOptions{
 		Labels: labels, SkipLabels: skipLabels, Feature: feature, SkipFeatures: skipFeatures, Progress: s.ErrOut})
 	if leaked, err := c.DeleteLeftovers(ctx, c.RunID); err != nil || len(leaked) > 0 {
 		cases = append(cases, report.Case{Suite: "cleanup", Name: "no leftovers", Status: report.Failed,
 			Message: fmt.Sprintf("Secrets left behind (now deleted): %v %v", leaked, err)})
 	}
-	return finish(s, fp.junit, "keysync conformance", cases, time.Since(start), false)
+	return finish(s, outputs{junit: fp.junit, html: fp.html}, meta, cases, time.Since(start), false)
 }
 
-// finish writes the JUnit file, prints the summary line and turns failures into exit 1.
-func finish(s *cli.Streams, junitPath, name string, cases []report.Case, took time.Duration, printFailures bool) error {
-	if junitPath != "" {
-		if err := writeJUnit(junitPath, name, cases); err != nil {
+// outputs are the report files to write ("" = none).
+type outputs struct{ junit, html string }
+
+// finish writes the report files, prints the per-profile line and the summary line (last:
+// CI reads it) and turns failures into exit 1.
+func finish(s *cli.Streams, out outputs, m report.Meta, cases []report.Case, took time.Duration, printFailures bool) error {
+	if out.junit != "" {
+		if err := writeFile(out.junit, "JUnit", func(w io.Writer) error { return report.WriteJUnit(w, m, cases) }); err != nil {
+			return err
+		}
+	}
+	if out.html != "" {
+		if err := writeFile(out.html, "HTML report", func(w io.Writer) error { return report.WriteHTML(w, m, cases, time.Now()) }); err != nil {
 			return err
 		}
 	}
 	for _, c := range cases {
-		if printFailures && c.Status == report.Failed {
-			fmt.Fprintf(s.ErrOut, "FAIL %s/%s\n%s\n", c.Suite, c.Name, indent(c.Message))
+		if printFailures && (c.Status == report.Failed || c.Status == report.Warned) {
+			word, msg := "FAIL", c.Message
+			if c.Status == report.Warned {
+				word, msg = "WARN", report.WarnPrefix+msg
+			}
+			fmt.Fprintf(s.ErrOut, "%s %s/%s\n%s\n", word, c.Suite, c.Name, indent(msg))
 		}
 	}
+	fmt.Fprintf(s.Out, "synchronizer: %s; profile: %s\n", m.SynchronizerOrUnknown(), orDefault(m.Profile, string(conformance.DefaultProfile)))
+	fmt.Fprintln(s.Out, report.ProfileSummary(cases))
 	line := report.Summary(cases)
 	if took > 0 {
 		line += fmt.Sprintf(" in %.1fs", took.Seconds())
@@ -153,30 +183,51 @@ func finish(s *cli.Streams, junitPath, name string, cases []report.Case, took ti
 	return nil
 }
 
-func writeJUnit(path, name string, cases []report.Case) error {
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// writeFile writes a report atomically enough for CI: to a temp file beside path, renamed
+// into place, so a failed write leaves no partial file.
+func writeFile(path, what string, write func(io.Writer) error) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("failed to create JUnit directory: %w", err)
+		return fmt.Errorf("failed to create %s directory: %w", what, err)
 	}
-	f, err := os.Create(path)
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("failed to create JUnit file: %w", err)
+		return fmt.Errorf("failed to create %s file: %w", what, err)
 	}
-	if err := report.WriteJUnit(f, name, cases); err != nil {
+	defer os.Remove(f.Name())
+	if err := write(f); err != nil {
 		f.Close()
 		return err
 	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("failed to set mode of %s file: %w", what, err)
+	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("failed to close JUnit file: %w", err)
+		return fmt.Errorf("failed to close %s file: %w", what, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("failed to write %s file: %w", what, err)
 	}
 	return nil
 }
 
 func newReportCommand(s *cli.Streams) *cobra.Command {
-	var in, junit string
+	var in, junit, html string
 	cmd := &cobra.Command{
 		Use:   "report",
-		Short: "Convert `go test -json` output of the suites into JUnit XML and a summary line",
-		Args:  cobra.NoArgs,
+		Short: "Convert `go test -json` output of the suites into JUnit XML, an HTML report and the summary lines",
+		Long: `Reads 'go test -json ./suites' output and counts the conformance checks only (the leaves of
+TestConformance: one feature's assessment against the lab; a feature skipped as a whole, or
+whose setup failed, counts once), never other tests; skipped checks count as skipped with their
+reason. Prints the per-profile line, then "N passed, N failed, N skipped" (", N warned").`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r := s.In
 			if in != "" && in != "-" {
@@ -187,15 +238,21 @@ func newReportCommand(s *cli.Streams) *cobra.Command {
 				defer f.Close()
 				r = f
 			}
-			cases, err := report.FromGoTestJSON(r)
+			res, err := report.ParseGoTestJSON(r, report.GoTestOptions{Top: conformanceTest})
 			if err != nil {
 				return err
 			}
-			return finish(s, junit, "go test ./suites", cases, 0, true)
+			if res.Ignored > 0 {
+				fmt.Fprintf(s.ErrOut, "note: %d tests outside %s are not conformance checks and are not counted\n", res.Ignored, conformanceTest)
+			}
+			m := res.Meta
+			m.Title = "go test ./suites"
+			return finish(s, outputs{junit: junit, html: html}, m, res.Cases, 0, true)
 		},
 	}
 	cmd.Flags().StringVar(&in, "go-test-json", "-", "`go test -json` output file (- for stdin)")
 	cmd.Flags().StringVar(&junit, "junit", "", "write JUnit XML to this file")
+	cmd.Flags().StringVar(&html, "html", "", "write the HTML report to this file")
 	return cmd
 }
 

@@ -43,22 +43,57 @@ func run(t *testing.T, stdin string, args ...string) (code int, out, errOut stri
 
 func TestReportCommand(t *testing.T) {
 	t.Parallel()
-	junit := filepath.Join(t.TempDir(), "out", "junit.xml")
-	in := `{"Action":"pass","Package":"p","Test":"TestA","Elapsed":0.1}
-{"Action":"fail","Package":"p","Test":"TestB","Elapsed":0.1}
-{"Action":"output","Package":"p","Test":"TestB","Output":"pull failed\n"}
+	dir := t.TempDir()
+	junit, html := filepath.Join(dir, "out", "junit.xml"), filepath.Join(dir, "out", "report.html")
+	marker := func(assess, profile string) string {
+		return `    e2e.go:1: keysync-check: {\"area\":\"plain\",\"feature\":\"f\",\"assessment\":\"` + assess +
+			`\",\"profile\":\"` + profile + `\",\"run_profile\":\"required\",\"synchronizer\":\"mine <1.0>\"}\n`
+	}
+	in := `{"Action":"pass","Package":"p","Test":"TestUnitHelper","Elapsed":0.1}
+{"Action":"output","Package":"p","Test":"TestConformance/plain/f/a","Output":"` + marker("a", "required") + `"}
+{"Action":"pass","Package":"p","Test":"TestConformance/plain/f/a","Elapsed":0.1}
+{"Action":"output","Package":"p","Test":"TestConformance/plain/f/b","Output":"` + marker("b", "required") + `"}
+{"Action":"output","Package":"p","Test":"TestConformance/plain/f/b","Output":"    e2e.go:2: pull failed\n"}
+{"Action":"fail","Package":"p","Test":"TestConformance/plain/f/b","Elapsed":0.1}
+{"Action":"output","Package":"p","Test":"TestConformance/plain/f/c","Output":"` + marker("c", "recommended") + `"}
+{"Action":"output","Package":"p","Test":"TestConformance/plain/f/c","Output":"    e2e.go:2: WARN recommended: no KeySynced Event\n"}
+{"Action":"pass","Package":"p","Test":"TestConformance/plain/f/c","Elapsed":0.1}
+{"Action":"output","Package":"p","Test":"TestConformance/kp/g","Output":"    env.go:1: skipping: lab lacks capability mockkp\n"}
+{"Action":"skip","Package":"p","Test":"TestConformance/kp/g","Elapsed":0}
 `
-	code, out, errOut := run(t, in, "conformance", "report", "--junit", junit)
-	if code != 1 || !strings.Contains(out, "1 passed, 1 failed, 0 skipped") || !strings.Contains(errOut, "FAIL p.TestB/TestB") {
+	code, out, errOut := run(t, in, "conformance", "report", "--junit", junit, "--html", html)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 1 || lines[len(lines)-1] != "1 passed, 1 failed, 1 skipped, 1 warned" ||
+		lines[len(lines)-2] != "required: 1 passed, 1 failed, 1 skipped; recommended: 0 passed, 1 warned, 0 failed, 0 skipped" ||
+		!strings.Contains(out, "synchronizer: mine <1.0>; profile: required") ||
+		!strings.Contains(errOut, "FAIL f/b") || !strings.Contains(errOut, "WARN f/c") ||
+		!strings.Contains(errOut, "1 tests outside TestConformance") {
 		t.Fatalf("code %d out %q err %q", code, out, errOut)
 	}
 	data, err := os.ReadFile(junit)
-	if err != nil || !strings.Contains(string(data), `<testcase name="TestB"`) {
+	if err != nil || !strings.Contains(string(data), `<testcase name="b" classname="f"`) || strings.Contains(string(data), "TestUnitHelper") {
 		t.Fatalf("junit: %v\n%s", err, data)
 	}
-	code, out, _ = run(t, `{"Action":"pass","Package":"p","Test":"TestA","Elapsed":0.1}`, "conformance", "report")
+	page, err := os.ReadFile(html)
+	if err != nil || !strings.Contains(string(page), "mine &lt;1.0&gt;") {
+		t.Fatalf("html: %v\n%s", err, page)
+	}
+	code, out, _ = run(t, `{"Action":"pass","Package":"p","Test":"TestConformance/plain/f/a","Elapsed":0.1}`, "conformance", "report")
 	if code != 0 || !strings.Contains(out, "1 passed, 0 failed") {
 		t.Fatalf("all pass: code %d out %q", code, out)
+	}
+	code, out, _ = run(t, `{"Action":"output","Package":"p","Output":"FAIL: no lab\n"}
+{"Action":"fail","Package":"p","Elapsed":0.1}`, "conformance", "report")
+	if code != 1 || !strings.Contains(out, "0 passed, 1 failed") {
+		t.Fatalf("no lab: code %d out %q", code, out)
+	}
+}
+
+func TestProfileFlag(t *testing.T) {
+	t.Parallel()
+	code, _, errOut := run(t, "", "conformance", "--profile", "strict", "--lab-env", filepath.Join(t.TempDir(), "lab.env"))
+	if code == 0 || !strings.Contains(errOut, `unknown profile "strict"`) {
+		t.Fatalf("code %d err %q", code, errOut)
 	}
 }
 

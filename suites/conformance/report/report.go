@@ -1,15 +1,14 @@
-// Package report turns conformance results into JUnit XML and a one-line summary. Results
-// come from the CLI runner (conformance.Run) or from `go test -json` output (FromGoTestJSON),
-// since e2e-framework has no JUnit writer of its own.
+// Package report turns conformance results into JUnit XML, a static HTML page and summary
+// lines. Results come from the CLI runner (conformance.Run) or from `go test -json` output
+// (FromGoTestJSON), since e2e-framework has no JUnit writer of its own.
+//
+// A result is one check: a feature's assessment run against the lab, in one profile
+// (required or recommended). Under the required profile a failed recommended check is a
+// warning (Warned): reported with its reason, counted apart, never a failure.
 package report
 
 import (
-	"bufio"
-	"encoding/json"
-	"encoding/xml"
 	"fmt"
-	"io"
-	"sort"
 	"strings"
 	"time"
 )
@@ -22,120 +21,174 @@ const (
 	Passed  Status = "pass"
 	Failed  Status = "fail"
 	Skipped Status = "skip"
+	// Warned is a recommended check that failed in a run judged by the required profile.
+	Warned Status = "warn"
 )
 
-// Case is one test case: a feature's step, or a go test (sub)test.
+// The profiles a check belongs to (conformance.Profile has the same values).
+const (
+	ProfileRequired    = "required"
+	ProfileRecommended = "recommended"
+)
+
+// Markers the go test path writes into a step's output and FromGoTestJSON reads back.
+const (
+	// CheckMarker starts the line that describes a check as JSON (CheckInfo).
+	CheckMarker = "keysync-check: "
+	// WarnPrefix starts the reason of a warning ("WARN recommended: <reason>").
+	WarnPrefix = "WARN recommended: "
+	// DiagnosticsMarker starts the diagnostics block collected after a failure; what follows
+	// it in the step's output is Case.Diagnostics.
+	DiagnosticsMarker = "=== keysync diagnostics ==="
+)
+
+// CheckInfo describes a check in the go test path's marker line.
+type CheckInfo struct {
+	Area       string `json:"area"`
+	Feature    string `json:"feature"`
+	Assessment string `json:"assessment"`
+	Profile    string `json:"profile,omitempty"`
+	// RunProfile is the profile the run judged by (required or recommended).
+	RunProfile string `json:"run_profile,omitempty"`
+	// Synchronizer is what was judged (the lab env file's SYNCHRONIZER).
+	Synchronizer string `json:"synchronizer,omitempty"`
+	Lab          string `json:"lab,omitempty"`
+	// Checks lists the feature's checks in the setup's marker (Assessment SetupStep).
+	Checks []CheckRef `json:"checks,omitempty"`
+}
+
+// CheckRef names one check of a feature.
+type CheckRef struct {
+	Name    string `json:"name"`
+	Profile string `json:"profile"`
+}
+
+// SetupStep is the Assessment of a feature setup's marker.
+const SetupStep = "setup"
+
+// Case is one test case: a feature's step (an assessment, or its setup or cleanup), or a go
+// test (sub)test that is not one.
 type Case struct {
 	Suite    string // feature (or top-level test) name
 	Name     string // step (or subtest path)
 	Status   Status
 	Duration time.Duration
-	Message  string // failure/skip message or output
+	Message  string // failure/skip/warning message or output
+	// Area is the feature's area ("" when unknown).
+	Area string
+	// Profile is the check's profile; "" for a feature's setup and cleanup and for whole
+	// skipped features, which count as required (they stand for the feature's core verdict).
+	Profile string
+	// Diagnostics is what was collected on the lab after a failure or warning: synchronizer
+	// logs, Events, the keys tree's audit (never key bytes).
+	Diagnostics string
 }
 
-// Counts returns how many cases passed, failed and were skipped.
+// Meta describes a run for the reports.
+type Meta struct {
+	// Title names the run ("keysync conformance").
+	Title string
+	// Synchronizer is what was judged; "" prints as "unknown".
+	Synchronizer string
+	// Lab is the lab's kind (node, kind, cluster).
+	Lab string
+	// Profile is the profile the run judged by.
+	Profile string
+	// Started is when the run started (zero: not printed).
+	Started time.Time
+}
+
+// SynchronizerOrUnknown returns m.Synchronizer, or "unknown".
+func (m Meta) SynchronizerOrUnknown() string {
+	if strings.TrimSpace(m.Synchronizer) == "" {
+		return "unknown"
+	}
+	return m.Synchronizer
+}
+
+// Tally counts cases by status.
+type Tally struct {
+	Passed, Failed, Skipped, Warned int
+}
+
+func (t *Tally) add(s Status) {
+	switch s {
+	case Passed:
+		t.Passed++
+	case Failed:
+		t.Failed++
+	case Warned:
+		t.Warned++
+	default:
+		t.Skipped++
+	}
+}
+
+// Total is the number of cases counted.
+func (t Tally) Total() int { return t.Passed + t.Failed + t.Skipped + t.Warned }
+
+// Count tallies cases.
+func Count(cases []Case) Tally {
+	var t Tally
+	for _, c := range cases {
+		t.add(c.Status)
+	}
+	return t
+}
+
+// Counts returns how many cases passed, failed and were skipped (warnings are in none of
+// them; see Count).
 func Counts(cases []Case) (passed, failed, skipped int) {
-	for _, c := range cases {
-		switch c.Status {
-		case Passed:
-			passed++
-		case Failed:
-			failed++
-		default:
-			skipped++
-		}
-	}
-	return
+	t := Count(cases)
+	return t.Passed, t.Failed, t.Skipped
 }
 
-// Summary is the line CI greps: "N passed, N failed, N skipped".
+// Summary is the line CI greps: "N passed, N failed, N skipped", with ", N warned" appended
+// when a recommended check warned.
 func Summary(cases []Case) string {
-	p, f, s := Counts(cases)
-	return fmt.Sprintf("%d passed, %d failed, %d skipped", p, f, s)
+	t := Count(cases)
+	line := fmt.Sprintf("%d passed, %d failed, %d skipped", t.Passed, t.Failed, t.Skipped)
+	if t.Warned > 0 {
+		line += fmt.Sprintf(", %d warned", t.Warned)
+	}
+	return line
 }
 
-type junitSuites struct {
-	XMLName  xml.Name     `xml:"testsuites"`
-	Name     string       `xml:"name,attr"`
-	Tests    int          `xml:"tests,attr"`
-	Failures int          `xml:"failures,attr"`
-	Skipped  int          `xml:"skipped,attr"`
-	Time     string       `xml:"time,attr"`
-	Suites   []junitSuite `xml:"testsuite"`
+// ProfileOf returns the profile a case counts under (required when it has none).
+func ProfileOf(c Case) string {
+	if c.Profile == "" {
+		return ProfileRequired
+	}
+	return c.Profile
 }
 
-type junitSuite struct {
-	Name     string      `xml:"name,attr"`
-	Tests    int         `xml:"tests,attr"`
-	Failures int         `xml:"failures,attr"`
-	Skipped  int         `xml:"skipped,attr"`
-	Time     string      `xml:"time,attr"`
-	Cases    []junitCase `xml:"testcase"`
-}
-
-type junitCase struct {
-	Name      string        `xml:"name,attr"`
-	ClassName string        `xml:"classname,attr"`
-	Time      string        `xml:"time,attr"`
-	Failure   *junitMessage `xml:"failure,omitempty"`
-	Skipped   *junitMessage `xml:"skipped,omitempty"`
-	SystemOut string        `xml:"system-out,omitempty"`
-}
-
-type junitMessage struct {
-	Message string `xml:"message,attr"`
-	Body    string `xml:",chardata"`
-}
-
-func secs(d time.Duration) string { return fmt.Sprintf("%.3f", d.Seconds()) }
-
-// WriteJUnit writes cases as JUnit XML: one testsuite per Suite, in first-seen order.
-func WriteJUnit(w io.Writer, name string, cases []Case) error {
-	doc := junitSuites{Name: name}
-	index := map[string]int{}
-	var total time.Duration
+// ByProfile tallies cases per profile.
+func ByProfile(cases []Case) map[string]Tally {
+	out := map[string]Tally{ProfileRequired: {}, ProfileRecommended: {}}
 	for _, c := range cases {
-		i, ok := index[c.Suite]
-		if !ok {
-			i = len(doc.Suites)
-			index[c.Suite] = i
-			doc.Suites = append(doc.Suites, junitSuite{Name: c.Suite})
+		p := ProfileOf(c)
+		t := out[p]
+		t.add(c.Status)
+		out[p] = t
+	}
+	return out
+}
+
+// ProfileSummary is the per-profile line printed before Summary:
+// "required: 30 passed, 0 failed, 1 skipped; recommended: 10 passed, 2 warned, 0 failed, 0 skipped".
+func ProfileSummary(cases []Case) string {
+	by := ByProfile(cases)
+	var parts []string
+	for _, p := range []string{ProfileRequired, ProfileRecommended} {
+		t := by[p]
+		s := fmt.Sprintf("%s: %d passed", p, t.Passed)
+		if t.Warned > 0 || p == ProfileRecommended {
+			s += fmt.Sprintf(", %d warned", t.Warned)
 		}
-		s := &doc.Suites[i]
-		jc := junitCase{Name: c.Name, ClassName: c.Suite, Time: secs(c.Duration)}
-		msg := firstLine(c.Message)
-		switch c.Status {
-		case Failed:
-			jc.Failure = &junitMessage{Message: msg, Body: c.Message}
-			s.Failures++
-			doc.Failures++
-		case Skipped:
-			jc.Skipped = &junitMessage{Message: msg}
-			s.Skipped++
-			doc.Skipped++
-		default:
-			jc.SystemOut = c.Message
-		}
-		s.Cases = append(s.Cases, jc)
-		s.Tests++
-		doc.Tests++
-		st, _ := time.ParseDuration(s.Time + "s")
-		s.Time = secs(st + c.Duration)
-		total += c.Duration
+		s += fmt.Sprintf(", %d failed, %d skipped", t.Failed, t.Skipped)
+		parts = append(parts, s)
 	}
-	doc.Time = secs(total)
-	if _, err := io.WriteString(w, xml.Header); err != nil {
-		return fmt.Errorf("failed to write JUnit: %w", err)
-	}
-	enc := xml.NewEncoder(w)
-	enc.Indent("", "  ")
-	if err := enc.Encode(doc); err != nil {
-		return fmt.Errorf("failed to write JUnit: %w", err)
-	}
-	if _, err := io.WriteString(w, "\n"); err != nil {
-		return fmt.Errorf("failed to write JUnit: %w", err)
-	}
-	return nil
+	return strings.Join(parts, "; ")
 }
 
 func firstLine(s string) string {
@@ -144,110 +197,4 @@ func firstLine(s string) string {
 		return s[:i]
 	}
 	return s
-}
-
-// testEvent is one line of `go test -json` (cmd/test2json).
-type testEvent struct {
-	Action  string
-	Package string
-	Test    string
-	Elapsed float64
-	Output  string
-}
-
-// FromGoTestJSON converts `go test -json` output into cases: one per leaf test (a test with
-// no subtests), grouped by top-level test as "package.TestName". A package that failed
-// without any failing test (a build error, or TestMain failing before the tests, such as "no
-// lab") becomes one failed case named "package" carrying the package output. Non-JSON lines
-// are ignored.
-func FromGoTestJSON(r io.Reader) ([]Case, error) {
-	type rec struct {
-		pkg, test string
-		action    string
-		elapsed   float64
-		out       strings.Builder
-		order     int
-	}
-	tests := map[string]*rec{}
-	pkgs := map[string]*rec{}
-	hasChild := map[string]bool{}
-	order := 0
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(line) == 0 || line[0] != '{' {
-			continue
-		}
-		var ev testEvent
-		if err := json.Unmarshal(line, &ev); err != nil {
-			continue
-		}
-		var rc *rec
-		if ev.Test == "" {
-			rc = pkgs[ev.Package]
-			if rc == nil {
-				rc = &rec{pkg: ev.Package, order: order}
-				order++
-				pkgs[ev.Package] = rc
-			}
-		} else {
-			key := ev.Package + "\x00" + ev.Test
-			rc = tests[key]
-			if rc == nil {
-				rc = &rec{pkg: ev.Package, test: ev.Test, order: order}
-				order++
-				tests[key] = rc
-				if i := strings.LastIndexByte(ev.Test, '/'); i >= 0 {
-					hasChild[ev.Package+"\x00"+ev.Test[:i]] = true
-				}
-			}
-		}
-		switch ev.Action {
-		case "output":
-			rc.out.WriteString(ev.Output)
-		case "pass", "fail", "skip":
-			rc.action, rc.elapsed = ev.Action, ev.Elapsed
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("failed to read go test output: %w", err)
-	}
-	var leaves []*rec
-	failedTests := map[string]bool{}
-	for key, rc := range tests {
-		if rc.action == "fail" {
-			failedTests[rc.pkg] = true
-		}
-		if !hasChild[key] {
-			leaves = append(leaves, rc)
-		}
-	}
-	sort.Slice(leaves, func(i, j int) bool { return leaves[i].order < leaves[j].order })
-	var cases []Case
-	for _, rc := range leaves {
-		top, rest, _ := strings.Cut(rc.test, "/")
-		name := rest
-		if name == "" {
-			name = top
-		}
-		st := Status(rc.action)
-		if rc.action == "" {
-			st = Failed // started, never finished: the binary died or timed out
-		}
-		cases = append(cases, Case{Suite: rc.pkg + "." + top, Name: name, Status: st,
-			Duration: time.Duration(rc.elapsed * float64(time.Second)), Message: rc.out.String()})
-	}
-	var pkgList []*rec
-	for _, rc := range pkgs {
-		pkgList = append(pkgList, rc)
-	}
-	sort.Slice(pkgList, func(i, j int) bool { return pkgList[i].order < pkgList[j].order })
-	for _, rc := range pkgList {
-		if rc.action == "fail" && !failedTests[rc.pkg] {
-			cases = append(cases, Case{Suite: rc.pkg, Name: "package", Status: Failed,
-				Duration: time.Duration(rc.elapsed * float64(time.Second)), Message: rc.out.String()})
-		}
-	}
-	return cases, nil
 }

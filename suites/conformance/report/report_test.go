@@ -16,7 +16,7 @@ func TestWriteJUnit(t *testing.T) {
 		{Suite: "rotation", Name: "run", Status: Skipped, Message: "lab cannot run containers"},
 	}
 	var buf bytes.Buffer
-	if err := WriteJUnit(&buf, "suite", cases); err != nil {
+	if err := WriteJUnit(&buf, Meta{Title: "suite"}, cases); err != nil {
 		t.Fatal(err)
 	}
 	var doc junitSuites
