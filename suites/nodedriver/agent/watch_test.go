@@ -2,12 +2,12 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
