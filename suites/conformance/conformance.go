@@ -46,6 +46,10 @@ const (
 	AreaNetwork    Area = "network"
 	AreaIsolation  Area = "isolation"
 	AreaResilience Area = "resilience"
+	// AreaFixtures pulls every encrypted fixture variant; AreaFaults breaks Key Protect, the
+	// synchronizer and kube-apiserver (area_fixtures.go, area_faults.go).
+	AreaFixtures Area = "fixtures"
+	AreaFaults   Area = "faults"
 )
 
 // LabelDisruptive marks features that restart or add lab components ("true").
@@ -53,7 +57,7 @@ const LabelDisruptive = "disruptive"
 
 // Areas lists every area in suite order.
 var Areas = []Area{AreaPlain, AreaKP, AreaRevocation, AreaRotation, AreaHygiene, AreaBadInput,
-	AreaAddon, AreaPod, AreaNetwork, AreaIsolation, AreaResilience}
+	AreaAddon, AreaPod, AreaNetwork, AreaIsolation, AreaResilience, AreaFixtures, AreaFaults}
 
 // Event reasons a synchronizer records on Secrets.
 const (

@@ -26,7 +26,10 @@ func Features() []Feature {
 		featurePod(),
 		featureNetwork(),
 		featureIsolation(),
-		featureResilience(), // disruptive: last
+		featureFixturePKCS7(),
+		featureFixtureMultiRecipient(),
+		featureFixturePartlyEncrypted(),
+		featureResilience(), // disruptive: last but the faults
 	}
 	for i := range fs {
 		fs[i].Assess = append(fs[i].Assess, Step{Name: "hygiene: keys tree holds only usable keys and a plain image pulls", Fn: assessHygiene})
