@@ -29,7 +29,7 @@ type keySet struct {
 	data  map[string][]byte
 	files [][]byte // private keys first
 	certs [][]byte // certificates (pkcs7): CRI-O needs them beside the key
-	norm  []byte // the set's private key, normalised (for requireNoKey-style checks)
+	norm  []byte   // the set's private key, normalised (for requireNoKey-style checks)
 }
 
 // loadVariant reads the lab's fixtures manifest and returns variant name with its key sets.
