@@ -30,6 +30,10 @@ func Features() []Feature {
 		featureFixtureMultiRecipient(),
 		featureFixturePartlyEncrypted(),
 		featureResilience(), // disruptive: last but the faults
+		featureKPErrors(),
+		featureKPOutage(),
+		featureKillDuringBurst(),  // disruptive
+		featureAPIServerRestart(), // disruptive
 	}
 	for i := range fs {
 		fs[i].Assess = append(fs[i].Assess, Step{Name: "hygiene: keys tree holds only usable keys and a plain image pulls", Fn: assessHygiene})
