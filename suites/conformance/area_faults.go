@@ -57,14 +57,28 @@ func newKeyPEM(t T) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
-// kpSecret wraps key with mockkp and creates a kp-key Secret for it.
-func (c *Context) kpSecret(ctx context.Context, t T, s *scope, name string, key []byte) *corev1.Secret {
+// wrapped is a fresh key and its Key Protect ciphertext, wrapped before any fault is queued
+// (the suite reaches mockkp through the same faults as the synchronizer).
+type wrapped struct {
+	key []byte
+	ct  string
+}
+
+// newWrapped makes a fresh key and wraps it with mockkp.
+func (c *Context) newWrapped(ctx context.Context, t T) wrapped {
 	t.Helper()
+	key := newKeyPEM(t)
 	ct, err := kp.Wrap(ctx, c.kpLocalConfig(), c.Lab.KPRootKeyID, key)
 	if err != nil {
 		t.Fatalf("failed to wrap a key with mockkp: %v", err)
 	}
-	return s.secrets.MustCreate(ctx, t, secrets.KPKey(c.Namespace, c.nameFor(name), c.RunID, c.Lab.KPRootKeyID, ct))
+	return wrapped{key: key, ct: ct}
+}
+
+// kpSecret creates a kp-key Secret for w.
+func (c *Context) kpSecret(ctx context.Context, t T, s *scope, name string, w wrapped) *corev1.Secret {
+	t.Helper()
+	return s.secrets.MustCreate(ctx, t, secrets.KPKey(c.Namespace, c.nameFor(name), c.RunID, c.Lab.KPRootKeyID, w.ct))
 }
 
 // putKPConfigAs replaces keyprotect-config with cfg; suffix is appended to its JSON (a
@@ -132,14 +146,19 @@ func featureKPErrors() Feature {
 			s = newScope(ctx, t, c)
 			c.requireKP(t)
 			c.putKPConfig(ctx, t, s)
-			synced = [][]byte{newKeyPEM(t)}
-			c.kpSecret(ctx, t, s, "kperr-0", synced[0])
-			c.waitKeys(ctx, t, "the kp-key Secret synced before the faults", synced[0])
+			first := c.newWrapped(ctx, t)
+			synced = [][]byte{first.key}
+			c.kpSecret(ctx, t, s, "kperr-0", first)
+			c.waitKeys(ctx, t, "the kp-key Secret synced before the faults", first.key)
 			w = c.startTreeWatch(ctx, t, watchLimit)
 			t.Cleanup(w.stop)
 		},
 		Assess: []Step{
 			{Name: "unwraps answered 500, 503, 429, an HTML page, a dropped connection and a stall: new kp-key Secrets land after", Fn: func(ctx context.Context, t T, c *Context) {
+				var ws []wrapped
+				for range 3 {
+					ws = append(ws, c.newWrapped(ctx, t))
+				}
 				c.addFaults(ctx, t,
 					kp.Fault{Op: "unwrap", Kind: "status", Status: 500},
 					kp.Fault{Op: "unwrap", Kind: "status", Status: 503, RetryAfter: "1s"},
@@ -149,16 +168,16 @@ func featureKPErrors() Feature {
 					kp.Fault{Op: "unwrap", Kind: "latency", Latency: kpStall},
 				)
 				var fresh [][]byte
-				for i := range 3 {
-					k := newKeyPEM(t)
-					c.kpSecret(ctx, t, s, fmt.Sprintf("kperr-u%d", i), k)
-					fresh = append(fresh, k)
+				for i, w := range ws {
+					c.kpSecret(ctx, t, s, fmt.Sprintf("kperr-u%d", i), w)
+					fresh = append(fresh, w.key)
 				}
 				c.waitKeys(ctx, t, "a kp-key Secret created while unwraps failed", fresh...)
 				c.pendingFaults(ctx, t, "unwrap faults")
 				synced = append(synced, fresh...)
 			}},
 			{Name: "IAM token requests answered 500, 503, 429, an HTML page and a dropped connection: a new kp-key Secret lands after", Fn: func(ctx context.Context, t T, c *Context) {
+				w := c.newWrapped(ctx, t)
 				c.addFaults(ctx, t,
 					kp.Fault{Op: "token", Kind: "status", Status: 500},
 					kp.Fault{Op: "token", Kind: "status", Status: 503, RetryAfter: "1s"},
@@ -169,22 +188,21 @@ func featureKPErrors() Feature {
 				// The same settings in a changed Secret: a synchronizer builds a new client,
 				// which has no token yet.
 				c.putKPConfigAs(ctx, t, s, c.kpConfig(), "\n")
-				k := newKeyPEM(t)
-				c.kpSecret(ctx, t, s, "kperr-t", k)
-				c.waitKeys(ctx, t, "a kp-key Secret created while IAM failed", k)
+				c.kpSecret(ctx, t, s, "kperr-t", w)
+				c.waitKeys(ctx, t, "a kp-key Secret created while IAM failed", w.key)
 				c.pendingFaults(ctx, t, "IAM faults")
-				synced = append(synced, k)
+				synced = append(synced, w.key)
 			}},
 			{Name: "Key Protect and IAM refusing connections: a new kp-key Secret lands once they answer again", Fn: func(ctx context.Context, t T, c *Context) {
 				cfg := c.kpConfig()
 				cfg.URL, cfg.TokenURL = refusedURL, refusedURL+"/identity/token"
 				c.putKPConfigAs(ctx, t, s, cfg, "")
-				k := newKeyPEM(t)
-				c.kpSecret(ctx, t, s, "kperr-r", k)
-				time.Sleep(5 * time.Second) // the synchronizer tries, and is refused
+				w := c.newWrapped(ctx, t)
+				c.kpSecret(ctx, t, s, "kperr-r", w)
+				sleepCtx(ctx, 5*time.Second) // the synchronizer tries, and is refused
 				c.putKPConfigAs(ctx, t, s, c.kpConfig(), "")
-				c.waitKeys(ctx, t, "a kp-key Secret created while Key Protect refused connections", k)
-				synced = append(synced, k)
+				c.waitKeys(ctx, t, "a kp-key Secret created while Key Protect refused connections", w.key)
+				synced = append(synced, w.key)
 			}},
 			{Name: "no synced key was removed or replaced meanwhile (tree watch)", Fn: func(ctx context.Context, t T, c *Context) {
 				var ds []string
@@ -211,25 +229,26 @@ func featureKPOutage() Feature {
 			s = newScope(ctx, t, c)
 			c.requireKP(t)
 			c.putKPConfig(ctx, t, s)
-			before = newKeyPEM(t)
-			c.kpSecret(ctx, t, s, "outage-0", before)
+			w0 := c.newWrapped(ctx, t)
+			before = w0.key
+			c.kpSecret(ctx, t, s, "outage-0", w0)
 			c.waitKeys(ctx, t, "the kp-key Secret synced before the outage", before)
 			w = c.startTreeWatch(ctx, t, watchLimit)
 			t.Cleanup(w.stop)
 		},
 		Assess: []Step{
 			{Name: "during the outage a new kp-key Secret waits; after it, the key lands", Fn: func(ctx context.Context, t T, c *Context) {
+				w1 := c.newWrapped(ctx, t)
 				start := time.Now()
 				c.addFaults(ctx, t, kp.Fault{Op: "*", Kind: "drop", Count: 1 << 30})
 				sleepCtx(ctx, kpOutage/2)
-				k := newKeyPEM(t)
-				c.kpSecret(ctx, t, s, "outage-1", k)
+				c.kpSecret(ctx, t, s, "outage-1", w1)
 				sleepCtx(ctx, kpOutage-time.Since(start))
 				if err := kp.ClearFaults(ctx, nil, c.Lab.MockKPAdminURL); err != nil {
 					t.Fatalf("%v", err)
 				}
 				end := time.Now()
-				c.waitKeys(ctx, t, "a kp-key Secret created during the outage", k)
+				c.waitKeys(ctx, t, "a kp-key Secret created during the outage", w1.key)
 				t.Logf("Key Protect was unreachable for %s; the key created during the outage landed %s after it ended",
 					end.Sub(start).Round(time.Second), time.Since(end).Round(100*time.Millisecond))
 			}},

@@ -54,12 +54,16 @@ func (n *Node) Watch(ctx context.Context, d time.Duration, w io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
+	if err := tw.f.SetReadDeadline(deadline); err != nil {
+		return fmt.Errorf("failed to set inotify deadline: %w", err)
+	}
+	// A cancelled context (the in-process transport's caller stopping early) ends the read
+	// at once, not at the deadline.
+	stopped := context.AfterFunc(ctx, func() { _ = tw.f.SetReadDeadline(time.Now()) })
+	defer stopped()
 	buf := make([]byte, 64<<10)
 	for {
-		deadline, _ := ctx.Deadline()
-		if err := tw.f.SetReadDeadline(deadline); err != nil {
-			return fmt.Errorf("failed to set inotify deadline: %w", err)
-		}
 		k, err := tw.f.Read(buf)
 		if errors.Is(err, os.ErrDeadlineExceeded) || ctx.Err() != nil {
 			return nil

@@ -134,3 +134,28 @@ func testKey(t *testing.T) []byte {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
+
+// TestWatchCancel: a cancelled context ends the watch at once, not at its duration.
+func TestWatchCancel(t *testing.T) {
+	n, err := New(Options{KeysRoot: t.TempDir(), CRIEndpoint: "/nonexistent.sock"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- n.Watch(ctx, 10*time.Minute, &out) }()
+	for !strings.Contains(out.String(), "ready ") {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Watch after cancel: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watch still runs 5s after its context was cancelled")
+	}
+}
