@@ -44,14 +44,17 @@ func (n *Lab) KillSyncer(ctx context.Context, out io.Writer) error {
 	return err
 }
 
-// RestartAPIServer implements lab.Disrupter: kube-apiserver stopped (SIGTERM), then Up,
-// which starts it again (and waits for its /readyz).
+// RestartAPIServer implements lab.Disrupter: kube-apiserver stopped (SIGTERM, SIGKILL after
+// 5 s: it drains its watches for longer than a restart needs), then Up, which starts it again
+// (and waits for its /readyz).
 func (n *Lab) RestartAPIServer(ctx context.Context, out io.Writer) error {
 	r, err := n.runner()
 	if err != nil {
 		return err
 	}
-	if err := r.process(componentNamed("kube-apiserver")).Stop(ctx); err != nil {
+	p := r.process(componentNamed("kube-apiserver"))
+	p.StopTimeout = 5 * time.Second
+	if err := p.Stop(ctx); err != nil {
 		return fmt.Errorf("failed to stop kube-apiserver: %w", err)
 	}
 	fmt.Fprintln(out, "stopped kube-apiserver")

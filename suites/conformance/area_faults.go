@@ -314,12 +314,18 @@ func featureKillDuringBurst() Feature {
 		Assess: []Step{
 			{Name: "200 changes (creates, rotations, deletes) with the synchronizer killed halfway", Fn: func(ctx context.Context, t T, c *Context) {
 				var killErr error
+				var killTook time.Duration
 				var wg sync.WaitGroup
 				start := time.Now()
 				for i := range burstSize {
 					if i == burstSize/2 {
 						wg.Add(1)
-						go func() { defer wg.Done(); killErr = c.killSyncer(ctx) }()
+						go func() {
+							defer wg.Done()
+							k := time.Now()
+							killErr = c.killSyncer(ctx)
+							killTook = time.Since(k)
+						}()
 					}
 					name := fmt.Sprintf("burst-%02d", i%burstKeys)
 					switch {
@@ -347,6 +353,7 @@ func featureKillDuringBurst() Feature {
 				if killErr != nil {
 					t.Fatalf("failed to kill the synchronizer: %v", killErr)
 				}
+				t.Logf("the synchronizer was killed after change %d and ran again %s later", burstSize/2, killTook.Round(100*time.Millisecond))
 			}},
 			{Name: "the tree holds exactly the desired keys: every current key, none of the replaced or deleted ones", Fn: func(ctx context.Context, t T, c *Context) {
 				var want [][]byte
