@@ -30,13 +30,14 @@ import (
 )
 
 // The faults' lengths: the outage is the minute; the stall outlasts a 30 s client
+// timeout; a tree watch stays within the pod-exec transport's default 5-minute command
 // timeout.
 const (
 	kpOutage   = 60 * time.Second
 	kpStall    = "35s"
 	burstSize  = 200
 	burstKeys  = 20
-	watchLimit = 10 * time.Minute
+	watchLimit = 4 * time.Minute
 )
 
 // refusedURL is an address nothing listens on, wherever the synchronizer runs (its own
