@@ -136,7 +136,7 @@ func (c *Context) waitKeys(ctx context.Context, t T, what string, keys ...[]byte
 
 func digestOf(t T, key []byte) string { return nodedriver.SHA256Hex(mustNormalize(t, key)) }
 
-// 13. Key Protect and IAM errors never remove a synced key; new keys land once they stop.
+// 14. Key Protect and IAM errors never remove a synced key; new keys land once they stop.
 func featureKPErrors() Feature {
 	var s *scope
 	var synced [][]byte
@@ -219,7 +219,7 @@ func featureKPErrors() Feature {
 	}
 }
 
-// 14. Key Protect unreachable for a minute: synced keys stay, a Secret made meanwhile lands.
+// 15. Key Protect unreachable for a minute: synced keys stay, a Secret made meanwhile lands.
 func featureKPOutage() Feature {
 	var s *scope
 	var before []byte
@@ -295,7 +295,7 @@ func (c *Context) killSyncer(ctx context.Context) error {
 	return c.waitAddonPods(ctx, old)
 }
 
-// 15. The synchronizer killed with SIGKILL in a burst of 200 Secret changes.
+// 16. The synchronizer killed with SIGKILL in a burst of 200 Secret changes.
 func featureKillDuringBurst() Feature {
 	var s *scope
 	var w *treeWatch
@@ -385,7 +385,7 @@ func featureKillDuringBurst() Feature {
 	}
 }
 
-// 16. kube-apiserver restarted: synced keys stay, changes made right after it are applied.
+// 17. kube-apiserver restarted: synced keys stay, changes made right after it are applied.
 func featureAPIServerRestart() Feature {
 	var s *scope
 	var w *treeWatch

@@ -5,7 +5,7 @@
 // the same bodies.
 //
 // Every feature carries one label area=plain|kp|revocation|rotation|hygiene|bad-input|addon|
-// pod|network|isolation|resilience (features that disrupt the lab also disruptive=true) and ends
+// pod|network|isolation|resilience|fixtures|faults (features that disrupt the lab also disruptive=true) and ends
 // with the hygiene assessment (the keys tree holds only usable private keys, no symlink or
 // temp file, and a plain image still pulls). Features create their Secrets in the
 // synchronizer's namespace under a run-ID name prefix and undo everything they create, in
