@@ -99,9 +99,9 @@ func (c *Context) noneHeld(ctx context.Context, t T, variant string, sets []keyS
 	}
 }
 
-// featureFixture is the common shape: without a key the variant does not pull; with each
-// listed key set (one at a time, the previous Secret deleted) it pulls.
-func featureFixture(variant, why string, pick func(t T, sets []keySet) []keySet) Feature {
+// featureFixture is the common shape: without a key the variant does not pull; with each of
+// the n key sets pick chooses (one at a time, the previous Secret deleted) it pulls.
+func featureFixture(variant, why string, n int, pick func(t T, sets []keySet) []keySet) Feature {
 	var s *scope
 	var v manifest.Variant
 	var use []keySet
@@ -120,10 +120,14 @@ func featureFixture(variant, why string, pick func(t T, sets []keySet) []keySet)
 			}},
 		},
 	}
-	for i := range 2 {
-		f.Assess = append(f.Assess, Step{Name: fmt.Sprintf("with key set %d alone the image pulls", i+1), Fn: func(ctx context.Context, t T, c *Context) {
+	for i := range n {
+		name := "with its key the image pulls"
+		if n > 1 {
+			name = fmt.Sprintf("with key set %d of %d alone the image pulls", i+1, n)
+		}
+		f.Assess = append(f.Assess, Step{Name: name, Fn: func(ctx context.Context, t T, c *Context) {
 			if i >= len(use) {
-				t.Skipf("fixture %s has one key set", variant)
+				t.Fatalf("fixture %s: %d key sets chosen, want %d", variant, len(use), n)
 			}
 			secName := fmt.Sprintf("fx-%s-%d", variant, i+1)
 			c.syncKeySet(ctx, t, s, secName, use[i])
@@ -146,12 +150,12 @@ func firstSet(_ T, sets []keySet) []keySet { return sets[:1] }
 
 // featureFixturePKCS7: the certificate and its private key, in one Secret.
 func featureFixturePKCS7() Feature {
-	return featureFixture(variantPKCS7, "certificate + key", firstSet)
+	return featureFixture(variantPKCS7, "certificate + key", 1, firstSet)
 }
 
 // featureFixtureMultiRecipient: two key sets for different recipients, each alone.
 func featureFixtureMultiRecipient() Feature {
-	return featureFixture(variantMultiRecipient, "either recipient's key alone", func(t T, sets []keySet) []keySet {
+	return featureFixture(variantMultiRecipient, "either recipient's key alone", 2, func(t T, sets []keySet) []keySet {
 		for _, ks := range sets[1:] {
 			if !bytes.Equal(ks.norm, sets[0].norm) {
 				return []keySet{sets[0], ks}
@@ -164,5 +168,5 @@ func featureFixtureMultiRecipient() Feature {
 
 // featureFixturePartlyEncrypted: one encrypted layer, one plain; the key decrypts it.
 func featureFixturePartlyEncrypted() Feature {
-	return featureFixture(variantPartlyEncrypted, "only the encrypted layer needs the key", firstSet)
+	return featureFixture(variantPartlyEncrypted, "only the encrypted layer needs the key", 1, firstSet)
 }
