@@ -57,10 +57,17 @@ const (
 	CapEtcd Capability = "etcd"
 	// CapRegistryAuth: the lab registry requires credentials (REGISTRY_AUTH_FILE).
 	CapRegistryAuth Capability = "registry-auth"
+	// CapKillSyncer: KILL_SYNCER_CMD kills the synchronizer with SIGKILL on every node and
+	// returns once it runs again (the faults area).
+	CapKillSyncer Capability = "kill-syncer"
+	// CapRestartAPIServer: RESTART_APISERVER_CMD stops kube-apiserver and returns once it
+	// serves again (the faults area).
+	CapRestartAPIServer Capability = "restart-apiserver"
 )
 
 // Capabilities lists every capability in a stable order.
-var Capabilities = []Capability{CapCluster, CapIsolated, CapAddNode, CapMockKP, CapRunImage, CapKMS, CapEtcd, CapRegistryAuth}
+var Capabilities = []Capability{CapCluster, CapIsolated, CapAddNode, CapMockKP, CapRunImage, CapKMS, CapEtcd, CapRegistryAuth,
+	CapKillSyncer, CapRestartAPIServer}
 
 // ParseCapability validates s against the closed set.
 func ParseCapability(s string) (Capability, error) {
@@ -113,6 +120,11 @@ type Env struct {
 	// remove it. Set with CapAddNode.
 	AddNodeCmd    string
 	RemoveNodeCmd string
+	// KillSyncerCmd and RestartAPIServerCmd are KILL_SYNCER_CMD and RESTART_APISERVER_CMD:
+	// command lines (split on spaces, no arguments appended) set with CapKillSyncer and
+	// CapRestartAPIServer.
+	KillSyncerCmd       string
+	RestartAPIServerCmd string
 	// Kubeconfig is KUBECONFIG: the absolute path of an admin kubeconfig for the lab's cluster.
 	Kubeconfig string
 	// Nodes is NODES: the node names, comma-separated on disk.
@@ -193,6 +205,8 @@ func envFields() []envField {
 		{key: "NODE_ACCESS", get: func(e *Env) string { return string(e.NodeAccess) }, set: func(e *Env, v string) { e.NodeAccess = NodeAccess(v) }},
 		str("ADD_NODE_CMD", func(e *Env) *string { return &e.AddNodeCmd }),
 		str("REMOVE_NODE_CMD", func(e *Env) *string { return &e.RemoveNodeCmd }),
+		str("KILL_SYNCER_CMD", func(e *Env) *string { return &e.KillSyncerCmd }),
+		str("RESTART_APISERVER_CMD", func(e *Env) *string { return &e.RestartAPIServerCmd }),
 		str("KUBECONFIG", func(e *Env) *string { return &e.Kubeconfig }),
 		{key: "NODES", get: func(e *Env) string { return strings.Join(e.Nodes, ",") }, set: func(e *Env, v string) {
 			e.Nodes = nil
@@ -277,6 +291,12 @@ func (e Env) Validate() error {
 	}
 	if (e.EtcdCertFile == "") != (e.EtcdKeyFile == "") {
 		errs = append(errs, errors.New("ETCD_CERT_FILE and ETCD_KEY_FILE go together"))
+	}
+	if e.Has(CapKillSyncer) && e.KillSyncerCmd == "" {
+		errs = append(errs, errors.New("capability kill-syncer needs KILL_SYNCER_CMD"))
+	}
+	if e.Has(CapRestartAPIServer) && e.RestartAPIServerCmd == "" {
+		errs = append(errs, errors.New("capability restart-apiserver needs RESTART_APISERVER_CMD"))
 	}
 	switch e.Lab {
 	case KindNode, KindKind, KindCluster:

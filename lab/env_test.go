@@ -202,6 +202,10 @@ func TestEnvCapabilities(t *testing.T) {
 			has: []Capability{CapKMS, CapEtcd}, access: AccessDocker},
 		{name: "add-node with commands", extra: "CAPABILITIES=add-node\nADD_NODE_CMD=bin/keysync lab add-node --kind kind\nREMOVE_NODE_CMD=bin/keysync lab remove-node --kind kind\n",
 			has: []Capability{CapAddNode}, access: AccessDocker},
+		{name: "kill-syncer without its command", extra: "CAPABILITIES=kill-syncer\n", wantErr: "KILL_SYNCER_CMD"},
+		{name: "restart-apiserver without its command", extra: "CAPABILITIES=restart-apiserver\n", wantErr: "RESTART_APISERVER_CMD"},
+		{name: "faults with commands", extra: "CAPABILITIES=kill-syncer,restart-apiserver\nKILL_SYNCER_CMD=bin/keysync lab disrupt kill-syncer --kind kind\nRESTART_APISERVER_CMD=bin/keysync lab disrupt restart-apiserver --kind kind\n",
+			has: []Capability{CapKillSyncer, CapRestartAPIServer}, hasNot: []Capability{CapAddNode}, access: AccessDocker},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -242,7 +246,8 @@ func TestEnvCapabilities(t *testing.T) {
 				t.Fatalf("ParseEnv(Marshal): %v", err)
 			}
 			if joinCaps(back.Capabilities) != joinCaps(env.Capabilities) || back.AddNodeCmd != env.AddNodeCmd ||
-				!reflect.DeepEqual(back.EtcdEndpoints, env.EtcdEndpoints) || back.KMSRootKeyID != env.KMSRootKeyID {
+				!reflect.DeepEqual(back.EtcdEndpoints, env.EtcdEndpoints) || back.KMSRootKeyID != env.KMSRootKeyID ||
+				back.KillSyncerCmd != env.KillSyncerCmd || back.RestartAPIServerCmd != env.RestartAPIServerCmd {
 				t.Errorf("round trip lost capabilities or commands: %+v", back)
 			}
 		})

@@ -31,6 +31,16 @@ type NodeAdder interface {
 	RemoveNode(ctx context.Context, name string, timeout time.Duration) error
 }
 
+// Disrupter is implemented by labs that break their own parts on purpose, for the faults
+// area (capabilities kill-syncer and restart-apiserver; `keysync lab disrupt`).
+type Disrupter interface {
+	// KillSyncer kills the synchronizer with SIGKILL on every node and returns once it runs
+	// again.
+	KillSyncer(ctx context.Context, out io.Writer) error
+	// RestartAPIServer stops kube-apiserver and returns once it serves again.
+	RestartAPIServer(ctx context.Context, out io.Writer) error
+}
+
 // Status is what Lab.Status found, one entry per component in bring-up order.
 type Status struct {
 	Kind       string

@@ -130,8 +130,8 @@ var (
 // Kind is lab.KindKind.
 func (l *Lab) Kind() string { return lab.KindKind }
 
-// nodeCommands names the keysync CLI verbs that add and remove nodes of this lab, for the env
-// file (the suites run them as hooks; they never link this package).
+// nodeCommands names the keysync CLI verbs that add and remove nodes of this lab and disrupt
+// it (kill the synchronizer, restart kube-apiserver), for the env file (the suites run them as hooks; they never link this package).
 func (l *Lab) nodeCommands() {
 	if l.Opts.Keysync == "" {
 		return
@@ -139,8 +139,12 @@ func (l *Lab) nodeCommands() {
 	args := fmt.Sprintf("--kind %s --name %s --out %s --lab-env %s", lab.KindKind, l.Opts.Name, l.Opts.OutDir, l.Opts.EnvPath)
 	l.Env.AddNodeCmd = l.Opts.Keysync + " lab add-node " + args
 	l.Env.RemoveNodeCmd = l.Opts.Keysync + " lab remove-node " + args
-	if !l.Env.Has(lab.CapAddNode) {
-		l.Env.Capabilities = append(l.Env.Capabilities, lab.CapAddNode)
+	l.Env.KillSyncerCmd = l.Opts.Keysync + " lab disrupt kill-syncer " + args
+	l.Env.RestartAPIServerCmd = l.Opts.Keysync + " lab disrupt restart-apiserver " + args
+	for _, c := range []lab.Capability{lab.CapAddNode, lab.CapKillSyncer, lab.CapRestartAPIServer} {
+		if !l.Env.Has(c) {
+			l.Env.Capabilities = append(l.Env.Capabilities, c)
+		}
 	}
 }
 

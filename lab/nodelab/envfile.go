@@ -15,11 +15,17 @@ func capabilities() []lab.Capability {
 	return []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapKMS, lab.CapEtcd}
 }
 
-// env is the lab's description.
-func (r *runner) env() lab.Env {
+// env is the lab's description; kill and restart are the disrupt commands ("" when the lab
+// cannot name them: then it lacks those capabilities).
+func (r *runner) env(kill, restart string) lab.Env {
 	kp := "http://" + r.st.MockKP
+	caps := capabilities()
+	if kill != "" && restart != "" {
+		caps = append(caps, lab.CapKillSyncer, lab.CapRestartAPIServer)
+	}
 	return lab.Env{
-		Lab: lab.KindNode, Capabilities: capabilities(), NodeAccess: lab.AccessHost,
+		KillSyncerCmd: kill, RestartAPIServerCmd: restart,
+		Lab: lab.KindNode, Capabilities: caps, NodeAccess: lab.AccessHost,
 		Kubeconfig: r.l.Kubeconfig(), Nodes: []string{NodeName},
 		CRIEndpoint: r.l.CRISocket(), KeysRoot: r.l.KeysRoot(), SyncSubdir: SyncSubdir, Registry: r.st.Registry,
 		MockKPURL: kp, MockKPTokenURL: kp + "/identity/token", MockKPAdminURL: "http://" + r.st.MockKPAdmin,
@@ -33,12 +39,12 @@ func (r *runner) env() lab.Env {
 }
 
 // writeEnv writes crictl's config and the env file.
-func (r *runner) writeEnv() (lab.Env, error) {
+func (r *runner) writeEnv(kill, restart string) (lab.Env, error) {
 	crictl := fmt.Sprintf("runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 60\n", r.l.CRISocket(), r.l.CRISocket())
 	if err := atomicfile.Write(r.l.CrictlConfig(), []byte(crictl), 0o644); err != nil {
 		return lab.Env{}, fmt.Errorf("failed to write crictl config: %w", err)
 	}
-	env := r.env()
+	env := r.env(kill, restart)
 	if err := lab.WriteEnv(r.opts.EnvFile, env); err != nil {
 		return lab.Env{}, err
 	}

@@ -155,7 +155,7 @@ func (n *Lab) Up(ctx context.Context, out io.Writer) (lab.Env, error) {
 		lab.Step{Name: "Pushing the fixtures", Run: r.pushFixtures},
 		lab.Step{Name: "Writing the env file", Run: func(context.Context) (string, error) {
 			var err error
-			env, err = r.writeEnv()
+			env, err = r.writeEnv(n.disruptCommands())
 			return n.opts.EnvFile, err
 		}},
 	)

@@ -199,7 +199,7 @@ func TestDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &runner{l: Layout{Dir: work}, opts: Options{WorkDir: work, EnvFile: envFile}}
-	if _, err := r.writeEnv(); err != nil {
+	if _, err := r.writeEnv("", ""); err != nil {
 		t.Fatal(err)
 	}
 	nl, err := New(Options{WorkDir: work, EnvFile: envFile})
@@ -283,7 +283,7 @@ func TestEnvDescribesTheNodeLab(t *testing.T) {
 	r := &runner{l: Layout{Dir: work}, st: state{Registry: "127.0.0.1:5000", MockKP: "127.0.0.1:8300", MockKPAdmin: "127.0.0.1:8301",
 		Etcd: "127.0.0.1:2379", KMSHealth: "127.0.0.1:8082"},
 		opts: Options{EnvFile: filepath.Join(work, "lab.env")}}
-	env, err := r.writeEnv()
+	env, err := r.writeEnv("keysync lab disrupt kill-syncer --kind node", "keysync lab disrupt restart-apiserver --kind node")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func TestEnvDescribesTheNodeLab(t *testing.T) {
 		if e.Access() != lab.AccessHost || e.NodeAccess != lab.AccessHost {
 			t.Errorf("node access %q, want host", e.NodeAccess)
 		}
-		for _, c := range []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapKMS, lab.CapEtcd} {
+		for _, c := range []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapKMS, lab.CapEtcd, lab.CapKillSyncer, lab.CapRestartAPIServer} {
 			if !e.Has(c) {
 				t.Errorf("capability %s missing: %v", c, e.Capabilities)
 			}
@@ -309,6 +309,9 @@ func TestEnvDescribesTheNodeLab(t *testing.T) {
 			e.KMSHealthURL != "http://127.0.0.1:8082/readyz" {
 			t.Errorf("etcd and KMS keys: %v %q %q", e.EtcdEndpoints, e.KMSRootKeyID, e.KMSHealthURL)
 		}
+		if e.KillSyncerCmd == "" || e.RestartAPIServerCmd == "" {
+			t.Errorf("disrupt commands missing: %+v", e)
+		}
 		if e.SyncSubdir != "synced" || e.SyncerNamespace != "image-key-synchronizer" || e.KeysRoot != filepath.Join(work, "keys") {
 			t.Errorf("env: %+v", e)
 		}
@@ -317,7 +320,7 @@ func TestEnvDescribesTheNodeLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range []string{"NODE_ACCESS=host\n", "CAPABILITIES=isolated,mockkp,run-image,kms,etcd\n", "ETCD_ENDPOINTS=http://127.0.0.1:2379\n", "REGISTRY=127.0.0.1:5000\n"} {
+	for _, line := range []string{"NODE_ACCESS=host\n", "CAPABILITIES=isolated,mockkp,run-image,kms,etcd,kill-syncer,restart-apiserver\n", "ETCD_ENDPOINTS=http://127.0.0.1:2379\n", "REGISTRY=127.0.0.1:5000\n"} {
 		if !strings.Contains(string(data), line) {
 			t.Errorf("env file lacks %q:\n%s", line, data)
 		}

@@ -10,14 +10,16 @@ import (
 
 // whoHas says, in a skip message, which lab has a capability (and how to get it elsewhere).
 var whoHas = map[lab.Capability]string{
-	lab.CapCluster:      "the kind lab (`make lab-up`) and any cluster (`make cluster-init`) have it",
-	lab.CapIsolated:     "the node and kind labs have it; a real cluster may pull from outside",
-	lab.CapAddNode:      "the kind lab has it; on any cluster give --hook-add-node (or $" + nodedriver.EnvHookAddNode + ")",
-	lab.CapMockKP:       "the node and kind labs have it; on any cluster pass `keysync lab up --kind cluster --mockkp-from <lab env file>`",
-	lab.CapRunImage:     "the node and kind labs and any cluster have it",
-	lab.CapKMS:          "a lab whose kube-apiserver encrypts Secrets through keysync's KMS plug-in has it",
-	lab.CapEtcd:         "a lab that exposes etcd to the runner has it",
-	lab.CapRegistryAuth: "a lab whose registry requires credentials has it",
+	lab.CapCluster:          "the kind lab (`make lab-up`) and any cluster (`make cluster-init`) have it",
+	lab.CapIsolated:         "the node and kind labs have it; a real cluster may pull from outside",
+	lab.CapAddNode:          "the kind lab has it; on any cluster give --hook-add-node (or $" + nodedriver.EnvHookAddNode + ")",
+	lab.CapMockKP:           "the node and kind labs have it; on any cluster pass `keysync lab up --kind cluster --mockkp-from <lab env file>`",
+	lab.CapRunImage:         "the node and kind labs and any cluster have it",
+	lab.CapKMS:              "a lab whose kube-apiserver encrypts Secrets through keysync's KMS plug-in has it",
+	lab.CapEtcd:             "a lab that exposes etcd to the runner has it",
+	lab.CapRegistryAuth:     "a lab whose registry requires credentials has it",
+	lab.CapKillSyncer:       "the node and kind labs have it (KILL_SYNCER_CMD); on any cluster (capability cluster) the synchronizer's DaemonSet pods are deleted with grace period 0 instead",
+	lab.CapRestartAPIServer: "the node and kind labs have it (RESTART_APISERVER_CMD)",
 }
 
 // require skips t, naming the missing capability and which lab has it, unless the lab has

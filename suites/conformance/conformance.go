@@ -5,7 +5,7 @@
 // the same bodies.
 //
 // Every feature carries one label area=plain|kp|revocation|rotation|hygiene|bad-input|addon|
-// pod|network|isolation|resilience (features that disrupt the lab also disruptive=true) and ends
+// pod|network|isolation|resilience|fixtures|faults (features that disrupt the lab also disruptive=true) and ends
 // with the hygiene assessments (required: the keys tree holds only usable private keys, no
 // symlink or temp file, and a plain image still pulls; recommended: key files are 0600). Every
 // assessment belongs to a Profile (required or recommended, see profile.go). Features create their Secrets in the
@@ -47,6 +47,10 @@ const (
 	AreaNetwork    Area = "network"
 	AreaIsolation  Area = "isolation"
 	AreaResilience Area = "resilience"
+	// AreaFixtures pulls every encrypted fixture variant; AreaFaults breaks Key Protect, the
+	// synchronizer and kube-apiserver (area_fixtures.go, area_faults.go).
+	AreaFixtures Area = "fixtures"
+	AreaFaults   Area = "faults"
 )
 
 // LabelDisruptive marks features that restart or add lab components ("true").
@@ -54,7 +58,7 @@ const LabelDisruptive = "disruptive"
 
 // Areas lists every area in suite order.
 var Areas = []Area{AreaPlain, AreaKP, AreaRevocation, AreaRotation, AreaHygiene, AreaBadInput,
-	AreaAddon, AreaPod, AreaNetwork, AreaIsolation, AreaResilience}
+	AreaAddon, AreaPod, AreaNetwork, AreaIsolation, AreaResilience, AreaFixtures, AreaFaults}
 
 // Event reasons a synchronizer records on Secrets.
 const (

@@ -34,7 +34,14 @@ func Features() []Feature {
 		featurePod(),
 		featureNetwork(),
 		featureIsolation(),
-		featureResilience(), // disruptive: last
+		featureFixturePKCS7(),
+		featureFixtureMultiRecipient(),
+		featureFixturePartlyEncrypted(),
+		featureResilience(), // disruptive: last but the faults
+		featureKPErrors(),
+		featureKPOutage(),
+		featureKillDuringBurst(),  // disruptive
+		featureAPIServerRestart(), // disruptive
 	}
 	for i := range fs {
 		fs[i].Assess = append(fs[i].Assess,

@@ -114,9 +114,11 @@ func TestDisruptiveLabel(t *testing.T) {
 			}
 		})
 	}
-	// Non-disruptive features have no such label and are kept by --skip-labels disruptive=true.
+	// Non-disruptive features have no such label and are kept by --skip-labels disruptive=true;
+	// besides resilience only the faults that kill the synchronizer or restart kube-apiserver
+	// are disruptive.
 	for _, f := range Features() {
-		if f.Area != AreaResilience {
+		if f.Area != AreaResilience && (f.Area != AreaFaults || f.Label(LabelDisruptive) != "true") {
 			if _, ok := selected(f, RunOptions{SkipLabels: map[string][]string{LabelDisruptive: {"true"}}}); !ok {
 				t.Errorf("feature %q was skipped by disruptive=true", f.Name)
 			}

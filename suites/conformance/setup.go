@@ -161,6 +161,9 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to load kubeconfig %s: %w", kubeconfig, err)
 	}
+	// client-go's default 5 requests/s would stretch the faults area's burst of 200 Secret
+	// changes over 40 s, long enough for a synchronizer to keep up with each one.
+	restCfg.QPS, restCfg.Burst = 100, 200
 	cs, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to create Kubernetes client: %w", err)

@@ -60,6 +60,7 @@ var (
 	_ Driver     = (*guarded)(nil)
 	_ ArgsRunner = (*guarded)(nil)
 	_ Auditor    = (*guarded)(nil)
+	_ Watcher    = (*guarded)(nil)
 )
 
 func (g *guarded) Name() string                                     { return g.d.Name() }

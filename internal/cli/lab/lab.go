@@ -1,4 +1,4 @@
-// Package lab is `keysync lab up|down|status|add-node|remove-node --kind node|kind|cluster`:
+// Package lab is `keysync lab up|down|status|add-node|remove-node|disrupt --kind node|kind|cluster`:
 // one command shape for the three labs, each a lab.Lab (lab/nodelab, lab/kindlab,
 // lab/clusterlab). Progress goes to stderr, results to stdout; status exits 1 unless every
 // component is up. Each flag belongs to the kinds listed in flagKinds: a flag given for
@@ -149,7 +149,37 @@ unless every component is up), down removes what up made.`,
 		2*time.Minute, func(a lab.NodeAdder) func(*cobra.Command, string) error {
 			return func(c *cobra.Command, name string) error { return a.RemoveNode(c.Context(), name, f.timeout) }
 		})
-	cmd.AddCommand(up, down, status, add, remove)
+	disrupt := &cobra.Command{
+		Use:       "disrupt kill-syncer|restart-apiserver",
+		Short:     "Break a part of the running lab on purpose and wait until it is back (the suites' faults area)",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"kill-syncer", "restart-apiserver"},
+		RunE: func(c *cobra.Command, args []string) error {
+			l, err := f.build(c, s)
+			if err != nil {
+				return err
+			}
+			d, ok := l.(lab.Disrupter)
+			if !ok {
+				return fmt.Errorf("the %s lab cannot disrupt its parts (the node and kind labs can)", f.kind)
+			}
+			start := time.Now()
+			switch args[0] {
+			case "kill-syncer":
+				err = d.KillSyncer(c.Context(), s.ErrOut)
+			case "restart-apiserver":
+				err = d.RestartAPIServer(c.Context(), s.ErrOut)
+			default:
+				return fmt.Errorf("unknown disruption %q: want kill-syncer or restart-apiserver", args[0])
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(s.Out, "%s: back in %.1fs\n", args[0], time.Since(start).Seconds())
+			return nil
+		},
+	}
+	cmd.AddCommand(up, down, status, add, remove, disrupt)
 	return cmd
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/keysync-dev/keysync/suites/nodedriver"
 )
@@ -27,6 +28,8 @@ status 3 means unsupported, 4 not found, anything else but 0 an error (the reaso
   pull REF             CRI PullImage (what the pull added is removed again)
   run REF [ARG...]     run REF to completion in a CRI pod sandbox, print its output
   wait                 sleep until SIGTERM (an agent pod's main process)
+  watch DURATION       for DURATION (e.g. 30s), one line per version of every entry that appears
+                       in the keys tree, even briefly, with CRI-O's verdict (inotify; no key bytes)
 
 Flags:
 `
@@ -101,6 +104,13 @@ var ops = map[string]op{
 		}
 		return err
 	}},
+	nodedriver.OpWatch: {1, 1, "watch DURATION", func(ctx context.Context, n *Node, args []string, w io.Writer) error {
+		d, err := time.ParseDuration(args[0])
+		if err != nil {
+			return fmt.Errorf("failed to parse watch duration: %w", err)
+		}
+		return n.Watch(ctx, d, w)
+	}},
 	nodedriver.OpWait: {0, 0, "wait", func(ctx context.Context, _ *Node, _ []string, _ io.Writer) error {
 		<-ctx.Done()
 		return nil
@@ -134,5 +144,5 @@ func Serve(ctx context.Context, n *Node, args []string, stdout, stderr io.Writer
 
 func opNames() string {
 	return strings.Join([]string{nodedriver.OpListKeys, nodedriver.OpReadKey, nodedriver.OpAudit,
-		nodedriver.OpPull, nodedriver.OpRun, nodedriver.OpWait}, ", ")
+		nodedriver.OpPull, nodedriver.OpRun, nodedriver.OpWait, nodedriver.OpWatch}, ", ")
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,6 +171,9 @@ func cases(k keys) []contractCase {
 				t.Errorf("guarded ReadKey of an owned key = %d bytes, %v", len(got), err)
 			}
 		}},
+		{"watch: the entries at its start, then every new version with its verdict, no key bytes", func(ctx context.Context, t *testing.T, s subject) {
+			checkWatch(ctx, t, s, k)
+		}},
 		{"unknown operation: ExitUnsupported", func(ctx context.Context, t *testing.T, s subject) {
 			if code, _, stderr := raw(ctx, t, s, "frobnicate"); code != nodedriver.ExitUnsupported || !strings.Contains(stderr, "frobnicate") {
 				t.Errorf("exit %d, stderr %q; want %d naming the operation", code, stderr, nodedriver.ExitUnsupported)
@@ -191,6 +195,85 @@ func (asDriver) Name() string                            { return "contract" }
 func (asDriver) Nodes(context.Context) ([]string, error) { return nil, nil }
 func (asDriver) RunImage(context.Context, string, string) (string, error) {
 	return "", nodedriver.ErrUnsupported
+}
+
+// checkWatch watches the tree while entries are added to it: the watch reports what was there
+// (initial), is ready before the additions, and reports the additions' last versions with
+// CRI-O's verdicts.
+func checkWatch(ctx context.Context, t *testing.T, s subject, k keys) {
+	w, ok := s.drv.(nodedriver.Watcher)
+	if !ok {
+		t.Fatalf("the driver %T has no tree watch", s.drv)
+	}
+	var mu sync.Mutex
+	var events []nodedriver.WatchEvent
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- w.WatchKeys(ctx, s.node, 4*time.Second, func(e nodedriver.WatchEvent) {
+			mu.Lock()
+			defer mu.Unlock()
+			events = append(events, e)
+			if e.Kind == nodedriver.WatchReady {
+				close(ready)
+			}
+		})
+	}()
+	select {
+	case <-ready:
+	case err := <-done:
+		t.Fatalf("watch ended before it was ready: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatal("watch not ready within a minute")
+	}
+	s.populate(t, []treeEntry{
+		{path: "synced/new", mode: 0o700, dir: true},
+		{path: "synced/new/late.pem", mode: 0o600, data: k.good},
+		{path: "synced/late.txt", mode: 0o600, data: k.text},
+	})
+	if err := <-done; err != nil {
+		t.Fatalf("WatchKeys: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	initial := map[string]nodedriver.Verdict{}
+	last := map[string]nodedriver.AuditEntry{}
+	readyAt := -1
+	for i, e := range events {
+		switch e.Kind {
+		case nodedriver.WatchInitial:
+			if readyAt >= 0 {
+				t.Errorf("initial line after ready: %+v", e)
+			}
+			initial[e.Entry.Path] = e.Entry.Verdict
+		case nodedriver.WatchReady:
+			readyAt = i
+		case nodedriver.WatchVersion:
+			last[e.Entry.Path] = e.Entry
+		}
+	}
+	wantInitial := map[string]nodedriver.Verdict{"synced": nodedriver.VerdictOK, "synced/good.pem": nodedriver.VerdictOK,
+		"synced/link": nodedriver.VerdictSymlink, "synced/notes.txt": nodedriver.VerdictUnknownType,
+		"synced/pub.pem": nodedriver.VerdictUnknownType, "synced/with space.pem": nodedriver.VerdictOK}
+	if !reflect.DeepEqual(initial, wantInitial) {
+		t.Errorf("initial entries %v, want %v", initial, wantInitial)
+	}
+	want := map[string]struct {
+		v   nodedriver.Verdict
+		sum string
+	}{
+		"synced/new":          {nodedriver.VerdictOK, ""},
+		"synced/new/late.pem": {nodedriver.VerdictOK, nodedriver.SHA256Hex(k.good)},
+		"synced/late.txt":     {nodedriver.VerdictUnknownType, nodedriver.SHA256Hex(k.text)},
+	}
+	for p, w := range want {
+		if got, ok := last[p]; !ok || got.Verdict != w.v || got.SHA256 != w.sum {
+			t.Errorf("last version of %s: %+v (seen %v), want %s %q", p, got, ok, w.v, w.sum)
+		}
+	}
+	if t.Failed() {
+		t.Logf("events: %+v", events)
+	}
 }
 
 // raw runs the agent through s's transport without the client's checks: its exit status and
