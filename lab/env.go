@@ -94,12 +94,13 @@ const (
 
 // Env is the lab description, written by a lab's bring-up and read by the suites (contract 4).
 // On disk it is an env file: one KEY=VALUE per line, '#' comments, no quoting; each value is
-// the rest of the line after the first '='. Only ADD_NODE_CMD and REMOVE_NODE_CMD may hold
-// spaces, so read the file with a parser (ParseEnv, or sed), not by sourcing it in a shell.
+// the rest of the line after the first '='. Only ADD_NODE_CMD, REMOVE_NODE_CMD and SYNCHRONIZER may
+// hold spaces, so read the file with a parser (ParseEnv, or sed), not by sourcing it in a shell.
 type Env struct {
 	// Lab is KEYSYNC_LAB: "node", "kind" or "cluster". It names the lab in reports; the
 	// suites decide what to run from Capabilities and NodeAccess, never from this name.
-	Lab string
+	Lab          string
+	Synchronizer string // SYNCHRONIZER: what is under test ("reference keysync-syncer", a command line, a kustomize dir, "none")
 	// Capabilities is CAPABILITIES, comma-separated on disk: what the lab can do.
 	Capabilities []Capability
 	// NodeAccess is NODE_ACCESS: how the runner reaches nodes (default by Lab: node → host,
@@ -163,6 +164,7 @@ func envFields() []envField {
 	}
 	return []envField{
 		str("KEYSYNC_LAB", func(e *Env) *string { return &e.Lab }),
+		str("SYNCHRONIZER", func(e *Env) *string { return &e.Synchronizer }),
 		{key: "CAPABILITIES", get: func(e *Env) string { return joinCaps(e.Capabilities) }, set: func(e *Env, v string) {
 			e.Capabilities = nil
 			for _, c := range strings.Split(v, ",") {

@@ -18,7 +18,7 @@ func capabilities() []lab.Capability {
 func (r *runner) env() lab.Env {
 	kp := "http://" + r.st.MockKP
 	return lab.Env{
-		Lab: lab.KindNode, Capabilities: capabilities(), NodeAccess: lab.AccessHost,
+		Lab: lab.KindNode, Synchronizer: synchronizerName(r.opts.Synchronizer), Capabilities: capabilities(), NodeAccess: lab.AccessHost,
 		Kubeconfig: r.l.Kubeconfig(), Nodes: []string{NodeName},
 		CRIEndpoint: r.l.CRISocket(), KeysRoot: r.l.KeysRoot(), SyncSubdir: SyncSubdir, Registry: r.st.Registry,
 		MockKPURL: kp, MockKPTokenURL: kp + "/identity/token", MockKPAdminURL: "http://" + r.st.MockKPAdmin,
