@@ -17,6 +17,7 @@ func Features() []Feature {
 	fs := []Feature{
 		featureNoKey(),
 		featureKeySecret(),
+		featureMultiKey(),
 		featureKPKey(),
 		featureRevocation(),
 		featureRotation(),
