@@ -25,6 +25,11 @@ func TestEnvRoundTrip(t *testing.T) {
 		env  Env
 	}{
 		{name: "node lab", env: sampleEnv()},
+		{name: "node lab with a synchronizer command line", env: func() Env {
+			e := sampleEnv()
+			e.Synchronizer = "/opt/my-sync --kubeconfig {kubeconfig} --dir={keys-dir} # not a comment"
+			return e
+		}()},
 		{name: "kind lab with two nodes and extras", env: func() Env {
 			e := sampleEnv()
 			e.Lab, e.CRIEndpoint, e.KeysRoot = KindKind, "", ""
