@@ -70,7 +70,7 @@ func featureBadInput() Feature {
 					t.Fatalf("%v", err)
 				}
 				if !slices.Equal(now, snapshot) {
-					t.Fatalf("the keys tree changed after bad Secrets:\nbefore: %q\nafter:  %q", snapshot, now)
+					t.Fatalf("the keys tree changed after bad Secrets: appeared %q, disappeared %q", minus(now, snapshot), minus(snapshot, now))
 				}
 			}},
 			{Name: "other keys still pull", Fn: func(ctx context.Context, t T, c *Context) {
@@ -91,4 +91,15 @@ func publicKeyPEM() ([]byte, error) {
 		return nil, fmt.Errorf("failed to marshal public key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
+// minus returns the lines of a that are not in b.
+func minus(a, b []string) []string {
+	var out []string
+	for _, l := range a {
+		if !slices.Contains(b, l) {
+			out = append(out, l)
+		}
+	}
+	return out
 }

@@ -19,6 +19,7 @@ func Features() []Feature {
 		featureKeySecret(),
 		featureMultiKey(),
 		featureKPKey(),
+		featureKPOutage(),
 		featureRevocation(),
 		featureRotation(),
 		featureBadInput(),
