@@ -181,16 +181,17 @@ func (n *Lab) Status(ctx context.Context) (lab.Status, error) {
 	st := lab.Status{Kind: lab.KindNode}
 	for _, c := range components() {
 		p := r.process(c)
+		addr := c.addr(r)
 		if c.name == "syncer" {
 			if r.st.Synchronizer == SynchronizerNone {
 				continue // yours, not the lab's
 			}
 			if foreign(r.st.Synchronizer) {
-				p.Health = nil // up while it runs
+				p.Health, addr = nil, "" // up while it runs; it serves nothing the lab knows
 			}
 		}
 		comp := p.Check(ctx)
-		if addr := c.addr(r); comp.Up && addr != "" {
+		if comp.Up && addr != "" {
 			comp.Detail += ", " + addr
 		}
 		st.Components = append(st.Components, comp)

@@ -1,9 +1,12 @@
 package nodelab
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/keysync-dev/keysync/lab"
 )
 
 func TestExpandSynchronizer(t *testing.T) {
@@ -41,5 +44,49 @@ func TestSynchronizerName(t *testing.T) {
 		if got := synchronizerName(in); got != want {
 			t.Errorf("synchronizerName(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestStatusOfOtherSynchronizers: "none" lists no synchronizer; a foreign one is up while its
+// process runs (no health check, no address of the reference's probe).
+func TestStatusOfOtherSynchronizers(t *testing.T) {
+	for _, tc := range []struct {
+		name, synchronizer string
+		run                bool
+		want               string // "" when the syncer is not listed
+	}{
+		{name: "none", synchronizer: SynchronizerNone, run: true},
+		{name: "foreign, running", synchronizer: "my-sync {keys-dir}", run: true, want: "up"},
+		{name: "foreign, stopped", synchronizer: "my-sync {keys-dir}", want: "not running"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			work := t.TempDir()
+			writeState(t, work, state{SyncerProbe: "127.0.0.1:1", Synchronizer: tc.synchronizer})
+			if tc.run {
+				startFake(t, work, "syncer")
+			}
+			nl, err := New(Options{WorkDir: work})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := nl.Status(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got *lab.Component
+			for i, c := range st.Components {
+				if c.Name == "syncer" {
+					got = &st.Components[i]
+				}
+			}
+			switch {
+			case tc.want == "" && got != nil:
+				t.Fatalf("syncer listed: %+v", *got)
+			case tc.want == "up" && (got == nil || !got.Up || strings.Contains(got.Detail, "127.0.0.1:1")):
+				t.Fatalf("syncer = %+v, want up without the reference's probe address", got)
+			case tc.want == "not running" && (got == nil || got.Up || got.Detail != "not running"):
+				t.Fatalf("syncer = %+v, want not running", got)
+			}
+		})
 	}
 }
