@@ -101,14 +101,14 @@ const (
 
 // Env is the lab description, written by a lab's bring-up and read by the suites (contract 4).
 // On disk it is an env file: one KEY=VALUE per line, '#' comments, no quoting; each value is
-// the rest of the line after the first '='. Only ADD_NODE_CMD and REMOVE_NODE_CMD may hold
-// spaces, so read the file with a parser (ParseEnv, or sed), not by sourcing it in a shell.
+// the rest of the line after the first '='. Only ADD_NODE_CMD, REMOVE_NODE_CMD and SYNCHRONIZER may
+// hold spaces, so read the file with a parser (ParseEnv, or sed), not by sourcing it in a shell.
 type Env struct {
 	// Lab is KEYSYNC_LAB: "node", "kind" or "cluster". It names the lab in reports; the
 	// suites decide what to run from Capabilities and NodeAccess, never from this name.
 	Lab string
-	// Synchronizer is SYNCHRONIZER: free text naming the synchronizer under test, as the
-	// reports print it (e.g. "reference (keysync-syncer v1.2.0)"); "" is unknown.
+	// Synchronizer is SYNCHRONIZER: what is under test, as the reports print it ("reference
+	// keysync-syncer", a command line, a kustomize dir, "none"); "" is unknown.
 	Synchronizer string
 	// Capabilities is CAPABILITIES, comma-separated on disk: what the lab can do.
 	Capabilities []Capability

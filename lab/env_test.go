@@ -32,6 +32,11 @@ func TestEnvRoundTrip(t *testing.T) {
 			e.KMSRootKeyID, e.KMSHealthURL = "crk", "http://127.0.0.1:8082/readyz"
 			return e
 		}()},
+		{name: "node lab with a synchronizer command line", env: func() Env {
+			e := sampleEnv()
+			e.Synchronizer = "/opt/my-sync --kubeconfig {kubeconfig} --dir={keys-dir} # not a comment"
+			return e
+		}()},
 		{name: "kind lab with two nodes and extras", env: func() Env {
 			e := sampleEnv()
 			e.Lab, e.CRIEndpoint, e.KeysRoot = KindKind, "", ""

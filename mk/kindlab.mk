@@ -16,11 +16,14 @@ docker-prepare: deps ## install/start dockerd; on hosts lacking CAP_SYS_RESOURCE
 kind-node-image: docker-prepare ## build (or reuse) the CRI-O kind node image; prints its tag
 	@hack/build-node-image.sh
 
+# SYNCHRONIZER=DIR deploys your synchronizer (a kustomize directory) instead of the reference;
+# SYNCHRONIZER=none deploys none (deploy yours after lab-up).
 lab-up: docker-prepare ## the kind lab: build/reuse the node image, create the cluster and addons; writes $(LAB_ENV)
 	@img=$$(hack/build-node-image.sh) && k8s=$$(hack/build-k8s.sh kubectl) && \
 	  $(GO) build -trimpath -o $(BIN)/keysync ./cmd/keysync && \
 	  $(BIN)/keysync lab up --kind kind --name $(KIND_LAB_NAME) --image "$$img" --workers $(KIND_WORKERS) \
-	    --kubectl "$$k8s/kubectl" --lab-env $(LAB_ENV) $(if $(KIND_LAB_SKIP),--skip $(KIND_LAB_SKIP))
+	    --kubectl "$$k8s/kubectl" --lab-env $(LAB_ENV) $(if $(KIND_LAB_SKIP),--skip $(KIND_LAB_SKIP)) \
+	    $(if $(SYNCHRONIZER),--synchronizer '$(SYNCHRONIZER)')
 
 lab-down: ## delete the kind lab (cluster, registry, mockkp, $(LAB_ENV))
 	@$(GO) build -trimpath -o $(BIN)/keysync ./cmd/keysync && \

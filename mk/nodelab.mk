@@ -19,9 +19,12 @@ runtime-wrapper: ## build the static OCI runtime wrapper (hosts lacking CAP_SYS_
 node-lab-bins: ## build the binaries the node lab runs into bin/
 	@$(GO) build -trimpath -o $(BIN)/ $(NODE_LAB_CMDS)
 
+# SYNCHRONIZER='CMDLINE' runs your synchronizer instead of the reference ({kubeconfig}, {keys-dir},
+# {staging-dir}, {namespace} and {node-name} are expanded); SYNCHRONIZER=none runs none.
 node-lab-up: deps node-lab-bins ## start the node lab, or restart what is down in it; writes $(LAB_ENV) (root)
 	@crio=$$(hack/build-crio.sh) && k8s=$$(hack/build-k8s.sh kube-apiserver) && \
-	  $(BIN)/keysync lab up $(NODE_LAB_FLAGS) --crio-bin-dir "$$crio" --k8s-bin-dir "$$k8s"
+	  $(BIN)/keysync lab up $(NODE_LAB_FLAGS) --crio-bin-dir "$$crio" --k8s-bin-dir "$$k8s" \
+	    $(if $(SYNCHRONIZER),--synchronizer '$(SYNCHRONIZER)')
 
 node-lab-down: ## stop the node lab's processes and unmount what CRI-O mounted (keeps caches)
 	@[ -x $(BIN)/keysync ] || $(GO) build -trimpath -o $(BIN)/ ./cmd/keysync

@@ -220,6 +220,7 @@ func SyncerStep(p Parts) func(*Lab) lab.Step {
 			if b, err := cmd.CombinedOutput(); err != nil {
 				return "", fmt.Errorf("failed to apply the syncer addon: %w: %s", err, lab.LastLines(b, 20))
 			}
+			l.Env.Synchronizer = ReferenceSynchronizer
 			return ref, nil
 		}}
 	}

@@ -25,7 +25,7 @@ func (r *runner) env(kill, restart string) lab.Env {
 	}
 	return lab.Env{
 		KillSyncerCmd: kill, RestartAPIServerCmd: restart,
-		Lab: lab.KindNode, Capabilities: caps, NodeAccess: lab.AccessHost,
+		Lab: lab.KindNode, Synchronizer: synchronizerName(r.opts.Synchronizer), Capabilities: caps, NodeAccess: lab.AccessHost,
 		Kubeconfig: r.l.Kubeconfig(), Nodes: []string{NodeName},
 		CRIEndpoint: r.l.CRISocket(), KeysRoot: r.l.KeysRoot(), SyncSubdir: SyncSubdir, Registry: r.st.Registry,
 		MockKPURL: kp, MockKPTokenURL: kp + "/identity/token", MockKPAdminURL: "http://" + r.st.MockKPAdmin,

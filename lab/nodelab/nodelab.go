@@ -57,6 +57,10 @@ type Options struct {
 	// SourceDir is a directory inside the keysync checkout (the fixtures' marker program is
 	// built from it); empty means the working directory.
 	SourceDir string
+	// Synchronizer is the synchronizer under test: empty for the reference keysync-syncer,
+	// SynchronizerNone for none (you run yours), else a command line whose placeholders
+	// ExpandSynchronizer fills in (SynchronizerHelp).
+	Synchronizer string
 }
 
 func (o Options) validateUp() error {
@@ -134,6 +138,12 @@ func (n *Lab) Up(ctx context.Context, out io.Writer) (lab.Env, error) {
 	if err != nil {
 		return lab.Env{}, err
 	}
+	if foreign(n.opts.Synchronizer) {
+		// A bad command line fails before anything starts.
+		if _, err := ExpandSynchronizer(n.opts.Synchronizer, r.placeholders()); err != nil {
+			return lab.Env{}, fmt.Errorf("invalid node lab options: --synchronizer: %w", err)
+		}
+	}
 	var env lab.Env
 	steps := []lab.Step{{Name: "Checking the host", Run: r.checkHost}}
 	if legacy := r.legacySupervisor(); legacy != nil {
@@ -173,8 +183,18 @@ func (n *Lab) Status(ctx context.Context) (lab.Status, error) {
 	}
 	st := lab.Status{Kind: lab.KindNode}
 	for _, c := range components() {
-		comp := r.process(c).Check(ctx)
-		if addr := c.addr(r); comp.Up && addr != "" {
+		p := r.process(c)
+		addr := c.addr(r)
+		if c.name == "syncer" {
+			if r.st.Synchronizer == SynchronizerNone {
+				continue // yours, not the lab's
+			}
+			if foreign(r.st.Synchronizer) {
+				p.Health, addr = nil, "" // up while it runs; it serves nothing the lab knows
+			}
+		}
+		comp := p.Check(ctx)
+		if comp.Up && addr != "" {
 			comp.Detail += ", " + addr
 		}
 		st.Components = append(st.Components, comp)

@@ -108,6 +108,13 @@ func (r *runner) startCRIO(ctx context.Context) (string, error) {
 
 func (r *runner) startSyncer(ctx context.Context) (string, error) {
 	p := r.process(componentNamed("syncer"))
+	r.st.Synchronizer = r.opts.Synchronizer
+	if err := r.saveState(); err != nil {
+		return "", err
+	}
+	if r.opts.Synchronizer == SynchronizerNone {
+		return r.stopSynchronizer(ctx, p)
+	}
 	_, ours := p.Running()
 	metrics, err := r.port(&r.st.SyncerMetrics, ours)
 	if err != nil {
@@ -123,6 +130,9 @@ func (r *runner) startSyncer(ctx context.Context) (string, error) {
 	kubeconfig, err := os.ReadFile(r.l.Kubeconfig())
 	if err != nil {
 		return "", fmt.Errorf("failed to read kubeconfig: %w", err)
+	}
+	if foreign(r.opts.Synchronizer) {
+		return r.startForeign(ctx, p, kubeconfig)
 	}
 	p.Path = filepath.Join(r.opts.BinDir, "keysync-syncer")
 	p.Args = []string{"--kubeconfig", r.l.Kubeconfig(), "--keys-dir", r.l.SyncedDir(), "--staging-dir", r.l.StagingDir(),

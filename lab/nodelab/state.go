@@ -30,6 +30,9 @@ type state struct {
 	SecretsEncryptedFor string `json:"secretsEncryptedFor,omitempty"`
 	SyncerMetrics       string `json:"syncerMetrics"`
 	SyncerProbe         string `json:"syncerProbe"`
+	// Synchronizer is the last up's Options.Synchronizer: Status skips the synchronizer for
+	// "none" and checks a foreign one by its process only.
+	Synchronizer string `json:"synchronizer,omitempty"`
 }
 
 // loadState reads the recorded addresses and the admin token; a missing or damaged state

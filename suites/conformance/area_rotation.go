@@ -30,6 +30,12 @@ func featureRotation() Feature {
 		Assess: []Step{
 			{Name: "the rotated Secret's new key replaces the old file", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				c.ownKey(c.Fixtures.B.Key)
+				stop := c.watchTree(ctx, t)
+				defer func() {
+					for _, p := range stop() {
+						t.Errorf("during the rotation the keys tree held a file CRI-O cannot use, if only for a moment (written in place, not renamed in complete?): %s", p)
+					}
+				}()
 				if _, err := s.secrets.Update(ctx, sec.Namespace, sec.Name,
 					map[string][]byte{keyDataKey: c.Fixtures.B.Key}); err != nil {
 					t.Fatalf("%v", err)

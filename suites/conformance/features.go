@@ -25,7 +25,9 @@ func Features() []Feature {
 	fs := []Feature{
 		featureNoKey(),
 		featureKeySecret(),
+		featureMultiKey(),
 		featureKPKey(),
+		featureKPUnwrapOutage(),
 		featureRevocation(),
 		featureRotation(),
 		featureBadInput(),

@@ -13,7 +13,8 @@ func (c *Context) pullEverywhere(ctx context.Context, t T, ref string) {
 	t.Helper()
 	for _, n := range c.nodes(ctx, t) {
 		if err := c.Driver.PullImage(ctx, n, ref); err != nil {
-			t.Fatalf("node %s: pulling %s failed: %v", n, ref, err)
+			// What in the tree broke the pull comes first: one file CRI-O rejects fails them all.
+			t.Fatalf("node %s: pulling %s failed%s: %v", n, ref, c.treeProblems(ctx, t), err)
 		}
 	}
 }

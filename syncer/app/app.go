@@ -80,6 +80,7 @@ func ParseFlags(args []string, getenv func(string) string) (Config, error) {
 	fs.IntVar(&c.MaxFilesPerSecret, "max-files-per-secret", controller.DefaultMaxFilesPerSecret, "a key Secret with more valid keys gets no files (Event KeyRejected)")
 	fs.IntVar(&c.MaxFiles, "max-files", controller.DefaultMaxFiles, "most key files in the keys tree: a Secret that would pass it gets no new files (Event KeyRejected)")
 	fs.StringVar(&c.PrepareFor, "prepare-for", "", "uid:gid: create --keys-dir and --staging-dir (0700) owned by that user, hand over the files in them, and exit (init container, as root)")
+	addMutantFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return Config{}, fmt.Errorf("failed to parse flags: %w", err)
 	}

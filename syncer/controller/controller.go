@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keysync-dev/keysync/internal/kpkey"
+	"github.com/keysync-dev/keysync/syncer/internal/mutant"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
@@ -125,6 +126,9 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 		},
 		UpdateFunc: func(old, obj any) {
+			if mutant.On(mutant.IgnoreUpdates) {
+				return
+			}
 			o, _ := old.(*corev1.Secret)
 			n, _ := obj.(*corev1.Secret)
 			c.enqueue(obj, o == nil || n == nil || o.ResourceVersion != n.ResourceVersion)
@@ -179,7 +183,11 @@ func (c *Controller) enqueue(obj any, changed bool) {
 		}
 		c.mu.Unlock()
 	}
-	if c.queue != nil {
+	switch {
+	case c.queue == nil:
+	case mutant.On(mutant.Poll60s):
+		c.queue.AddAfter(sec.Name, 60*time.Second)
+	default:
 		c.queue.Add(sec.Name)
 	}
 }

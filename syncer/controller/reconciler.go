@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keysync-dev/keysync/internal/kpkey"
+	"github.com/keysync-dev/keysync/syncer/internal/mutant"
 	"github.com/keysync-dev/keysync/syncer/keyfile"
 	"github.com/keysync-dev/keysync/syncer/metrics"
 	"github.com/keysync-dev/keysync/syncer/secretkeys"
@@ -187,9 +188,12 @@ func (r *Reconciler) Sync(ctx context.Context, name string, sec *corev1.Secret, 
 	defer func() { r.o.Metrics.KeysOnDisk.Set(float64(r.o.Store.Len())) }()
 	var err error
 	switch {
+	case sec == nil && mutant.On(mutant.KeepOnDelete):
+		r.forget(name)
 	case sec == nil:
 		r.forget(name)
 		err = r.removeExcept(name, nil)
+	case sec.Type == corev1.SecretType(kpkey.SecretTypeKPKey) && mutant.On(mutant.IgnoreKPKey):
 	case sec.Type == corev1.SecretType(kpkey.SecretTypeKey):
 		err = r.syncKey(sec, observed)
 	case sec.Type == corev1.SecretType(kpkey.SecretTypeKPKey):
@@ -236,6 +240,9 @@ func asWriteError(err error) error {
 // Prune removes every owned file whose Secret is not in present: the full resync's cleanup.
 // Files the synchronizer does not own are never touched.
 func (r *Reconciler) Prune(present map[string]bool) error {
+	if mutant.On(mutant.KeepOnDelete) {
+		return nil
+	}
 	var errs []error
 	for file, rec := range r.o.Store.Owned() {
 		if rec.Namespace == r.o.Namespace && present[rec.Secret] {
@@ -290,6 +297,11 @@ func (r *Reconciler) syncKey(sec *corev1.Secret, observed time.Time) error {
 	if err := r.removeExcept(sec.Name, keep); err != nil {
 		errs = append(errs, err)
 	}
+	if mutant.On(mutant.RejectWipes) && len(rejected) > 0 {
+		for file := range r.o.Store.Owned() {
+			_ = r.remove(file)
+		}
+	}
 	if r.announce(sec, "key") {
 		for _, rej := range rejected {
 			r.o.Metrics.Errors.WithLabelValues(rej.Reason).Inc()
@@ -328,7 +340,7 @@ func (r *Reconciler) syncKPKey(ctx context.Context, sec *corev1.Secret, observed
 		return asWriteError(r.removeExcept(sec.Name, nil))
 	}
 	rec, present := r.o.Store.Lookup(file)
-	if present && rec.Source == ref.Version {
+	if present && rec.Source == ref.Version && !mutant.On(mutant.UnwrapEverySync) {
 		return nil // this version is on disk: never unwrap again
 	}
 	_, owned := r.o.Store.OwnedBy(r.o.Namespace, sec.Name)[file]
@@ -367,6 +379,9 @@ func (r *Reconciler) syncKPKey(ctx context.Context, sec *corev1.Secret, observed
 			r.o.Metrics.Errors.WithLabelValues(errUnwrapTransient).Inc()
 			r.event(sec, corev1.EventTypeWarning, ReasonUnwrapFailed,
 				fmt.Sprintf("unwrap failed, will retry with backoff (the previous key file, if any, stays): %s", describe(err)))
+			if mutant.On(mutant.DeleteOnOutage) {
+				_ = r.removeExcept(sec.Name, nil)
+			}
 			return fmt.Errorf("failed to unwrap kp-key %s: %w", sec.Name, err)
 		}
 		r.o.Metrics.UnwrapCalls.WithLabelValues("permanent").Inc()
@@ -444,6 +459,9 @@ func (r *Reconciler) fail(name, version string) {
 }
 
 func (r *Reconciler) event(sec *corev1.Secret, typ, reason, msg string) {
+	if mutant.On(mutant.NoEvents) {
+		return
+	}
 	if r.o.NodeName != "" {
 		msg = "node " + r.o.NodeName + ": " + msg
 	}

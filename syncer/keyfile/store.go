@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/keysync-dev/keysync/syncer/internal/mutant"
 )
 
 // StateFile is the ownership records' snapshot inside the staging directory; JournalFile
@@ -350,7 +352,15 @@ func (s *Store) Put(name string, rec Record, data []byte) (bool, error) {
 }
 
 func (s *Store) stageAndRename(final string, data []byte) error {
-	f, err := os.CreateTemp(s.opts.StagingDir, stagePattern)
+	if mutant.On(mutant.InPlace) {
+		return writeInPlace(final, data)
+	}
+	stagingDir := s.opts.StagingDir
+	if mutant.On(mutant.TempLeftInTree) {
+		stagingDir = s.opts.Dir
+		leaveCrashedTemp(final, data)
+	}
+	f, err := os.CreateTemp(stagingDir, stagePattern)
 	if err != nil {
 		return fmt.Errorf("failed to create staged file: %w", err)
 	}
@@ -362,7 +372,11 @@ func (s *Store) stageAndRename(final string, data []byte) error {
 			_ = os.Remove(staged)
 		}
 	}()
-	if err := f.Chmod(0o600); err != nil {
+	mode := os.FileMode(0o600)
+	if mutant.On(mutant.Mode0644) {
+		mode = 0o644
+	}
+	if err := f.Chmod(mode); err != nil {
 		return fmt.Errorf("failed to set mode of staged file: %w", err)
 	}
 	if _, err := f.Write(data); err != nil {
@@ -400,7 +414,7 @@ func (s *Store) step(st Step, final string) {
 // configured owner.
 func (s *Store) matches(final string, data []byte) bool {
 	fi, err := os.Lstat(final)
-	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o600 || fi.Size() != int64(len(data)) {
+	if err != nil || !fi.Mode().IsRegular() || (fi.Mode().Perm() != 0o600 && !mutant.On(mutant.Mode0644)) || fi.Size() != int64(len(data)) {
 		return false
 	}
 	if s.opts.Owner != nil {

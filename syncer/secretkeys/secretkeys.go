@@ -16,6 +16,8 @@ import (
 	"github.com/keysync-dev/keysync/internal/kpkey"
 	"github.com/keysync-dev/keysync/syncer/keyfile"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/keysync-dev/keysync/syncer/internal/mutant"
 )
 
 // MaxKeySize bounds one key's bytes (a 16384-bit RSA PKCS#8 PEM is ~12 KiB).
@@ -75,11 +77,20 @@ func KeyFiles(namespace, secret string, data map[string][]byte) ([]File, []Rejec
 			continue
 		}
 		out, reason, err := Normalize(data[k])
+		switch {
+		case mutant.On(mutant.NoValidation):
+			out, err = data[k], nil
+		case mutant.On(mutant.SEC1AsIs) && err == nil:
+			out = data[k]
+		}
 		if err != nil {
 			rejected = append(rejected, Rejection{DataKey: k, Reason: reason, Err: err})
 			continue
 		}
 		files = append(files, File{Name: keyfile.Name(namespace, secret, k), DataKey: k, Data: out})
+	}
+	if mutant.On(mutant.DropSecondKey) && len(files) > 1 {
+		files = files[:1]
 	}
 	return files, rejected
 }

@@ -67,7 +67,13 @@ func (f *flagpole) kindLab(s *cli.Streams) (lab.Lab, error) {
 	if !slices.Contains(k.skip, "mockkp") {
 		opts.Steps = append(opts.Steps, kl.MockKPStep(parts))
 	}
-	if !slices.Contains(k.skip, "syncer") {
+	switch {
+	case f.synchronizer == kl.SynchronizerNone:
+		opts.Steps = append(opts.Steps, kl.NoSyncerStep())
+	case slices.Contains(k.skip, "syncer"):
+	case f.synchronizer != "":
+		opts.Steps = append(opts.Steps, kl.ForeignSyncerStep(parts, f.synchronizer), kl.WaitSyncerStep(parts, k.wait))
+	default:
 		opts.Steps = append(opts.Steps, kl.SyncerStep(parts), kl.WaitSyncerStep(parts, k.wait))
 	}
 	return kl.New(opts)

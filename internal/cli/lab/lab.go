@@ -18,6 +18,7 @@ import (
 	"github.com/keysync-dev/keysync/internal/cli"
 	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/lab/clusterlab"
+	"github.com/keysync-dev/keysync/lab/nodelab"
 )
 
 // kinds are the values of --kind.
@@ -25,12 +26,15 @@ var kinds = []string{lab.KindNode, lab.KindKind, lab.KindCluster}
 
 // flagpole holds every flag of every kind; build turns the chosen kind's into its lab.
 type flagpole struct {
-	kind        string
-	labEnv      string
-	out         string
-	nodeOpts    nodeFlags
-	kindOpts    kindFlags
-	clusterOpts clusterFlags
+	kind   string
+	labEnv string
+	out    string
+	// synchronizer is --synchronizer: node, a command line or "none"; kind, a kustomize
+	// directory or "none"; empty, the reference.
+	synchronizer string
+	nodeOpts     nodeFlags
+	kindOpts     kindFlags
+	clusterOpts  clusterFlags
 	// timeout bounds add-node and remove-node.
 	timeout time.Duration
 }
@@ -62,6 +66,8 @@ unless every component is up), down removes what up made.`,
 	pf.StringVar(&f.kind, "kind", "", "the lab: "+strings.Join(kinds, ", ")+" (required)")
 	pf.StringVar(&f.labEnv, "lab-env", "", "the lab env file (default "+lab.DefaultEnvFile+"; cluster: _out/cluster.env)")
 	pf.StringVar(&f.out, "out", "", "directory for the lab's files (kind: default _out/kind; cluster: default _out/cluster)")
+	pf.StringVar(&f.synchronizer, "synchronizer", "", nodelab.SynchronizerHelp+
+		`; kind: a kustomize directory applied once the lab's registry is up, or "none" (deploy yours after lab up)`)
 	f.nodeOpts.bind(pf)
 	f.kindOpts.bind(pf)
 	f.clusterOpts.bind(pf)
@@ -185,7 +191,7 @@ unless every component is up), down removes what up made.`,
 
 // flagKinds lists, for each kind-specific flag, the kinds it applies to.
 func flagKinds() map[string][]string {
-	m := map[string][]string{"out": {lab.KindKind, lab.KindCluster}}
+	m := map[string][]string{"out": {lab.KindKind, lab.KindCluster}, "synchronizer": {lab.KindNode, lab.KindKind}}
 	for _, n := range nodeFlagNames {
 		m[n] = []string{lab.KindNode}
 	}

@@ -44,6 +44,8 @@ func TestNodeCommands(t *testing.T) {
 		{name: "unknown kind", args: []string{"lab", "status", "--kind", "vm"}, wantCode: 1, wantErr: `--kind "vm": want one of node, kind, cluster`},
 		{name: "another kind's flag", args: []string{"lab", "status", "--kind", "node", "--work-dir", work, "--image", "x", "--registry", "r"}, wantCode: 1,
 			wantErr: "--image applies to --kind kind, not node\n--registry applies to --kind cluster, not node"},
+		{name: "synchronizer is not the cluster lab's", args: []string{"lab", "up", "--kind", "cluster", "--synchronizer", "none"}, wantCode: 1,
+			wantErr: "--synchronizer applies to --kind node|kind, not cluster"},
 		{name: "out is not the node lab's", args: []string{"lab", "down", "--kind", "node", "--out", "x"}, wantCode: 1, wantErr: "--out applies to --kind kind|cluster, not node"},
 		{name: "kind: unknown skip", args: []string{"lab", "up", "--kind", "kind", "--image", "x", "--skip", "coredns"}, wantCode: 1, wantErr: `unknown step "coredns"`},
 		{name: "kind: negative workers", args: []string{"lab", "up", "--kind", "kind", "--workers", "-1"}, wantCode: 1, wantErr: "invalid worker count -1"},

@@ -45,7 +45,7 @@ func (f *flagpole) nodeOptions() (nodelab.Options, error) {
 		}
 		n.binDir = filepath.Dir(self)
 	}
-	var opts nodelab.Options
+	opts := nodelab.Options{Synchronizer: f.synchronizer}
 	for _, p := range []struct {
 		dst *string
 		src string

@@ -1,0 +1,54 @@
+package kindlab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/keysync-dev/keysync/lab"
+)
+
+// ReferenceSynchronizer is how the env file names the default synchronizer (SyncerStep).
+const ReferenceSynchronizer = "reference keysync-syncer"
+
+// SynchronizerNone: the lab deploys no synchronizer; you deploy yours after lab up.
+const SynchronizerNone = "none"
+
+// ForeignSyncerStep applies the kustomize directory dir (a synchronizer other than the
+// reference; it may use the lab registry, which is up by then) and records it as the
+// synchronizer under test.
+func ForeignSyncerStep(p Parts, dir string) func(*Lab) lab.Step {
+	return func(l *Lab) lab.Step {
+		return lab.Step{Name: "Deploying the synchronizer under test", Run: func(ctx context.Context) (string, error) {
+			if p.Kubectl == "" {
+				return "", errors.New("--kubectl is required to deploy the synchronizer (hack/build-k8s.sh kubectl prints its directory)")
+			}
+			abs, err := filepath.Abs(dir)
+			if err != nil {
+				return "", fmt.Errorf("failed to resolve %s: %w", dir, err)
+			}
+			if _, err := os.Stat(filepath.Join(abs, "kustomization.yaml")); err != nil {
+				return "", fmt.Errorf("--synchronizer %s is not a kustomize directory: %w", dir, err)
+			}
+			cmd := exec.CommandContext(ctx, p.Kubectl, "--kubeconfig", l.KubeconfigPath(), "apply", "-k", abs)
+			if b, err := cmd.CombinedOutput(); err != nil {
+				return "", fmt.Errorf("failed to apply %s: %w: %s", abs, err, lab.LastLines(b, 20))
+			}
+			l.Env.Synchronizer = abs
+			return abs, nil
+		}}
+	}
+}
+
+// NoSyncerStep records that the lab deploys no synchronizer.
+func NoSyncerStep() func(*Lab) lab.Step {
+	return func(l *Lab) lab.Step {
+		return lab.Step{Name: "Synchronizer under test", Run: func(context.Context) (string, error) {
+			l.Env.Synchronizer = SynchronizerNone
+			return "none: deploy yours now (namespace " + SyncerNamespace + ")", nil
+		}}
+	}
+}
