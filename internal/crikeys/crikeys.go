@@ -39,7 +39,7 @@ var (
 	ErrEmpty            = errors.New("key data is empty")
 	ErrUnknownType      = errors.New("not a private key CRI-O can parse (ocicrypt: Unknown decryption key type)")
 	ErrPasswordRequired = errors.New("private key is encrypted with a password, which CRI-O cannot supply")
-	ErrNotPrivateKey    = errors.New("parses, but is not a private key (certificate, keyring or PKCS#11 reference)")
+	ErrNotPrivateKey    = errors.New("parses, but is neither a private key nor an x509 certificate (a GPG keyring or PKCS#11 reference)")
 	ErrSymlink          = errors.New("symbolic links not supported in decryption keys paths")
 )
 
@@ -65,8 +65,15 @@ func Classify(data []byte) (Kind, error) {
 	return "", ErrUnknownType
 }
 
+// Usable reports whether a file of kind k belongs in a keys tree: a private key, or an x509
+// certificate (PKCS#7 layers need the recipient's certificate beside its private key).
+// GPG keyrings and PKCS#11 references also parse, but need more than a file to be used; a
+// synchronizer does not write them.
+func Usable(k Kind) bool { return k == PrivateKey || k == Certificate }
+
 // Normalize returns the bytes a synchronizer should write for data, or an error saying why
-// none can be written. It accepts only what ocicrypt classifies as a private key, after
+// none can be written. It accepts only what ocicrypt classifies as a private key or an x509
+// certificate (Usable), after
 // converting the one common form CRI-O rejects but can be converted losslessly: a SEC1
 // "EC PRIVATE KEY" PEM becomes a PKCS#8 "PRIVATE KEY" PEM.
 func Normalize(data []byte) ([]byte, error) {
@@ -90,7 +97,7 @@ func Normalize(data []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if kind != PrivateKey {
+	if !Usable(kind) {
 		return nil, ErrNotPrivateKey
 	}
 	return out, nil
@@ -142,7 +149,7 @@ type Problem struct {
 	Reason string
 }
 
-// Audit walks a keys tree and lists every entry that is not a private key CRI-O can use:
+// Audit walks a keys tree and lists every entry that is not a key CRI-O can use (Usable):
 // symlinks, files ocicrypt rejects, empty files, and non-regular files. A missing tree has no
 // problems. It never returns key material.
 func Audit(dir string) ([]Problem, error) {
@@ -168,7 +175,7 @@ func Audit(dir string) ([]Problem, error) {
 			}
 			if kind, err := Classify(data); err != nil {
 				problems = append(problems, Problem{rel, err.Error()})
-			} else if kind != PrivateKey {
+			} else if !Usable(kind) {
 				problems = append(problems, Problem{rel, ErrNotPrivateKey.Error()})
 			}
 		}

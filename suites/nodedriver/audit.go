@@ -32,7 +32,8 @@ const (
 	VerdictUnknownType Verdict = "unknown-type"
 	// VerdictPasswordRequired: a password-protected key (crikeys.ErrPasswordRequired).
 	VerdictPasswordRequired Verdict = "password-required"
-	// VerdictNotPrivateKey: a certificate, GPG keyring or PKCS#11 reference (crikeys.ErrNotPrivateKey).
+	// VerdictNotPrivateKey: a GPG keyring or PKCS#11 reference (crikeys.ErrNotPrivateKey); a
+	// private key or an x509 certificate (crikeys.Usable) is ok.
 	VerdictNotPrivateKey Verdict = "not-private-key"
 )
 
@@ -94,7 +95,7 @@ func Judge(e Entry, data []byte) AuditEntry {
 		a.Verdict = VerdictPasswordRequired
 	case err != nil:
 		a.Verdict = VerdictUnknownType
-	case kind != crikeys.PrivateKey:
+	case !crikeys.Usable(kind):
 		a.Verdict = VerdictNotPrivateKey
 	default:
 		a.Verdict = VerdictOK

@@ -198,7 +198,6 @@ func TestBadInputs(t *testing.T) {
 		{name: "encrypted PEM", sec: key(testkeys.Encrypted(t)), reason: controller.ReasonKeyRejected},
 		{name: "base64 of a PEM", sec: key(testkeys.Base64(t)), reason: controller.ReasonKeyRejected},
 		{name: "leading spaces", sec: key(testkeys.LeadingSpaces(t)), reason: controller.ReasonKeyRejected},
-		{name: "certificate", sec: key(testkeys.Certificate(t)), reason: controller.ReasonKeyRejected},
 		{name: "PEM missing its END line", sec: key(bytes.Split(pkcs8, []byte("-----END"))[0]), reason: controller.ReasonKeyRejected},
 		{name: "huge value", sec: key(bytes.Repeat(pkcs8, 1000)), reason: controller.ReasonKeyRejected},
 		{name: "data key with ../", sec: func(*testing.T) *corev1.Secret {
@@ -300,6 +299,10 @@ func TestGoodInputs(t *testing.T) {
 			return secret("s", "key", map[string][]byte{"k": testkeys.CRLF(t)})
 		}, want: "-----BEGIN PRIVATE KEY-----"},
 		{name: "SEC1 EC PEM is normalised to PKCS#8", sec: func(*testing.T) *corev1.Secret { return secret("s", "key", map[string][]byte{"k": sec1}) }, want: "-----BEGIN PRIVATE KEY-----"},
+		// PKCS#7 layers need the recipient's certificate beside its key; CRI-O reads both.
+		{name: "x509 certificate is written as it is", sec: func(t *testing.T) *corev1.Secret {
+			return secret("s", "key", map[string][]byte{"cert": testkeys.Certificate(t)})
+		}, want: "-----BEGIN CERTIFICATE-----"},
 		{name: "kp-key", sec: func(t *testing.T) *corev1.Secret { return kpSecret("s", env.RootKeyID, env.Ciphertext(t, pkcs8)) }, want: "-----BEGIN PRIVATE KEY-----", unwrap: 1},
 		{name: "kp-key with extra fields", sec: func(t *testing.T) *corev1.Secret {
 			s := kpSecret("s", env.RootKeyID, env.Ciphertext(t, pkcs8))
