@@ -5,7 +5,7 @@
 // the same bodies.
 //
 // Every feature carries one label area=plain|kp|revocation|rotation|hygiene|bad-input|addon|
-// pod|network|isolation|resilience (features that disrupt the lab also disruptive=true) and ends
+// pod|network|isolation|at-rest|resilience (features that disrupt the lab also disruptive=true) and ends
 // with the hygiene assessment (the keys tree holds only usable private keys, no symlink or
 // temp file, and a plain image still pulls). Features create their Secrets in the
 // synchronizer's namespace under a run-ID name prefix and undo everything they create, in
@@ -46,6 +46,9 @@ const (
 	AreaNetwork    Area = "network"
 	AreaIsolation  Area = "isolation"
 	AreaResilience Area = "resilience"
+	// AreaAtRest needs a lab whose kube-apiserver encrypts Secrets through keysync's KMS
+	// plug-in (capability kms) and whose etcd the runner reads (etcd).
+	AreaAtRest Area = "at-rest"
 )
 
 // LabelDisruptive marks features that restart or add lab components ("true").
@@ -53,7 +56,7 @@ const LabelDisruptive = "disruptive"
 
 // Areas lists every area in suite order.
 var Areas = []Area{AreaPlain, AreaKP, AreaRevocation, AreaRotation, AreaHygiene, AreaBadInput,
-	AreaAddon, AreaPod, AreaNetwork, AreaIsolation, AreaResilience}
+	AreaAddon, AreaPod, AreaNetwork, AreaIsolation, AreaAtRest, AreaResilience}
 
 // Event reasons a synchronizer records on Secrets.
 const (

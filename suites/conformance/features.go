@@ -26,6 +26,10 @@ func Features() []Feature {
 		featurePod(),
 		featureNetwork(),
 		featureIsolation(),
+		featureAtRestEnvelope(),
+		featureAtRestRewrite(),
+		featureAtRestRotation(),
+		featureAtRestOutage(),
 		featureResilience(), // disruptive: last
 	}
 	for i := range fs {

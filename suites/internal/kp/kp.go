@@ -3,6 +3,7 @@
 package kp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -50,4 +51,60 @@ func Counters(ctx context.Context, hc *http.Client, adminURL string) (map[string
 		return nil, fmt.Errorf("failed to decode mockkp counters: %w", err)
 	}
 	return counts, nil
+}
+
+// Rotate rotates the root key rootKeyID in the Key Protect instance cfg describes (a new
+// version; wraps use it from now on, unwraps of older ciphertexts keep working).
+func Rotate(ctx context.Context, cfg kpkey.Config, rootKeyID string) error {
+	client, err := kpkey.NewClient(cfg, nil)
+	if err != nil {
+		return err
+	}
+	if err := client.Rotate(ctx, rootKeyID, ""); err != nil {
+		return fmt.Errorf("failed to rotate root key %s: %w", rootKeyID, err)
+	}
+	return nil
+}
+
+// Fault is a mockkp admin fault (mockkp.Fault's JSON): Kind "drop", "status", "latency" or
+// "html" for requests of Op, For a duration ("30s").
+type Fault struct {
+	Op   string `json:"op"`
+	Kind string `json:"kind"`
+	For  string `json:"for,omitempty"`
+}
+
+// AddFault queues f on mockkp's admin API (POST <adminURL>/faults).
+func AddFault(ctx context.Context, hc *http.Client, adminURL string, f Fault) error {
+	body, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("failed to encode mockkp fault: %w", err)
+	}
+	return admin(ctx, hc, http.MethodPost, adminURL, "/faults", body)
+}
+
+// ClearFaults drops every pending mockkp fault (DELETE <adminURL>/faults).
+func ClearFaults(ctx context.Context, hc *http.Client, adminURL string) error {
+	return admin(ctx, hc, http.MethodDelete, adminURL, "/faults", nil)
+}
+
+func admin(ctx context.Context, hc *http.Client, method, adminURL, path string, body []byte) error {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(adminURL, "/")+path, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("failed to build mockkp admin request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("failed to call mockkp admin %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("failed to call mockkp admin %s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	return nil
 }
