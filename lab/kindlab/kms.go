@@ -13,6 +13,8 @@ package kindlab
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -110,15 +112,17 @@ func hostPathVolume(name, path string, t corev1.HostPathType) corev1.Volume {
 }
 
 // kmsPluginPod is the plug-in's static pod: host network (kube-apiserver's socket and the
-// published health port), its config read-only, the socket directory shared.
-func kmsPluginPod(image string) *corev1.Pod {
+// published health port), its config read-only, the socket directory shared. configSum (the
+// config file's SHA-256) is an annotation, so that a changed config restarts the pod.
+func kmsPluginPod(image, configSum string) *corev1.Pod {
 	probe := func(path string) *corev1.Probe {
 		return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Host: "127.0.0.1", Path: path,
 			Port: intstr.FromInt32(kmsHealthPort)}}, PeriodSeconds: 10, FailureThreshold: 3}
 	}
 	return &corev1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{Name: "keysync-kms-plugin", Namespace: "kube-system", Labels: map[string]string{"component": "keysync-kms-plugin", "tier": "control-plane"}},
+		ObjectMeta: metav1.ObjectMeta{Name: "keysync-kms-plugin", Namespace: "kube-system", Labels: map[string]string{"component": "keysync-kms-plugin", "tier": "control-plane"},
+			Annotations: map[string]string{"keysync.dev/config-sha256": configSum}},
 		Spec: corev1.PodSpec{
 			HostNetwork:       true,
 			PriorityClassName: "system-node-critical",
@@ -211,14 +215,16 @@ func (l *Lab) encryptAtRest(ctx context.Context, p Parts) (string, error) {
 		return "", fmt.Errorf("failed to push the KMS plug-in image: %w", err)
 	}
 	image := RegistryHostAddr + "/" + kmsPluginRepo + "@" + dgst.String()
-	pod, err := yaml.Marshal(kmsPluginPod(image))
+	pluginCfg := []byte(kmsPluginConfigYAML(l.Env))
+	sum := sha256.Sum256(pluginCfg)
+	pod, err := yaml.Marshal(kmsPluginPod(image, hex.EncodeToString(sum[:])))
 	if err != nil {
 		return "", fmt.Errorf("failed to encode the KMS plug-in's pod: %w", err)
 	}
 	for _, f := range []struct {
 		path string
 		data []byte
-	}{{kmsPluginConfig(), []byte(kmsPluginConfigYAML(l.Env))}, {encryptionConfig(), []byte(encryptionConfigYAML())}, {kmsStaticPod, pod}} {
+	}{{kmsPluginConfig(), pluginCfg}, {encryptionConfig(), []byte(encryptionConfigYAML())}, {kmsStaticPod, pod}} {
 		if err := writeNodeFile(ctx, node, f.path, f.data); err != nil {
 			return "", err
 		}

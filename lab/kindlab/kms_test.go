@@ -91,10 +91,11 @@ func TestKMSFiles(t *testing.T) {
 		strings.Index(enc, "kms:") > strings.Index(enc, "identity") {
 		t.Errorf("encryption config:\n%s", enc)
 	}
-	pod := kmsPluginPod("127.0.0.1:5001/keysync/kms-plugin@sha256:00")
+	pod := kmsPluginPod("127.0.0.1:5001/keysync/kms-plugin@sha256:00", "abc")
 	c := pod.Spec.Containers[0]
 	if !pod.Spec.HostNetwork || c.Image != "127.0.0.1:5001/keysync/kms-plugin@sha256:00" || !slices.Contains(c.Args, "--allow-insecure-kp") ||
-		c.Env[0] != (corev1.EnvVar{Name: "config_file", Value: kmsPluginConfig()}) || c.ReadinessProbe.HTTPGet.Port.IntValue() != kmsHealthPort {
+		c.Env[0] != (corev1.EnvVar{Name: "config_file", Value: kmsPluginConfig()}) || c.ReadinessProbe.HTTPGet.Port.IntValue() != kmsHealthPort ||
+		pod.Annotations["keysync.dev/config-sha256"] != "abc" {
 		t.Errorf("static pod: %+v", pod.Spec)
 	}
 	cl, err := ClusterConfig("k", "img", 1)
