@@ -120,7 +120,7 @@ func kmsPluginPod(image, configSum string) *corev1.Pod {
 			Port: intstr.FromInt32(kmsHealthPort)}}, PeriodSeconds: 10, FailureThreshold: 3}
 	}
 	return &corev1.Pod{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Name: "keysync-kms-plugin", Namespace: "kube-system", Labels: map[string]string{"component": "keysync-kms-plugin", "tier": "control-plane"},
 			Annotations: map[string]string{"keysync.dev/config-sha256": configSum}},
 		Spec: corev1.PodSpec{
