@@ -139,6 +139,9 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 			l.Env.KPAPIKey = id.APIKey
 			l.Env.KPRootKeyID = id.RootKeyID
 			l.Env.KMSRootKeyID = id.KMSRootKeyID
+			if !l.Env.Has(lab.CapMockKP) {
+				l.Env.Capabilities = append(l.Env.Capabilities, lab.CapMockKP)
+			}
 			if err := waitHTTP(ctx, l.Env.MockKPAdminURL+"/healthz", 30*time.Second); err != nil {
 				// The admin API's health path is mockkp's; a 404 still proves it listens.
 				if !strings.Contains(err.Error(), "404") {
