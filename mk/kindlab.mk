@@ -7,7 +7,7 @@
 LAB_ENV ?= _out/lab.env
 KIND_LAB_NAME ?= keysync
 KIND_WORKERS ?= 1
-# Steps of lab-up to leave out while their parts are missing: fixtures,mockkp,syncer.
+# Steps of lab-up to leave out while their parts are missing: fixtures,mockkp,kms,syncer (kms needs mockkp).
 KIND_LAB_SKIP ?=
 
 docker-prepare: deps ## install/start dockerd; on hosts lacking CAP_SYS_RESOURCE make the runtime wrapper its default runtime

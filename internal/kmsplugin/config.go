@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,6 +32,8 @@ const (
 	DefaultHealthzPort      = 8082
 	DefaultMaxRetries       = 2
 	DefaultKeyCheckInterval = 10 * time.Second
+	// DefaultHealthzHost is where the health server listens unless --healthz-host says.
+	DefaultHealthzHost = "127.0.0.1"
 )
 
 // ErrInvalidConfig is wrapped by every configuration error.
@@ -63,6 +66,9 @@ type Config struct {
 	// KeyCheckInterval is how long a look at the root key (state, current version) is reused
 	// by Status and readiness.
 	KeyCheckInterval time.Duration
+	// HealthzHost is the IP the health server binds (default 127.0.0.1; a static pod on the
+	// host network that the node's kubelet probes or a lab publishes binds 0.0.0.0).
+	HealthzHost string
 
 	// ConfigFile is the file the settings were read from ("" when none).
 	ConfigFile string
@@ -152,6 +158,7 @@ type flagValues struct {
 	configFile, apiKeyFile *string
 	allowInsecure          *bool
 	keyCheck               *time.Duration
+	healthzHost            *string
 	vals                   map[string]*string
 }
 
@@ -163,6 +170,7 @@ func newFlagSet() (*flag.FlagSet, flagValues) {
 		apiKeyFile:    fs.String("api-key-file", "", "file holding the API key (overrides SERVER_CONFIG.API_KEY and "+EnvPrefix+"API_KEY)"),
 		allowInsecure: fs.Bool("allow-insecure-kp", false, "accept http URLs and a token host that is neither IAM's nor Key Protect's (labs with a mock Key Protect only; env "+EnvPrefix+"ALLOW_INSECURE_KP)"),
 		keyCheck:      fs.Duration("key-check-interval", DefaultKeyCheckInterval, "how long Status and readiness reuse a look at the root key"),
+		healthzHost:   fs.String("healthz-host", DefaultHealthzHost, "the IP address the health server binds (HEALTHZ_PORT on it)"),
 		vals:          map[string]*string{},
 	}
 	for _, f := range fields() {
@@ -189,7 +197,7 @@ runbook's kmsplugin-config.yaml (--config or $config_file), then defaults:
   LOGGER:        LOG_LEVEL, LOG_ALL_VALUES (never logs key material or the API key)
 
 The API key is never a flag: API_KEY, KEYSYNC_KMS_API_KEY or --api-key-file. Health on
-127.0.0.1:HEALTHZ_PORT: HEALTHZ_PATH and /livez (liveness), /readyz (Key Protect answers and
+127.0.0.1:HEALTHZ_PORT (--healthz-host): HEALTHZ_PATH and /livez (liveness), /readyz (Key Protect answers and
 the root key is active). Status reports key_id <crk id>:<current version id>.
 
 Flags:
@@ -262,6 +270,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	}
 	c.AllowInsecureKP = *allowInsecure || parseBoolEnv(getenv(EnvPrefix+"ALLOW_INSECURE_KP"))
 	c.KeyCheckInterval = *keyCheck
+	c.HealthzHost = *fl.healthzHost
 	if c.LogAllValues {
 		c.Warnings = append(c.Warnings, "LOGGER.LOG_ALL_VALUES is true: ignored for secrets, the plug-in never logs key material, ciphertexts, tokens or the API key")
 	}
@@ -424,6 +433,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		bad("LOGGER.LOG_LEVEL: %v", err)
+	}
+	if c.HealthzHost != "" && net.ParseIP(c.HealthzHost) == nil {
+		bad("--healthz-host must be an IP address")
 	}
 	if c.KeyCheckInterval < 0 {
 		bad("--key-check-interval must not be negative")

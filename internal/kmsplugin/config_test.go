@@ -54,7 +54,7 @@ func TestLoadRunbookFile(t *testing.T) {
 	}
 	want := Config{SocketPath: filepath.Join(dir, "kms.sock"), TokenURL: "https://iam.cloud.ibm.com/identity/token", APIKey: testAPIKey,
 		HealthzPath: "/healthz", HealthzPort: 8081, MaxRetries: 3, CRKID: "crk-1", KPURL: "https://us-south.kms.cloud.ibm.com",
-		InstanceID: "instance-1", LogLevel: "info", KeyCheckInterval: DefaultKeyCheckInterval, ConfigFile: path}
+		InstanceID: "instance-1", LogLevel: "info", KeyCheckInterval: DefaultKeyCheckInterval, HealthzHost: DefaultHealthzHost, ConfigFile: path}
 	got := c
 	got.Warnings = nil
 	if !reflect.DeepEqual(got, want) {
@@ -140,6 +140,7 @@ func TestLoadErrors(t *testing.T) {
 		{"not YAML", "SERVER_CONFIG:\n  API_KEY: \"" + testAPIKey + "\n   - : [\n", nil, "not valid YAML"},
 		{"unknown flag", good, []string{"--api-key", testAPIKey}, "flag provided but not defined"},
 		{"flag with a bad value", good, []string{"--healthz-port", "x"}, "HEALTHZ_PORT must be a whole number"},
+		{"health host not an IP", good, []string{"--healthz-host", "node.example"}, "--healthz-host must be an IP address"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -157,6 +158,16 @@ func TestLoadErrors(t *testing.T) {
 		_, err := Load(nil, env(map[string]string{EnvConfigFile: filepath.Join(dir, "nope.yaml")}))
 		if err == nil || !strings.Contains(err.Error(), "failed to read config file") {
 			t.Fatalf("Load = %v", err)
+		}
+	})
+	t.Run("--healthz-host", func(t *testing.T) {
+		path := writeFile(t, t.TempDir(), "c.yaml", good, 0o600)
+		c, err := Load([]string{"--healthz-host", "0.0.0.0"}, env(map[string]string{EnvConfigFile: path}))
+		if err != nil || c.HealthzHost != "0.0.0.0" {
+			t.Fatalf("Load = %+v, %v, want HealthzHost 0.0.0.0", c.HealthzHost, err)
+		}
+		if c, err := Load(nil, env(map[string]string{EnvConfigFile: path})); err != nil || c.HealthzHost != DefaultHealthzHost {
+			t.Fatalf("Load without the flag: HealthzHost %q, %v, want %s", c.HealthzHost, err, DefaultHealthzHost)
 		}
 	})
 	t.Run("http URL with --allow-insecure-kp", func(t *testing.T) {

@@ -6,6 +6,7 @@
 package kmsplugin
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -126,7 +127,7 @@ func Run(ctx context.Context, c Config, logOut io.Writer, hooks Hooks) error {
 	if err != nil {
 		return err
 	}
-	health, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(c.HealthzPort)))
+	health, err := net.Listen("tcp", net.JoinHostPort(cmp.Or(c.HealthzHost, DefaultHealthzHost), strconv.Itoa(c.HealthzPort)))
 	if err != nil {
 		sock.Close()
 		return fmt.Errorf("failed to listen on the health port: %w", err)

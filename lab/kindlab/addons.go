@@ -99,6 +99,8 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 					InstanceID: "lab-" + randomHex(8),
 					APIKey:     "lab-apikey-" + randomHex(16),
 					RootKeyID:  "lab-root-" + randomHex(8),
+					// The KMS plug-in's root key (KMSStep).
+					KMSRootKeyID: "lab-kms-root-" + randomHex(8),
 				})
 				if err != nil {
 					return "", err
@@ -136,6 +138,7 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 			l.Env.KPInstanceID = id.InstanceID
 			l.Env.KPAPIKey = id.APIKey
 			l.Env.KPRootKeyID = id.RootKeyID
+			l.Env.KMSRootKeyID = id.KMSRootKeyID
 			if !l.Env.Has(lab.CapMockKP) {
 				l.Env.Capabilities = append(l.Env.Capabilities, lab.CapMockKP)
 			}

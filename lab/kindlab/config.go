@@ -2,6 +2,8 @@ package kindlab
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	"sigs.k8s.io/kind/pkg/apis/config/v1alpha4"
 )
@@ -47,10 +49,23 @@ func ClusterConfig(name, image string, workers int) (*v1alpha4.Cluster, error) {
 		},
 		KubeadmConfigPatches: append([]string(nil), kubeadmPatches...),
 	}
-	cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.ControlPlaneRole, Image: image})
+	// etcd's client port and the KMS plug-in's health port, on the host's loopback only, for
+	// the suites (capabilities etcd and kms; kms.go).
+	cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.ControlPlaneRole, Image: image,
+		ExtraPortMappings: []v1alpha4.PortMapping{
+			hostPort(2379, EtcdHostAddr),
+			hostPort(kmsHealthPort, KMSHealthHostAddr),
+		}})
 	for range workers {
 		cfg.Nodes = append(cfg.Nodes, v1alpha4.Node{Role: v1alpha4.WorkerRole, Image: image})
 	}
 	v1alpha4.SetDefaultsCluster(cfg)
 	return cfg, nil
+}
+
+// hostPort publishes a node's containerPort at addr (127.0.0.1:port) on the host.
+func hostPort(containerPort int32, addr string) v1alpha4.PortMapping {
+	host, port, _ := strings.Cut(addr, ":")
+	p, _ := strconv.Atoi(port)
+	return v1alpha4.PortMapping{ContainerPort: containerPort, HostPort: int32(p), ListenAddress: host, Protocol: v1alpha4.PortMappingProtocolTCP}
 }

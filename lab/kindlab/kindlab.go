@@ -198,12 +198,17 @@ func (l *Lab) Down(ctx context.Context, out io.Writer) error {
 		}},
 		{Name: "Removing containers", Run: func(ctx context.Context) (string, error) {
 			// By label (what this version starts) and by name (what older versions started).
-			ids, err := docker(ctx, nil, "ps", "-aq", "--filter", "label="+LabelLab+"="+DefaultName)
+			// By name in both lists: one container named twice makes docker rm fail ("removal
+			// already in progress").
+			labelled, err := docker(ctx, nil, "ps", "-a", "--filter", "label="+LabelLab+"="+DefaultName, "--format", "{{.Names}}")
 			if err != nil {
 				return "", err
 			}
-			targets := strings.Fields(ids)
+			targets := strings.Fields(labelled)
 			for _, c := range []string{RegistryContainer, MockKPContainer} {
+				if slices.Contains(targets, c) {
+					continue
+				}
 				ok, err := containerExists(ctx, c)
 				if err != nil {
 					return "", err

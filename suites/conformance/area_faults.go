@@ -273,16 +273,6 @@ func featureKPOutage() Feature {
 	}
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
-}
-
 // killSyncer kills the synchronizer with SIGKILL and returns once it runs again: the lab's
 // KILL_SYNCER_CMD, else (any cluster) its DaemonSet's pods deleted with grace period 0.
 func (c *Context) killSyncer(ctx context.Context) error {

@@ -5,7 +5,7 @@
 // the same bodies.
 //
 // Every feature carries one label area=plain|kp|revocation|rotation|hygiene|bad-input|addon|
-// pod|network|isolation|resilience|fixtures|faults (features that disrupt the lab also disruptive=true) and ends
+// pod|network|isolation|at-rest|resilience|fixtures|faults (features that disrupt the lab also disruptive=true) and ends
 // with the hygiene assessments (required: the keys tree holds only usable private keys, no
 // symlink or temp file, and a plain image still pulls; recommended: key files are 0600). Every
 // assessment belongs to a Profile (required or recommended, see profile.go). Features create their Secrets in the
@@ -51,6 +51,9 @@ const (
 	// synchronizer and kube-apiserver (area_fixtures.go, area_faults.go).
 	AreaFixtures Area = "fixtures"
 	AreaFaults   Area = "faults"
+	// AreaAtRest needs a lab whose kube-apiserver encrypts Secrets through keysync's KMS
+	// plug-in (capability kms) and whose etcd the runner reads (etcd).
+	AreaAtRest Area = "at-rest"
 )
 
 // LabelDisruptive marks features that restart or add lab components ("true").
@@ -58,7 +61,7 @@ const LabelDisruptive = "disruptive"
 
 // Areas lists every area in suite order.
 var Areas = []Area{AreaPlain, AreaKP, AreaRevocation, AreaRotation, AreaHygiene, AreaBadInput,
-	AreaAddon, AreaPod, AreaNetwork, AreaIsolation, AreaResilience, AreaFixtures, AreaFaults}
+	AreaAddon, AreaPod, AreaNetwork, AreaIsolation, AreaAtRest, AreaResilience, AreaFixtures, AreaFaults}
 
 // Event reasons a synchronizer records on Secrets.
 const (

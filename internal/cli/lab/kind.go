@@ -17,7 +17,7 @@ import (
 )
 
 // addonSteps are the kind lab's steps --skip can name.
-var addonSteps = []string{"fixtures", "mockkp", "syncer"}
+var addonSteps = []string{"fixtures", "mockkp", "kms", "syncer"}
 
 // kindFlags are --kind kind's settings.
 type kindFlags struct {
@@ -66,6 +66,9 @@ func (f *flagpole) kindLab(s *cli.Streams) (lab.Lab, error) {
 	}
 	if !slices.Contains(k.skip, "mockkp") {
 		opts.Steps = append(opts.Steps, kl.MockKPStep(parts))
+		if !slices.Contains(k.skip, "kms") {
+			opts.Steps = append(opts.Steps, kl.KMSStep(parts))
+		}
 	}
 	switch {
 	case f.synchronizer == kl.SynchronizerNone:

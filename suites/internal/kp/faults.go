@@ -11,8 +11,8 @@ import (
 )
 
 // Fault is one fault of mockkp's admin API (POST <adminURL>/faults): the next Count requests
-// of Op ("unwrap", "token", ..., or "*") get Kind ("status", "html", "drop", "latency").
-// Durations are Go duration strings ("1s").
+// of Op ("unwrap", "token", ..., or "*"), or every request for For, get Kind ("status",
+// "html", "drop", "latency"). Durations are Go duration strings ("1s").
 type Fault struct {
 	Op         string `json:"op"`
 	Kind       string `json:"kind"`
@@ -20,6 +20,7 @@ type Fault struct {
 	Latency    string `json:"latency,omitempty"`
 	RetryAfter string `json:"retryAfter,omitempty"`
 	Count      int    `json:"count,omitempty"`
+	For        string `json:"for,omitempty"`
 }
 
 // String describes f for messages.
@@ -37,6 +38,9 @@ func (f Fault) String() string {
 	}
 	if f.Count > 1 {
 		fmt.Fprintf(&b, " ×%d", f.Count)
+	}
+	if f.For != "" {
+		fmt.Fprintf(&b, " for %s", f.For)
 	}
 	return b.String()
 }

@@ -51,3 +51,16 @@ func Counters(ctx context.Context, hc *http.Client, adminURL string) (map[string
 	}
 	return counts, nil
 }
+
+// Rotate rotates the root key rootKeyID in the Key Protect instance cfg describes (a new
+// version; wraps use it from now on, unwraps of older ciphertexts keep working).
+func Rotate(ctx context.Context, cfg kpkey.Config, rootKeyID string) error {
+	client, err := kpkey.NewClient(cfg, nil)
+	if err != nil {
+		return err
+	}
+	if err := client.Rotate(ctx, rootKeyID, ""); err != nil {
+		return fmt.Errorf("failed to rotate root key %s: %w", rootKeyID, err)
+	}
+	return nil
+}

@@ -38,6 +38,12 @@ func Key(ns, name, runID string, data map[string][]byte) *corev1.Secret {
 	return &corev1.Secret{ObjectMeta: meta(ns, name, runID), Type: corev1.SecretType(kpkey.SecretTypeKey), Data: data}
 }
 
+// Opaque returns a Secret of type Opaque, which a synchronizer ignores (a probe of the
+// cluster's storage rather than a key).
+func Opaque(ns, name, runID string, data map[string][]byte) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: meta(ns, name, runID), Type: corev1.SecretTypeOpaque, Data: data}
+}
+
 // KPKey returns a Secret of type kp-key holding a Key Protect-wrapped key.
 func KPKey(ns, name, runID, rootKeyID, ciphertext string) *corev1.Secret {
 	return &corev1.Secret{ObjectMeta: meta(ns, name, runID), Type: corev1.SecretType(kpkey.SecretTypeKPKey),
