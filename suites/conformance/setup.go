@@ -55,7 +55,10 @@ type Options struct {
 	// ADD_NODE_CMD when it has capability add-node, else none.
 	NodeAdder NodeAdder
 	// RunID prefixes object names; default random.
-	RunID       string
+	RunID string
+	// Guard, when set, is armed with the run's client, run ID and node driver so that an
+	// interrupt removes what the run created (interrupt.go).
+	Guard       *Guard
 	SyncTimeout time.Duration
 	Logger      *slog.Logger
 	// Getenv reads the environment (os.Getenv by default); Getwd finds the checkout.
@@ -146,6 +149,13 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to create Kubernetes client: %w", err)
 	}
+	runID := o.RunID
+	if runID == "" {
+		runID = NewRunID()
+	}
+	if o.Guard != nil {
+		o.Guard.arm(cs, runID)
+	}
 	ns := env.SyncerNamespace
 	if ns == "" {
 		ns = DefaultNamespace
@@ -176,7 +186,7 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 	}
 	factory := drivers[env.Access()]
 	if hooks.Base == nil && factory != nil {
-		base, err := factory(ctx, DriverInput{Env: env, Client: cs, Config: restCfg, CmdTimeout: hooks.CmdTimeout, Logger: o.Logger})
+		base, err := factory(ctx, DriverInput{Env: env, Client: cs, Config: restCfg, CmdTimeout: hooks.CmdTimeout, Logger: o.Logger, RunID: runID})
 		if err != nil {
 			return nil, nil, fmt.Errorf("failed to create the node driver for NODE_ACCESS=%s: %w", env.Access(), err)
 		}
@@ -184,10 +194,6 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 		if cl, ok := base.(interface{ Close() error }); ok {
 			closeFn = cl.Close
 		}
-	}
-	runID := o.RunID
-	if runID == "" {
-		runID = NewRunID()
 	}
 	driver := nodedriver.New(hooks)
 	adder := o.NodeAdder
@@ -199,8 +205,11 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 			// Drivers that know their nodes by name need one for the new node.
 			one := env
 			one.Nodes = []string{node}
-			return factory(ctx, DriverInput{Env: one, Client: cs, Config: restCfg, CmdTimeout: hooks.CmdTimeout, Logger: o.Logger})
+			return factory(ctx, DriverInput{Env: one, Client: cs, Config: restCfg, CmdTimeout: hooks.CmdTimeout, Logger: o.Logger, RunID: runID})
 		})
+	}
+	if o.Guard != nil {
+		closeFn = o.Guard.wrapClose(closeFn)
 	}
 	c = &Context{Lab: env, Client: cs, Driver: driver, Fixtures: fx, RunID: runID,
 		Namespace: ns, SyncTimeout: o.SyncTimeout, Logger: o.Logger, NodeAdder: adder}
