@@ -5,6 +5,7 @@
 package conformance
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -58,7 +59,7 @@ Exit status 1 when any step failed.`,
 	gofs := flag.NewFlagSet("hooks", flag.ContinueOnError)
 	fp.hooks.RegisterFlags(gofs)
 	f.AddGoFlagSet(gofs)
-	cmd.AddCommand(newReportCommand(s))
+	cmd.AddCommand(newReportCommand(s), newCleanupCommand(s))
 	return cmd
 }
 
@@ -107,21 +108,55 @@ func runE(cmd *cobra.Command, s *cli.Streams, fp *flagpole) error {
 	if err != nil {
 		return err
 	}
-	c, closeFn, err := conformance.NewContext(ctx, conformance.Options{LabEnv: fp.labEnv, Kubeconfig: fp.kubeconfig,
-		Hooks: fp.hooks, RunID: fp.runID, SyncTimeout: fp.syncTimeout, Logger: s.Logger})
+	// ctx is main's: cancelled by SIGINT/SIGTERM. The guard removes what the run created on a
+	// context of its own, whichever way the run ends (interrupt.go in suites/conformance).
+	guard, runCtx := conformance.NewGuard(ctx, s.ErrOut)
+	c, _, err := conformance.NewContext(runCtx, conformance.Options{LabEnv: fp.labEnv, Kubeconfig: fp.kubeconfig,
+		Hooks: fp.hooks, RunID: fp.runID, SyncTimeout: fp.syncTimeout, Logger: s.Logger, Guard: guard})
 	if err != nil {
-		return err
+		if _, cerr := guard.Cleanup(ctx); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return interrupted(ctx, err)
 	}
-	defer closeFn()
 	start := time.Now()
 	fmt.Fprintf(s.ErrOut, "running conformance against the %s lab (driver %s, run ID %s)\n", c.Lab.Lab, c.Driver.Name(), c.RunID)
-	cases := conformance.Run(ctx, c, conformance.Features(), conformance.RunOptions{
+	cases := conformance.Run(runCtx, c, conformance.Features(), conformance.RunOptions{
 		Labels: labels, SkipLabels: skipLabels, Feature: feature, SkipFeatures: skipFeatures, Progress: s.ErrOut})
-	if leaked, err := c.DeleteLeftovers(ctx, c.RunID); err != nil || len(leaked) > 0 {
+	cctx, cancel := contextWithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if leaked, err := c.DeleteLeftovers(cctx, c.RunID); err != nil || len(leaked) > 0 {
 		cases = append(cases, report.Case{Suite: "cleanup", Name: "no leftovers", Status: report.Failed,
 			Message: fmt.Sprintf("Secrets left behind (now deleted): %v %v", leaked, err)})
 	}
-	return finish(s, fp.junit, "keysync conformance", cases, time.Since(start), false)
+	removed, err := guard.Cleanup(cctx)
+	if ctx.Err() != nil {
+		fmt.Fprintf(s.ErrOut, "interrupted: removed %d object(s) the run had created %v\n", len(removed), removed)
+	}
+	if err != nil {
+		cases = append(cases, report.Case{Suite: "cleanup", Name: "run removed", Status: report.Failed,
+			Message: fmt.Sprintf("%v; run `keysync conformance cleanup --run-id %s`", err, c.RunID)})
+	}
+	return interrupted(ctx, finish(s, fp.junit, "keysync conformance", cases, time.Since(start), false))
+}
+
+// ExitInterrupted is the exit status of a run stopped by SIGINT or SIGTERM (after cleanup).
+const ExitInterrupted = 130
+
+// interrupted turns err into exit status ExitInterrupted when ctx (main's, signal-aware) was
+// cancelled.
+func interrupted(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	if err == nil {
+		err = errors.New("conformance run interrupted")
+	}
+	return &cli.ExitError{Code: ExitInterrupted, Err: fmt.Errorf("interrupted (everything the run created was removed): %w", err)}
+}
+
+func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
 }
 
 // finish writes the JUnit file, prints the summary line and turns failures into exit 1.
