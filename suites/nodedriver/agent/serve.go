@@ -26,6 +26,8 @@ status 3 means unsupported, 4 not found, anything else but 0 an error (the reaso
   audit                TYPE MODE SIZE SHA256 VERDICT PATH lines: CRI-O's verdict, no key bytes
   pull REF             CRI PullImage (what the pull added is removed again)
   run REF [ARG...]     run REF to completion in a CRI pod sandbox, print its output
+  crio-keys-path [DIR] CRI-O's decryption_keys_path as configured in DIR (default /etc/crio:
+                       crio.conf, then crio.conf.d/*), then the file that set it or "default"
   wait                 sleep until SIGTERM (an agent pod's main process)
 
 Flags:
@@ -101,6 +103,18 @@ var ops = map[string]op{
 		}
 		return err
 	}},
+	nodedriver.OpCRIOKeysPath: {0, 1, "crio-keys-path [CONFIG_DIR]", func(_ context.Context, _ *Node, args []string, w io.Writer) error {
+		dir := DefaultCRIOConfigDir
+		if len(args) == 1 {
+			dir = args[0]
+		}
+		p, source, err := CRIOKeysPath(dir)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(w, nodedriver.FormatCRIOKeysPath(p, source))
+		return err
+	}},
 	nodedriver.OpWait: {0, 0, "wait", func(ctx context.Context, _ *Node, _ []string, _ io.Writer) error {
 		<-ctx.Done()
 		return nil
@@ -134,5 +148,5 @@ func Serve(ctx context.Context, n *Node, args []string, stdout, stderr io.Writer
 
 func opNames() string {
 	return strings.Join([]string{nodedriver.OpListKeys, nodedriver.OpReadKey, nodedriver.OpAudit,
-		nodedriver.OpPull, nodedriver.OpRun, nodedriver.OpWait}, ", ")
+		nodedriver.OpPull, nodedriver.OpRun, nodedriver.OpCRIOKeysPath, nodedriver.OpWait}, ", ")
 }
