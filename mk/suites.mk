@@ -7,6 +7,9 @@
 # unit-tested by make test.
 #   make conformance SUITE_ARGS="--labels area=kp"      # select (e2e-framework flags)
 #   make conformance SUITE_ARGS="--skip-features rotat"
+# Interrupt-safe: Ctrl-C, SIGTERM (to make: the recipe passes it on to go test, whose test binary
+# then cleans up as an orphan) and the end of CONFORMANCE_TIMEOUT remove what the run created
+# (suites/conformance/interrupt.go); after a SIGKILL run `keysync conformance cleanup`.
 LAB_ENV ?= _out/lab.env
 SUITE_ARGS ?=
 CONFORMANCE_TIMEOUT ?= 30m
@@ -16,7 +19,9 @@ CONFORMANCE_TIMEOUT ?= 30m
 conformance: ## run the conformance suites against the current lab ($(LAB_ENV)); JUnit in _out/junit.xml
 	@mkdir -p _out
 	@rc=0; KEYSYNC_LAB_ENV=$(abspath $(LAB_ENV)) KEYSYNC_SUITE_ARGS="$(SUITE_ARGS)" \
-	  $(GO) test -count=1 -json -timeout $(CONFORMANCE_TIMEOUT) ./suites > _out/suites.json || rc=$$?; \
+	  $(GO) test -count=1 -json -timeout $(CONFORMANCE_TIMEOUT) ./suites > _out/suites.json & pid=$$!; \
+	  trap 'kill -TERM $$pid 2>/dev/null' TERM HUP; \
+	  wait $$pid || rc=$$?; \
 	  $(GO) run ./cmd/keysync conformance report --go-test-json _out/suites.json --junit _out/junit.xml || rc=1; \
 	  exit $$rc
 
