@@ -39,17 +39,19 @@ alive() { pgrep -s "$1" >/dev/null 2>&1; }
 
 # wait_point POINT SID LOG: returns once the run reaches POINT (1 if it ended first).
 wait_point() {
-  local point=$1 sid=$2 log=$3 deadline=$((SECONDS + 600))
+  local point=$1 sid=$2 log=$3 deadline=$((SECONDS + 600)) seen="" cur
   while [ $SECONDS -lt $deadline ]; do
     alive "$sid" || return 1
     case $point in
       setup) [ -n "$(kubectl get ds -A -l "$SEL" -o name 2>/dev/null)" ] && return 0 ;;
       feature) [ "$(secrets)" -gt 0 ] && return 0 ;;
-      # A feature's own cleanup began: the watch sees the first of its Secrets deleted.
+      # A feature's own cleanup began: a Secret seen a moment ago is gone (kubectl buffers a
+      # watch's output in a pipe, so poll).
       cleanup)
-        timeout 300 kubectl get secrets -n "$NS" -l "$SEL" --watch-only --output-watch-events -o 'jsonpath={.type}{"\n"}' 2>/dev/null |
-          grep -q -m1 DELETED && return 0
-        return 1 ;;
+        cur=$(kubectl get secrets -n "$NS" -l "$SEL" -o name 2>/dev/null | sort)
+        [ -n "$seen" ] && [ -n "$(comm -23 <(echo "$seen") <(echo "$cur"))" ] && return 0
+        seen=$(printf '%s\n%s\n' "$seen" "$cur" | sed '/^$/d' | sort -u)
+        continue ;;
       # The interrupt's cleanup is under way (after a first signal).
       interrupt-cleanup) grep -q "stopping the run and removing" "$log" 2>/dev/null && return 0 ;;
       timeout) return 0 ;;
