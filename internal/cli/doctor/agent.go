@@ -43,6 +43,12 @@ func NewAgentCommand(s *cli.Streams) *cobra.Command {
 		return StartAgentInspector(ctx, cfg, cs, image, readyTimeout)
 	}
 	cmd := NewCommandWith(s, newInspector)
+	cmd.Long += `
+
+The node-side checks run a short-lived node agent DaemonSet (namespace ` + AgentNamespace + `, every
+taint tolerated, the keys tree and /etc/crio read-only), removed when doctor ends, Ctrl-C
+included. They need the agent image: --agent-image, or NODE_AGENT_IMAGE of --lab-env's file
+(` + "`keysync lab up --kind cluster`" + ` pushes one); without it they are skipped.`
 	f := cmd.Flags()
 	f.StringVar(&image, "agent-image", "", "node agent image every node can pull (keysync-node-agent), for the node-side checks")
 	f.StringVar(&labEnv, "lab-env", "", "lab env file: its NODE_AGENT_IMAGE and KUBECONFIG are the defaults of --agent-image and --kubeconfig")
