@@ -20,8 +20,8 @@ conformance: ## run the conformance suites against the current lab ($(LAB_ENV));
 	@mkdir -p _out
 	@rc=0; KEYSYNC_LAB_ENV=$(abspath $(LAB_ENV)) KEYSYNC_SUITE_ARGS="$(SUITE_ARGS)" \
 	  $(GO) test -count=1 -json -timeout $(CONFORMANCE_TIMEOUT) ./suites > _out/suites.json & pid=$$!; \
-	  trap 'kill -TERM $$pid 2>/dev/null' TERM HUP; \
-	  wait $$pid || rc=$$?; \
+	  trap 'kill -TERM $$pid 2>/dev/null' TERM HUP; trap : INT; \
+	  wait $$pid; rc=$$?; while kill -0 $$pid 2>/dev/null; do wait $$pid; rc=$$?; done; \
 	  $(GO) run ./cmd/keysync conformance report --go-test-json _out/suites.json --junit _out/junit.xml || rc=1; \
 	  exit $$rc
 

@@ -55,11 +55,7 @@ func TestMain(m *testing.M) {
 	testenv.BeforeEachTest(conformance.BeforeEachTest())
 	testenv.AfterEachTest(conformance.AfterEachTest())
 	testenv.Finish(conformance.FinishEnv())
-	code := testenv.Run(m)
-	if _, err := guard.Cleanup(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "FAIL: %v\n", err)
-		code = 1
-	}
+	code := guard.Finish(ctx, testenv.Run(m))
 	stop()
 	os.Exit(code)
 }

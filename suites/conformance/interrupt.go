@@ -44,6 +44,8 @@ type Guard struct {
 	closeOnce sync.Once
 	closeErr  error
 	fireOnce  sync.Once
+	// fired is closed when Interrupt begins.
+	fired chan struct{}
 }
 
 // NewGuard returns a Guard and the run's context: cancelled when the guard fires (so that the
@@ -53,7 +55,7 @@ func NewGuard(parent context.Context, stderr io.Writer) (*Guard, context.Context
 	if stderr == nil {
 		stderr = io.Discard
 	}
-	return &Guard{cancel: cancel, stderr: stderr, exit: os.Exit, settle: 3 * time.Second}, ctx
+	return &Guard{cancel: cancel, stderr: stderr, exit: os.Exit, settle: 3 * time.Second, fired: make(chan struct{})}, ctx
 }
 
 // arm records the run's client and ID (NewContext calls it as soon as it has them).
@@ -109,6 +111,22 @@ func (g *Guard) Cleanup(ctx context.Context) ([]leftovers.Object, error) {
 	return removed, errors.Join(errs...)
 }
 
+// Finish is the end of a run that Watch guards: when an interrupt is under way it waits for it
+// (Interrupt ends the process with its own exit code), else it cleans up (Cleanup) and returns
+// code, or 1 when the cleanup failed.
+func (g *Guard) Finish(ctx context.Context, code int) int {
+	select {
+	case <-g.fired:
+		select {} // Interrupt exits
+	default:
+	}
+	if _, err := g.Cleanup(ctx); err != nil {
+		fmt.Fprintf(g.stderr, "FAIL: %v\n", err)
+		return 1
+	}
+	return code
+}
+
 // Interrupt stops the run (cancels its context), removes what it created and ends the process
 // with code; reason says why on stderr. Only the first call acts; later ones (a second
 // Ctrl-C) are told that cleanup is under way and return.
@@ -119,6 +137,7 @@ func (g *Guard) Interrupt(reason string, code int) {
 		fmt.Fprintf(g.stderr, "keysync: %s: still removing what the run created (SIGKILL abandons it; then run `keysync conformance cleanup --run-id %s`)\n", reason, g.RunID())
 		return
 	}
+	close(g.fired)
 	fmt.Fprintf(g.stderr, "keysync: %s: stopping the run and removing what it created (run ID %s)\n", reason, g.RunID())
 	g.cancel()
 	removed, err := g.Cleanup(context.Background())

@@ -161,3 +161,21 @@ func TestTestTimeout(t *testing.T) {
 		t.Errorf("CleanupMargin(2m) = %s, want 30s", m)
 	}
 }
+
+// Finish without an interrupt removes what the run left and keeps the run's exit code.
+func TestGuardFinish(t *testing.T) {
+	for _, code := range []int{0, 1} {
+		cs := fake.NewClientset(labelled(names.Namespace, "ks-run1-a", "run1"), labelled(names.Namespace, "ks-run2-a", "run2"))
+		g, _ := NewGuard(context.Background(), nil)
+		g.arm(cs, "run1")
+		closed := 0
+		g.wrapClose(func() error { closed++; return nil })
+		if got := g.Finish(context.Background(), code); got != code {
+			t.Errorf("Finish(%d) = %d", code, got)
+		}
+		list, err := cs.CoreV1().Secrets(names.Namespace).List(context.Background(), metav1.ListOptions{})
+		if err != nil || len(list.Items) != 1 || list.Items[0].Name != "ks-run2-a" || closed != 1 {
+			t.Errorf("after Finish: %d Secrets (%v), closed %d times; want only run2's, closed once", len(list.Items), err, closed)
+		}
+	}
+}
