@@ -14,6 +14,9 @@
 # what must go), e.g. the kind lab through `make cluster-init` (.ci/run does this). Logs go to
 # _out/interrupt-test/. Ends with "N passed, N failed".
 set -euo pipefail
+# Job control: every run is a background job in a process group of its own (PGID = its PID),
+# signalled as a whole like Ctrl-C does, or its first process alone.
+set -m
 cd "$(dirname "$0")/.."
 export GOFLAGS=${GOFLAGS:--tags=containers_image_openpgp} CGO_ENABLED=${CGO_ENABLED:-0}
 
@@ -35,7 +38,7 @@ go test -count=1 -c -o "$OUT/suites.test" ./suites >/dev/null # warms the build 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 labelled() { kubectl get all,secrets,configmaps,ns -A -l "$SEL" -o name 2>/dev/null || true; }
 secrets() { kubectl get secrets -n "$NS" -l "$SEL" -o name 2>/dev/null | wc -l; }
-alive() { pgrep -s "$1" >/dev/null 2>&1; }
+alive() { pgrep -g "$1" >/dev/null 2>&1; }
 
 # wait_point POINT SID LOG: returns once the run reaches POINT (1 if it ended first).
 wait_point() {
@@ -61,15 +64,15 @@ wait_point() {
   return 1
 }
 
-# start ENTRY LOG: starts a run in a session of its own; prints its PID (= session ID).
+# start ENTRY LOG: starts a run as a job of its own; sets PID (= its process group ID).
 start() {
   local entry=$1 log=$2
   case $entry in
-    gotest) KEYSYNC_LAB_ENV=$LAB_ENV setsid go test -count=1 -v -timeout "$TEST_TIMEOUT" -run "$RUN_FILTER" ./suites >"$log" 2>&1 & ;;
-    make) setsid make conformance LAB_ENV="$LAB_ENV" SUITE_ARGS="-test.run=TestConformance/plain$" >"$log" 2>&1 & ;;
-    cli) setsid bin/keysync conformance --lab-env "$LAB_ENV" --labels area=plain --run-id "$RUN_ID" >"$log" 2>&1 & ;;
+    gotest) KEYSYNC_LAB_ENV=$LAB_ENV go test -count=1 -v -timeout "$TEST_TIMEOUT" -run "$RUN_FILTER" ./suites >"$log" 2>&1 </dev/null & ;;
+    make) make conformance LAB_ENV="$LAB_ENV" SUITE_ARGS="-test.run=TestConformance/plain$" >"$log" 2>&1 </dev/null & ;;
+    cli) bin/keysync conformance --lab-env "$LAB_ENV" --labels area=plain --run-id "$RUN_ID" >"$log" 2>&1 </dev/null & ;;
   esac
-  echo $!
+  PID=$!
 }
 
 pass=0 fail=0
@@ -78,13 +81,15 @@ pass=0 fail=0
 # -timeout watchdog); SECOND, when set, is a second signal sent during the interrupt's cleanup.
 kill_case() {
   local name=$1 entry=$2 point=$3 how=$4 second=${5:-} log="$OUT/$1.log" pid left
+  rm -f _out/suites.json
   RUN_ID=kt$RANDOM
   log "case $name: $entry, stop at $point with $how${second:+, then $second during cleanup}"
   if [ -n "$(labelled)" ]; then log "  leftovers before the case (removing): $(labelled | tr '\n' ' ')"; bin/keysync conformance cleanup >/dev/null; fi
   # The watchdog case runs every area (longer than its 100s timeout); the others the plain area.
   TEST_TIMEOUT=20m RUN_FILTER='TestConformance/plain$'
   if [ "$how" = timeout ]; then TEST_TIMEOUT=$WATCHDOG_TIMEOUT RUN_FILTER=TestConformance; fi
-  pid=$(start "$entry" "$log")
+  start "$entry" "$log"
+  pid=$PID
   if ! wait_point "$point" "$pid" "$log"; then
     log "  FAIL: the run ended before reaching $point (see $log)"; fail=$((fail + 1)); return
   fi
@@ -98,7 +103,7 @@ kill_case() {
   fi
   local deadline=$((SECONDS + 300))
   while alive "$pid" && [ $SECONDS -lt $deadline ]; do sleep 0.5; done
-  if alive "$pid"; then log "  FAIL: processes of the run still alive after 300s: $(pgrep -s "$pid" | tr '\n' ' ')"; fail=$((fail + 1)); return; fi
+  if alive "$pid"; then log "  FAIL: processes of the run still alive after 300s: $(pgrep -g "$pid" | tr '\n' ' ')"; fail=$((fail + 1)); return; fi
   if [ "$how" = KILL ]; then
     if [ "$entry" = cli ]; then bin/keysync conformance cleanup --run-id "$RUN_ID" >>"$log" 2>&1; else bin/keysync conformance cleanup >>"$log" 2>&1; fi
   fi
