@@ -10,6 +10,9 @@
 #   make conformance SUITE_ARGS="--labels area=kp"      # select (e2e-framework flags)
 #   make conformance SUITE_ARGS="--skip-features rotat"
 #   make conformance SUITE_ARGS="--profile required"    # failed recommended checks only warn
+# Interrupt-safe: Ctrl-C, SIGTERM (to make: the recipe passes it on to go test, whose test binary
+# then cleans up as an orphan) and the end of CONFORMANCE_TIMEOUT remove what the run created
+# (suites/conformance/interrupt.go); after a SIGKILL run `keysync conformance cleanup`.
 LAB_ENV ?= _out/lab.env
 SUITE_ARGS ?=
 CONFORMANCE_TIMEOUT ?= 30m
@@ -20,7 +23,9 @@ REPORT_HTML ?= _out/report.html
 conformance: ## run the conformance suites against the current lab ($(LAB_ENV)); JUnit in _out/junit.xml
 	@mkdir -p _out
 	@rc=0; KEYSYNC_LAB_ENV=$(abspath $(LAB_ENV)) KEYSYNC_SUITE_ARGS="$(SUITE_ARGS)" \
-	  $(GO) test -count=1 -json -timeout $(CONFORMANCE_TIMEOUT) ./suites > _out/suites.json || rc=$$?; \
+	  $(GO) test -count=1 -json -timeout $(CONFORMANCE_TIMEOUT) ./suites > _out/suites.json & pid=$$!; \
+	  trap 'kill -TERM $$pid 2>/dev/null' TERM HUP; trap : INT; \
+	  wait $$pid; rc=$$?; while kill -0 $$pid 2>/dev/null; do wait $$pid; rc=$$?; done; \
 	  $(GO) run ./cmd/keysync conformance report --go-test-json _out/suites.json --junit _out/junit.xml --html $(REPORT_HTML) || rc=1; \
 	  exit $$rc
 

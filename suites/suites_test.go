@@ -35,7 +35,16 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "FAIL: failed to parse flags: %v\n", err)
 		os.Exit(2)
 	}
-	testenv = env.NewWithConfig(cfg)
+	// Interrupt-safe (suites/conformance/interrupt.go): Ctrl-C, SIGTERM and the end of
+	// -test.timeout remove what the run created before the process ends.
+	guard, ctx := conformance.NewGuard(context.Background(), os.Stderr)
+	opts.Guard = guard
+	timeout := conformance.TestTimeout(flag.CommandLine)
+	stop := guard.Watch(timeout, conformance.CleanupMargin(timeout))
+	if testenv, err = env.NewWithContext(ctx, cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "FAIL: failed to create the test environment: %v\n", err)
+		os.Exit(2)
+	}
 	testenv.Setup(func(ctx context.Context, c *envconf.Config) (context.Context, error) {
 		ctx, err := conformance.SetupEnv(opts)(ctx, c)
 		if err != nil {
@@ -47,7 +56,9 @@ func TestMain(m *testing.M) {
 	testenv.BeforeEachTest(conformance.BeforeEachTest())
 	testenv.AfterEachTest(conformance.AfterEachTest())
 	testenv.Finish(conformance.FinishEnv())
-	os.Exit(testenv.Run(m))
+	code := guard.Finish(ctx, testenv.Run(m))
+	stop()
+	os.Exit(code)
 }
 
 // TestConformance runs every area in suite order (conformance.Areas), one subtest per area

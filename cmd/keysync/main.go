@@ -31,7 +31,7 @@ func main() {
 		conformancecmd.NewCommand,
 		fixturescmd.NewCommand,
 		pullsecretcmd.NewCommand,
-		doctorcmd.NewCommand,
+		doctorcmd.NewAgentCommand,
 	)
 
 	stop()

@@ -30,7 +30,7 @@ import (
 // long enough for the plug-in's cached look to expire and its retries to give up.
 const (
 	keyIDChangeTimeout = 3 * time.Minute
-	kmsOutage           = 40 * time.Second
+	kmsOutage          = 40 * time.Second
 	readinessTimeout   = 60 * time.Second
 )
 

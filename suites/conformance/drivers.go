@@ -34,6 +34,17 @@ type DriverInput struct {
 	// SELinuxType is the agent pods' SELinux type (--agent-selinux-type; "" none).
 	SELinuxType string
 	Logger      *slog.Logger
+	// RunID is the run's ID: what a driver creates in the cluster carries it
+	// (names.LabelRunID) besides names.LabelManagedBy.
+	RunID string
+}
+
+// runLabels are the labels of what a driver creates for the run.
+func (in DriverInput) runLabels() map[string]string {
+	if in.RunID == "" {
+		return nil
+	}
+	return map[string]string{names.LabelManagedBy: names.ManagedBy, names.LabelRunID: in.RunID}
 }
 
 // DefaultDrivers reaches nodes by the lab's node access: on this host (host paths + CRI
@@ -41,7 +52,7 @@ type DriverInput struct {
 func DefaultDrivers() map[lab.NodeAccess]DriverFactory {
 	return map[lab.NodeAccess]DriverFactory{
 		lab.AccessDocker: func(_ context.Context, in DriverInput) (nodedriver.Driver, error) {
-			return kind.New(kind.Options{Nodes: in.Env.Nodes, Client: in.Client, Logger: in.Logger})
+			return kind.New(kind.Options{Nodes: in.Env.Nodes, Client: in.Client, Logger: in.Logger, Labels: in.runLabels()})
 		},
 		lab.AccessHost: func(_ context.Context, in DriverInput) (nodedriver.Driver, error) {
 			if len(in.Env.Nodes) != 1 {
@@ -73,5 +84,6 @@ func deployAgents(ctx context.Context, in DriverInput) (nodedriver.Driver, error
 		return nil, fmt.Errorf("failed to read the synchronizer's DaemonSet %s/%s: %w", ns, names.Addon, err)
 	}
 	return cluster.Deploy(ctx, cluster.Options{Client: client, Config: in.Config, Image: env.NodeAgentImage,
-		KeysRoot: env.KeysRoot, CRISocket: env.CRIEndpoint, SELinuxType: in.SELinuxType, Placement: placement, CmdTimeout: in.CmdTimeout, Logger: logger})
+		KeysRoot: env.KeysRoot, CRISocket: env.CRIEndpoint, SELinuxType: in.SELinuxType, Placement: placement, CmdTimeout: in.CmdTimeout, Logger: logger,
+		Labels: in.runLabels()})
 }

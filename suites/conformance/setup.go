@@ -21,6 +21,7 @@ import (
 
 	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/suites/nodedriver"
+	"github.com/keysync-dev/keysync/suites/nodedriver/cluster"
 )
 
 // EnvLabEnv names the lab env file when --lab-env is not given.
@@ -56,7 +57,10 @@ type Options struct {
 	// ADD_NODE_CMD when it has capability add-node, else none.
 	NodeAdder NodeAdder
 	// RunID prefixes object names; default random.
-	RunID       string
+	RunID string
+	// Guard, when set, is armed with the run's client, run ID and node driver so that an
+	// interrupt removes what the run created (interrupt.go).
+	Guard       *Guard
 	SyncTimeout time.Duration
 	// KP reaches the cluster's own Key Protect where keyprotect-config exists (--kp-*).
 	KP LiveKP
@@ -168,9 +172,17 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to create Kubernetes client: %w", err)
 	}
+	runID := o.RunID
+	if runID == "" {
+		runID = NewRunID()
+	}
 	ns := env.SyncerNamespace
 	if ns == "" {
 		ns = DefaultNamespace
+	}
+	if o.Guard != nil {
+		// Where the run creates objects: its Secrets, its Pods and Services, the node agents.
+		o.Guard.arm(cs, runID, ns, podNamespace, cluster.DefaultNamespace)
 	}
 	if _, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -202,7 +214,7 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 	factory := drivers[env.Access()]
 	if hooks.Base == nil && factory != nil {
 		base, err := factory(ctx, DriverInput{Env: env, Client: cs, Config: restCfg, CmdTimeout: hooks.CmdTimeout,
-			SELinuxType: o.AgentSELinuxType, Logger: o.Logger})
+			SELinuxType: o.AgentSELinuxType, Logger: o.Logger, RunID: runID})
 		if err != nil {
 			return nil, nil, fmt.Errorf("failed to create the node driver for NODE_ACCESS=%s: %w", env.Access(), err)
 		}
@@ -210,10 +222,6 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 		if cl, ok := base.(interface{ Close() error }); ok {
 			closeFn = cl.Close
 		}
-	}
-	runID := o.RunID
-	if runID == "" {
-		runID = NewRunID()
 	}
 	// No key bytes leave a node unless this run created that key (Context.Owned).
 	owned := &nodedriver.OwnedKeys{}
@@ -228,12 +236,15 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 			one := env
 			one.Nodes = []string{node}
 			d, err := factory(ctx, DriverInput{Env: one, Client: cs, Config: restCfg, CmdTimeout: hooks.CmdTimeout,
-				SELinuxType: o.AgentSELinuxType, Logger: o.Logger})
+				SELinuxType: o.AgentSELinuxType, Logger: o.Logger, RunID: runID})
 			if err != nil {
 				return nil, err
 			}
 			return nodedriver.Guard(d, owned), nil
 		})
+	}
+	if o.Guard != nil {
+		closeFn = o.Guard.wrapClose(closeFn)
 	}
 	c = &Context{Lab: env, Client: cs, Driver: driver, Owned: owned, KP: o.KP, Fixtures: fx, RunID: runID,
 		Namespace: ns, SyncTimeout: o.SyncTimeout, Profile: o.Profile, Logger: o.Logger, NodeAdder: adder}

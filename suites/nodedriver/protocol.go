@@ -25,6 +25,9 @@ import (
 //	pull REF               → nothing; CRI PullImage (what the pull added is removed again)
 //	run REF [ARG...]       → the container's output (a CRI pod sandbox; where the agent shares
 //	                         CRI-O's filesystem)
+//	crio-keys-path [DIR]   → CRI-O's decryption_keys_path as configured in DIR (default
+//	                         /etc/crio), a tab, and the file that set it or "default"
+//	                         (FormatCRIOKeysPath); reads CRI-O's configuration, no keys
 //	wait                   → nothing; sleeps until SIGTERM (an agent pod's main process)
 const (
 	OpListKeys = "list-keys"
@@ -33,7 +36,47 @@ const (
 	OpPull     = "pull"
 	OpRun      = "run"
 	OpWait     = "wait"
+	// OpCRIOKeysPath is newer than the others: an older agent answers it ExitUnsupported.
+	OpCRIOKeysPath = "crio-keys-path"
 )
+
+// FormatCRIOKeysPath is crio-keys-path's answer line (without the newline); source "" means
+// CRI-O's default.
+func FormatCRIOKeysPath(keysPath, source string) string {
+	if source == "" {
+		source = "default"
+	}
+	return keysPath + "\t" + source
+}
+
+// CRIOKeysPath asks node's agent for CRI-O's decryption_keys_path as configured in dir (as
+// the agent sees it; "" for /etc/crio) and the file that set it ("" for CRI-O's default).
+func (a *Agent) CRIOKeysPath(ctx context.Context, node, dir string) (keysPath, source string, err error) {
+	var args []string
+	if dir != "" {
+		args = append(args, dir)
+	}
+	out, err := a.Call(ctx, node, OpCRIOKeysPath, args...)
+	if err != nil {
+		return "", "", err
+	}
+	line := strings.TrimRight(string(out), "\n")
+	p, src, ok := strings.Cut(line, "\t")
+	if !ok || p == "" || strings.Contains(src, "\n") {
+		return "", "", fmt.Errorf("node %s: malformed %s answer %q", node, OpCRIOKeysPath, clipLine(line))
+	}
+	if src == "default" {
+		src = ""
+	}
+	return p, src, nil
+}
+
+func clipLine(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "..."
+	}
+	return s
+}
 
 // Transport runs the node agent on a node: args are the operation and its arguments (the
 // transport adds the program and its flags), stdout and stderr receive the agent's streams.

@@ -6,6 +6,7 @@
 package conformance
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -72,7 +73,7 @@ Exit status 1 when any step failed.`,
 	fp.hooks.RegisterFlags(gofs)
 	fp.opts.RegisterFlags(gofs, os.Getenv)
 	f.AddGoFlagSet(gofs)
-	cmd.AddCommand(newReportCommand(s))
+	cmd.AddCommand(newReportCommand(s), newCleanupCommand(s))
 	return cmd
 }
 
@@ -121,25 +122,59 @@ func runE(cmd *cobra.Command, s *cli.Streams, fp *flagpole) error {
 	if err != nil {
 		return err
 	}
+	// ctx is main's: cancelled by SIGINT/SIGTERM. The guard removes what the run created on a
+	// context of its own, whichever way the run ends (interrupt.go in suites/conformance).
+	guard, runCtx := conformance.NewGuard(ctx, s.ErrOut)
 	o := fp.opts // the --kp-* and --agent-selinux-type flags
 	o.LabEnv, o.Kubeconfig, o.Hooks, o.RunID, o.SyncTimeout, o.Logger = fp.labEnv, fp.kubeconfig, fp.hooks, fp.runID, fp.syncTimeout, s.Logger
-	o.Profile = fp.profile
-	c, closeFn, err := conformance.NewContext(ctx, o)
+	o.Profile, o.Guard = fp.profile, guard
+	c, _, err := conformance.NewContext(runCtx, o)
 	if err != nil {
-		return err
+		if _, cerr := guard.Cleanup(ctx); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return interrupted(ctx, err)
 	}
-	defer closeFn()
 	start := time.Now()
 	meta := c.Meta("keysync conformance", start)
 	fmt.Fprintf(s.ErrOut, "running conformance against the %s lab (synchronizer %s, profile %s, driver %s, run ID %s)\n",
 		c.Lab.Lab, meta.SynchronizerOrUnknown(), meta.Profile, c.Driver.Name(), c.RunID)
-	cases := conformance.Run(ctx, c, conformance.Features(), conformance.RunOptions{
+	cases := conformance.Run(runCtx, c, conformance.Features(), conformance.RunOptions{
 		Labels: labels, SkipLabels: skipLabels, Feature: feature, SkipFeatures: skipFeatures, Progress: s.ErrOut})
-	if leaked, err := c.DeleteLeftovers(ctx, c.RunID); err != nil || len(leaked) > 0 {
+	cctx, cancel := contextWithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if leaked, err := c.DeleteLeftovers(cctx, c.RunID); err != nil || len(leaked) > 0 {
 		cases = append(cases, report.Case{Suite: "cleanup", Name: "no leftovers", Status: report.Failed,
 			Message: fmt.Sprintf("Secrets left behind (now deleted): %v %v", leaked, err)})
 	}
-	return finish(s, outputs{junit: fp.junit, html: fp.html}, meta, cases, time.Since(start), false)
+	removed, err := guard.Cleanup(cctx)
+	if ctx.Err() != nil {
+		fmt.Fprintf(s.ErrOut, "interrupted: removed %d object(s) the run had created %v\n", len(removed), removed)
+	}
+	if err != nil {
+		cases = append(cases, report.Case{Suite: "cleanup", Name: "run removed", Status: report.Failed,
+			Message: fmt.Sprintf("%v; run `keysync conformance cleanup --run-id %s`", err, c.RunID)})
+	}
+	return interrupted(ctx, finish(s, outputs{junit: fp.junit, html: fp.html}, meta, cases, time.Since(start), false))
+}
+
+// ExitInterrupted is the exit status of a run stopped by SIGINT or SIGTERM (after cleanup).
+const ExitInterrupted = 130
+
+// interrupted turns err into exit status ExitInterrupted when ctx (main's, signal-aware) was
+// cancelled.
+func interrupted(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	if err == nil {
+		err = errors.New("conformance run interrupted")
+	}
+	return &cli.ExitError{Code: ExitInterrupted, Err: fmt.Errorf("interrupted (everything the run created was removed): %w", err)}
+}
+
+func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
 }
 
 // outputs are the report files to write ("" = none).

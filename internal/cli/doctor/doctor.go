@@ -115,11 +115,13 @@ func run(ctx context.Context, s *cli.Streams, f flagpole, newInspector Inspector
 	case newInspector == nil:
 		env.NoInspectorReason = "this keysync has no node agent for doctor yet"
 	default:
-		logger.Info("starting the node agent for the node-side checks")
 		insp, cleanup, err := newInspector(ctx, cfg, cs)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrSkipNodeChecks):
+			env.NoInspectorReason = err.Error()
+		case err != nil:
 			env.Inspector = failedInspector{fmt.Errorf("failed to start the node agent: %w", err)}
-		} else {
+		default:
 			env.Inspector = insp
 			defer func() {
 				// Clean up even when the run was interrupted.

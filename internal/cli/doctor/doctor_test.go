@@ -21,6 +21,7 @@ import (
 	dt "github.com/keysync-dev/keysync/internal/doctor/doctortest"
 	"github.com/keysync-dev/keysync/internal/kubetest"
 	"github.com/keysync-dev/keysync/internal/names"
+	"github.com/keysync-dev/keysync/lab"
 )
 
 func TestDoctorCommand(t *testing.T) {
@@ -61,8 +62,17 @@ current-context: c
 		return nil, nil, errors.New("image pull refused")
 	}
 	kc := srv.KubeconfigPath
+	// A lab env file naming an agent image no node can run (kube-apiserver alone schedules no
+	// pods): the agent never gets ready, doctor says so per node and removes it again.
+	labEnv := filepath.Join(t.TempDir(), "cluster.env")
+	if err := lab.WriteEnv(labEnv, lab.Env{Lab: lab.KindCluster, Kubeconfig: kc, Nodes: []string{"n1"},
+		NodeAccess: lab.AccessPod, NodeAgentImage: "registry.invalid/keysync-node-agent:test"}); err != nil {
+		t.Fatal(err)
+	}
+	agentCmd := func(s *cli.Streams) *cobra.Command { return doctorcmd.NewAgentCommand(s) }
 	tests := []struct {
 		name      string
+		cmd       cli.Subcommand // default: NewCommandWith(inspector)
 		inspector doctorcmd.InspectorFunc
 		args      []string
 		code      int
@@ -83,6 +93,13 @@ current-context: c
 			code: doctorcmd.ExitFailed, out: []string{"✗ node-keys-path: node n2: CRI-O's decryption_keys_path is /var/lib/keys", "✓ node-keys-tree: node n1"}},
 		{name: "inspector cannot start", args: []string{"--kubeconfig", kc, "--namespace", "healthy"}, inspector: failing,
 			code: doctorcmd.ExitFailed, out: []string{"✗ node-keys-tree: node n1: cannot audit the keys tree: failed to start the node agent: image pull refused"}},
+		{name: "agent command without an agent image: node checks skipped", cmd: agentCmd,
+			args: []string{"--kubeconfig", kc, "--namespace", "healthy"}, code: 0,
+			out: []string{"- node-keys-tree: skipped: node-side checks skipped: no node agent image (pass --agent-image"}},
+		{name: "agent command, --lab-env: kubeconfig and image from the env file, agent never ready", cmd: agentCmd,
+			args: []string{"--lab-env", labEnv, "--namespace", "healthy", "--agent-ready-timeout", "2s"}, code: doctorcmd.ExitFailed,
+			out: []string{"✗ node-keys-tree: node n1: cannot audit the keys tree: failed to start the node agent: agent pods (image registry.invalid/keysync-node-agent:test) not ready",
+				"✓ role: Role healthy/"}},
 		{name: "bad output", args: []string{"--kubeconfig", kc, "-o", "yaml"}, code: doctorcmd.ExitCannotRun, errOut: `unknown --output "yaml"`},
 		{name: "unknown flag", args: []string{"--kubeconfig", kc, "--frobnicate"}, code: doctorcmd.ExitCannotRun, errOut: "unknown flag: --frobnicate"},
 		{name: "bad kubeconfig", args: []string{"--kubeconfig", badKubeconfig}, code: doctorcmd.ExitCannotRun, errOut: "failed to load kubeconfig"},
@@ -93,9 +110,11 @@ current-context: c
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
 			s := &cli.Streams{Out: &out, ErrOut: &errOut}
-			code := cli.Run(ctx, s, append([]string{"doctor"}, tc.args...), func(s *cli.Streams) *cobra.Command {
-				return doctorcmd.NewCommandWith(s, tc.inspector)
-			})
+			build := tc.cmd
+			if build == nil {
+				build = func(s *cli.Streams) *cobra.Command { return doctorcmd.NewCommandWith(s, tc.inspector) }
+			}
+			code := cli.Run(ctx, s, append([]string{"doctor"}, tc.args...), build)
 			t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
 			if code != tc.code {
 				t.Errorf("exit code %d, want %d", code, tc.code)
@@ -121,5 +140,9 @@ current-context: c
 	}
 	if !cleaned {
 		t.Error("the inspector's cleanup did not run")
+	}
+	// The agent that never got ready was removed with its namespace.
+	if n, err := cs.CoreV1().Namespaces().Get(ctx, doctorcmd.AgentNamespace, metav1.GetOptions{}); err == nil && n.DeletionTimestamp == nil {
+		t.Errorf("namespace %s still there after doctor", doctorcmd.AgentNamespace)
 	}
 }

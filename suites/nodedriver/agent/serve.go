@@ -27,6 +27,8 @@ status 3 means unsupported, 4 not found, anything else but 0 an error (the reaso
   audit                TYPE MODE SIZE SHA256 VERDICT PATH lines: CRI-O's verdict, no key bytes
   pull REF             CRI PullImage (what the pull added is removed again)
   run REF [ARG...]     run REF to completion in a CRI pod sandbox, print its output
+  crio-keys-path [DIR] CRI-O's decryption_keys_path as configured in DIR (default /etc/crio:
+                       crio.conf, then crio.conf.d/*), then the file that set it or "default"
   wait                 sleep until SIGTERM (an agent pod's main process)
   watch DURATION       for DURATION (e.g. 30s), one line per version of every entry that appears
                        in the keys tree, even briefly, with CRI-O's verdict (inotify; no key bytes)
@@ -111,6 +113,18 @@ var ops = map[string]op{
 		}
 		return n.Watch(ctx, d, w)
 	}},
+	nodedriver.OpCRIOKeysPath: {0, 1, "crio-keys-path [CONFIG_DIR]", func(_ context.Context, _ *Node, args []string, w io.Writer) error {
+		dir := DefaultCRIOConfigDir
+		if len(args) == 1 {
+			dir = args[0]
+		}
+		p, source, err := CRIOKeysPath(dir)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(w, nodedriver.FormatCRIOKeysPath(p, source))
+		return err
+	}},
 	nodedriver.OpWait: {0, 0, "wait", func(ctx context.Context, _ *Node, _ []string, _ io.Writer) error {
 		<-ctx.Done()
 		return nil
@@ -144,5 +158,5 @@ func Serve(ctx context.Context, n *Node, args []string, stdout, stderr io.Writer
 
 func opNames() string {
 	return strings.Join([]string{nodedriver.OpListKeys, nodedriver.OpReadKey, nodedriver.OpAudit,
-		nodedriver.OpPull, nodedriver.OpRun, nodedriver.OpWait, nodedriver.OpWatch}, ", ")
+		nodedriver.OpPull, nodedriver.OpRun, nodedriver.OpCRIOKeysPath, nodedriver.OpWait, nodedriver.OpWatch}, ", ")
 }

@@ -93,7 +93,17 @@ type Options struct {
 	RunTimeout time.Duration
 	CmdTimeout time.Duration
 	Logger     *slog.Logger
+	// Labels are added to everything Deploy and RunImage create (the namespace, the
+	// DaemonSet, its pods, RunImage's Pods): the run's keysync.dev/run-id, so that
+	// `keysync conformance cleanup --run-id` finds what a killed run left.
+	Labels map[string]string
+	// CRIOConfigDir, when set, is the node's CRI-O configuration directory (/etc/crio),
+	// mounted read-only at CRIOConfigMount for the crio-keys-path operation (keysync doctor).
+	CRIOConfigDir string
 }
+
+// CRIOConfigMount is where the agent pod sees Options.CRIOConfigDir.
+const CRIOConfigMount = "/host/crio-config"
 
 // Driver is the cluster's nodedriver.Driver: the protocol's client over pod exec.
 type Driver struct {
@@ -172,7 +182,11 @@ const PSALevel = "privileged"
 // No SELinux type unless Options.SELinuxType names one (nodes that enforce SELinux: a
 // container_t process may not connect to CRI-O's socket).
 func DaemonSet(o Options) *appsv1.DaemonSet {
-	labels := map[string]string{labelName: AgentName, labelManaged: managedBy}
+	labels := map[string]string{}
+	for k, v := range o.Labels {
+		labels[k] = v
+	}
+	labels[labelName], labels[labelManaged] = AgentName, managedBy
 	hostPath := func(name, p string, t corev1.HostPathType) corev1.Volume {
 		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: p, Type: &t}}}
 	}
@@ -207,6 +221,11 @@ func DaemonSet(o Options) *appsv1.DaemonSet {
 			hostPath("keys-parent", path.Dir(o.KeysRoot), corev1.HostPathDirectory),
 			hostPath("cri-socket", o.CRISocket, corev1.HostPathSocket),
 		},
+	}
+	if o.CRIOConfigDir != "" {
+		c := &spec.Containers[0]
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "crio-config", MountPath: CRIOConfigMount, ReadOnly: true})
+		spec.Volumes = append(spec.Volumes, hostPath("crio-config", o.CRIOConfigDir, corev1.HostPathDirectory))
 	}
 	if p := o.Placement; p != nil {
 		spec.Tolerations, spec.NodeSelector, spec.Affinity = p.Tolerations, p.NodeSelector, p.Affinity
@@ -272,7 +291,8 @@ func Deploy(ctx context.Context, opts Options) (_ *Driver, err error) {
 }
 
 // ensureNamespace creates the agent's namespace unless it exists (waiting out one that an
-// earlier run is still deleting).
+// earlier run is still deleting). One an earlier keysync run created (labelled
+// managed-by=keysync-suites) is adopted and removed by Close like a new one.
 func (d *Driver) ensureNamespace(ctx context.Context) error {
 	nss := d.opts.Client.CoreV1().Namespaces()
 	err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
@@ -288,11 +308,27 @@ func (d *Driver) ensureNamespace(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("namespace %s: %w", d.opts.Namespace, err)
 	}
-	if _, err := nss.Get(ctx, d.opts.Namespace, metav1.GetOptions{}); err == nil {
+	if cur, err := nss.Get(ctx, d.opts.Namespace, metav1.GetOptions{}); err == nil {
+		if cur.Labels[labelManaged] != managedBy {
+			return nil // not ours: leave it when done
+		}
+		// Left by an earlier keysync run that was killed: adopt it (this run's labels) and
+		// remove it when done.
+		for k, v := range d.opts.Labels {
+			cur.Labels[k] = v
+		}
+		if _, err := nss.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("failed to adopt namespace %s left by an earlier run: %w", d.opts.Namespace, err)
+		}
+		d.createdNS = true
 		return nil
 	}
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: d.opts.Namespace,
-		Labels: map[string]string{labelManaged: managedBy, labelPSA: PSALevel}}}
+	labels := map[string]string{}
+	for k, v := range d.opts.Labels {
+		labels[k] = v
+	}
+	labels[labelManaged], labels[labelPSA] = managedBy, PSALevel
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: d.opts.Namespace, Labels: labels}}
 	if _, err := nss.Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("failed to create namespace %s: %w", d.opts.Namespace, err)
 	}
@@ -502,5 +538,5 @@ func (d *Driver) RunImage(ctx context.Context, node, ref string) (string, error)
 func (d *Driver) RunImageArgs(ctx context.Context, node, ref string, args []string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.RunTimeout)
 	defer cancel()
-	return podrun.Run(ctx, d.opts.Client, d.opts.RunNamespace, node, ref, args)
+	return podrun.RunLabelled(ctx, d.opts.Client, d.opts.RunNamespace, node, ref, args, d.opts.Labels)
 }

@@ -245,3 +245,57 @@ func TestAgentImage(t *testing.T) {
 		t.Errorf("entrypoint %q", img.Entrypoint)
 	}
 }
+
+// ensureNamespace creates the namespace with the run's labels, adopts one an earlier keysync
+// run left (Close then removes it), and leaves anyone else's alone.
+func TestEnsureNamespace(t *testing.T) {
+	runLabels := map[string]string{"keysync.dev/run-id": "r2"}
+	tests := []struct {
+		name        string
+		existing    map[string]string // labels of an existing namespace; nil: none exists
+		wantCreated bool
+		wantRunID   string
+	}{
+		{"none: created with the run's labels", nil, true, "r2"},
+		{"left by a killed run: adopted", map[string]string{labelManaged: managedBy, "keysync.dev/run-id": "r1"}, true, "r2"},
+		{"someone else's: left alone", map[string]string{"team": "x"}, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := fake.NewClientset()
+			if tt.existing != nil {
+				cs = fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: DefaultNamespace, Labels: tt.existing}})
+			}
+			d := &Driver{opts: Options{Client: cs, Namespace: DefaultNamespace, Labels: runLabels}}
+			if err := d.ensureNamespace(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if d.createdNS != tt.wantCreated {
+				t.Errorf("createdNS = %v, want %v (Close removes the namespace only then)", d.createdNS, tt.wantCreated)
+			}
+			ns, err := cs.CoreV1().Namespaces().Get(context.Background(), DefaultNamespace, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ns.Labels["keysync.dev/run-id"]; got != tt.wantRunID {
+				t.Errorf("run-id label %q, want %q", got, tt.wantRunID)
+			}
+			if tt.wantCreated && ns.Labels[labelManaged] != managedBy {
+				t.Errorf("namespace lacks %s=%s: %v", labelManaged, managedBy, ns.Labels)
+			}
+		})
+	}
+	ds := DaemonSet(Options{Namespace: DefaultNamespace, Image: "i", Labels: runLabels, CRIOConfigDir: "/etc/crio"})
+	if ds.Labels["keysync.dev/run-id"] != "r2" || ds.Spec.Template.Labels["keysync.dev/run-id"] != "r2" {
+		t.Errorf("DaemonSet labels %v, template %v: want the run ID", ds.Labels, ds.Spec.Template.Labels)
+	}
+	var mounted bool
+	for _, m := range ds.Spec.Template.Spec.Containers[0].VolumeMounts {
+		if m.MountPath == CRIOConfigMount {
+			mounted = m.ReadOnly
+		}
+	}
+	if !mounted {
+		t.Error("CRIOConfigDir is not mounted read-only at CRIOConfigMount")
+	}
+}

@@ -54,6 +54,8 @@ type Options struct {
 	AgentBinary string
 	// Logger narrates calls at debug level (default: discard).
 	Logger *slog.Logger
+	// Labels are added to RunImage's Pods (a run's keysync.dev/run-id).
+	Labels map[string]string
 }
 
 // Driver is the kind lab's nodedriver.Driver.
@@ -120,7 +122,7 @@ func (d *Driver) RunImageArgs(ctx context.Context, node, ref string, args []stri
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.opts.RunTimeout)
 	defer cancel()
-	return podrun.Run(ctx, d.opts.Client, d.opts.Namespace, node, ref, args)
+	return podrun.RunLabelled(ctx, d.opts.Client, d.opts.Namespace, node, ref, args, d.opts.Labels)
 }
 
 // dockerExec is the docker exec transport: the agent binary, copied into each node container

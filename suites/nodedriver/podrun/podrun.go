@@ -13,17 +13,29 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/keysync-dev/keysync/internal/names"
 )
 
 // Run runs ref with args (replacing the image's CMD; nil keeps it) on node in namespace and
 // returns what the container printed. The Pod is deleted when Run returns. A pull that fails
 // (ErrImagePull, ImagePullBackOff) ends the run at once with the kubelet's message.
 func Run(ctx context.Context, client kubernetes.Interface, namespace, node, ref string, args []string) (string, error) {
+	return RunLabelled(ctx, client, namespace, node, ref, args, nil)
+}
+
+// RunLabelled is Run with extra labels on the Pod (a run's keysync.dev/run-id).
+func RunLabelled(ctx context.Context, client kubernetes.Interface, namespace, node, ref string, args []string, extra map[string]string) (string, error) {
 	pods := client.CoreV1().Pods(namespace)
+	labels := map[string]string{}
+	for k, v := range extra {
+		labels[k] = v
+	}
+	labels[names.LabelManagedBy] = names.ManagedBy
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:   "keysync-run-" + rand.String(8),
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "keysync-suites"},
+			Labels: labels,
 		},
 		Spec: corev1.PodSpec{
 			NodeName:      node,
