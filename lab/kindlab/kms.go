@@ -24,7 +24,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
@@ -254,7 +253,7 @@ func (l *Lab) encryptAtRest(ctx context.Context, p Parts) (string, error) {
 	if err := waitKMSProvider(ctx, client, 3*time.Minute); err != nil {
 		return "", err
 	}
-	n, err := rewriteSecrets(ctx, client)
+	n, err := lab.RewriteSecrets(ctx, client)
 	if err != nil {
 		return "", err
 	}
@@ -307,29 +306,6 @@ func waitKMSProvider(ctx context.Context, client kubernetes.Interface, timeout t
 		case <-time.After(2 * time.Second):
 		}
 	}
-}
-
-// rewriteSecrets is the runbook's `kubectl get secrets -A -o json | kubectl replace -f -`:
-// an update of each Secret as read stores it through the first provider (kube-apiserver skips
-// the write for values already stored that way). A Secret changed or deleted meanwhile was
-// written through the new config anyway and is skipped.
-func rewriteSecrets(ctx context.Context, client kubernetes.Interface) (int, error) {
-	list, err := client.CoreV1().Secrets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return 0, fmt.Errorf("failed to list Secrets: %w", err)
-	}
-	n := 0
-	for i := range list.Items {
-		s := &list.Items[i]
-		if _, err := client.CoreV1().Secrets(s.Namespace).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
-			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-				continue
-			}
-			return n, fmt.Errorf("failed to rewrite Secret %s/%s: %w", s.Namespace, s.Name, err)
-		}
-		n++
-	}
-	return n, nil
 }
 
 // copyEtcdClientFiles copies etcd's CA and kubeadm's etcd health-check client certificate out

@@ -8,12 +8,11 @@ import (
 	"strconv"
 	"strings"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keysync-dev/keysync/internal/atomicfile"
+	"github.com/keysync-dev/keysync/lab"
 )
 
 // Secrets are encrypted at rest: kube-apiserver's EncryptionConfiguration puts keysync's KMS v2
@@ -128,7 +127,7 @@ func (r *runner) encryptSecrets(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("failed to create a Kubernetes client: %w", err)
 	}
-	n, err := rewriteSecrets(ctx, client)
+	n, err := lab.RewriteSecrets(ctx, client)
 	if err != nil {
 		return "", err
 	}
@@ -137,26 +136,4 @@ func (r *runner) encryptSecrets(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("%d Secrets rewritten", n), nil
-}
-
-// rewriteSecrets is `kubectl get secrets -A -o json | kubectl replace -f -`: an update of each
-// Secret as read stores it through the first provider. A Secret changed or deleted meanwhile
-// was written through the new config anyway and is skipped.
-func rewriteSecrets(ctx context.Context, client kubernetes.Interface) (int, error) {
-	list, err := client.CoreV1().Secrets(metav1.NamespaceAll).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return 0, fmt.Errorf("failed to list Secrets: %w", err)
-	}
-	n := 0
-	for i := range list.Items {
-		s := &list.Items[i]
-		if _, err := client.CoreV1().Secrets(s.Namespace).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
-			if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
-				continue
-			}
-			return n, fmt.Errorf("failed to rewrite Secret %s/%s: %w", s.Namespace, s.Name, err)
-		}
-		n++
-	}
-	return n, nil
 }
