@@ -32,6 +32,13 @@ func TestEnvRoundTrip(t *testing.T) {
 			e.KMSRootKeyID, e.KMSHealthURL = "crk", "http://127.0.0.1:8082/readyz"
 			return e
 		}()},
+		{name: "node lab with registry auth", env: func() Env {
+			e := sampleEnv()
+			e.Capabilities = []Capability{CapRegistryAuth}
+			e.RegistryAuthFile = "/w/registry/auth.json"
+			e.RotateRegistryPasswordCmd = "/bin/keysync lab rotate-registry-password --kind node --work-dir /w"
+			return e
+		}()},
 		{name: "kind lab with two nodes and extras", env: func() Env {
 			e := sampleEnv()
 			e.Lab, e.CRIEndpoint, e.KeysRoot = KindKind, "", ""
@@ -121,6 +128,10 @@ func TestLoadEnvErrors(t *testing.T) {
 			wantErr: []string{"CRI_ENDPOINT is missing", "KEYS_ROOT is missing"}},
 		{name: "cluster without agent image", content: ptr("KEYSYNC_LAB=cluster\nKUBECONFIG=/k\nNODES=n\n"),
 			wantErr: []string{"NODE_AGENT_IMAGE is missing"}},
+		{name: "registry-auth without auth file", content: ptr("KEYSYNC_LAB=kind\nKUBECONFIG=/k\nNODES=n\nCAPABILITIES=registry-auth\n"),
+			wantErr: []string{"capability registry-auth needs REGISTRY_AUTH_FILE"}},
+		{name: "relative auth file", content: ptr("KEYSYNC_LAB=kind\nKUBECONFIG=/k\nNODES=n\nREGISTRY_AUTH_FILE=auth.json\n"),
+			wantErr: []string{`REGISTRY_AUTH_FILE "auth.json" is not an absolute path`}},
 		{name: "garbage", content: ptr("\x00\x01\n"), wantErr: []string{"failed to parse lab env file", "line 1"}},
 	}
 	for _, tt := range tests {

@@ -31,6 +31,15 @@ type NodeAdder interface {
 	RemoveNode(ctx context.Context, name string, timeout time.Duration) error
 }
 
+// RegistryRotator is implemented by labs whose registry requires credentials (capability
+// registry-auth) and can change its password: RotateRegistryPassword gives the registry a new
+// random password and rewrites the lab's auth file (REGISTRY_AUTH_FILE) without restarting
+// anything; what pulled with the old password fails from then on. The env file's
+// ROTATE_REGISTRY_PASSWORD_CMD runs it (`keysync lab rotate-registry-password`).
+type RegistryRotator interface {
+	RotateRegistryPassword(ctx context.Context) error
+}
+
 // Status is what Lab.Status found, one entry per component in bring-up order.
 type Status struct {
 	Kind       string

@@ -27,6 +27,8 @@ func labSpecific() map[string]bool {
 		"crio.image.insecure_registries":          true,
 		"crio.network.network_dir":                true,
 		"crio.network.plugin_dirs":                true,
+		// Only a lab that pushes its pause image to its authenticated registry sets it.
+		"crio.image.pause_image_auth_file": false,
 		// CRIO.State: only a lab sharing its host moves them.
 		"crio.root":                                false,
 		"crio.runroot":                             false,

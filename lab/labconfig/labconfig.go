@@ -23,6 +23,13 @@ import (
 //go:embed files/crio.conf.tmpl files/registries.conf.tmpl files/policy.json files/blocked-registries.txt
 var embedded embed.FS
 
+// RegistryNames are the lab-only host names that reach every lab's registry besides its
+// address, like the several host names of one region's registry (de.icr.io,
+// private.de.icr.io): registries.conf maps them to the lab registry, the pull Secrets and auth
+// files cover them. The .test top-level domain never resolves outside (RFC 2606); nothing
+// looks them up, CRI-O rewrites them to the registry's location.
+var RegistryNames = []string{"icr.keysync.test", "private.icr.keysync.test"}
+
 // Params are what one lab owns. Everything else in the rendered files is the same in every lab.
 type Params struct {
 	// Lab names the variant in the files' header comments ("node", "kind").
@@ -49,6 +56,9 @@ type CRIO struct {
 	SignaturePolicy string
 	// PauseImage is the pause image reference; the lab pushes or preloads it.
 	PauseImage string
+	// PauseImageAuthFile is a containers-auth.json CRI-O pulls the pause image with (a lab
+	// whose registry requires credentials and serves the pause image); empty: none.
+	PauseImageAuthFile string
 	// CgroupManager is "systemd" (a kubelet with the systemd driver) or "cgroupfs".
 	CgroupManager string
 	// PinnsPath is CRI-O's pinns binary.
@@ -211,6 +221,9 @@ func (p Params) validate() error {
 	check("CRIO.KeysPath", c.KeysPath, true)
 	check("CRIO.SignaturePolicy", c.SignaturePolicy, true)
 	check("CRIO.PauseImage", c.PauseImage, false)
+	if c.PauseImageAuthFile != "" {
+		check("CRIO.PauseImageAuthFile", c.PauseImageAuthFile, true)
+	}
 	check("CRIO.PinnsPath", c.PinnsPath, true)
 	check("CRIO.RuntimePath", c.RuntimePath, true)
 	check("CRIO.RuntimeRoot", c.RuntimeRoot, true)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -99,6 +100,7 @@ func TestRegistriesConf(t *testing.T) {
 		t.Fatalf("short names may resolve: %+v", got)
 	}
 	blocked := map[string]bool{}
+	aliases := map[string]bool{}
 	for _, r := range got.Registry {
 		if r.Prefix == c.registry {
 			if !r.Insecure || r.Blocked {
@@ -106,10 +108,20 @@ func TestRegistriesConf(t *testing.T) {
 			}
 			continue
 		}
+		if slices.Contains(labconfig.RegistryNames, r.Prefix) {
+			if r.Location != c.registry || !r.Insecure || r.Blocked {
+				t.Errorf("lab registry alias %+v, want location %s, insecure and not blocked", r, c.registry)
+			}
+			aliases[r.Prefix] = true
+			continue
+		}
 		if !r.Blocked {
 			t.Errorf("registry %s is not blocked", r.Prefix)
 		}
 		blocked[r.Prefix] = true
+	}
+	if len(aliases) != len(labconfig.RegistryNames) {
+		t.Errorf("aliases %v, want %v", aliases, labconfig.RegistryNames)
 	}
 	for _, want := range []string{"docker.io", "quay.io", "registry.k8s.io", "gcr.io", "ghcr.io"} {
 		if !blocked[want] {
@@ -141,8 +153,8 @@ func TestPolicyAndWrite(t *testing.T) {
 	if pol.Transports["docker"][c.registry][0]["type"] != "insecureAcceptAnything" {
 		t.Errorf("lab registry not accepted: %s", data)
 	}
-	if len(pol.Transports["docker"]) != 1 {
-		t.Errorf("docker transport accepts more than the lab registry: %s", data)
+	if len(pol.Transports["docker"]) != 1+len(labconfig.RegistryNames) {
+		t.Errorf("docker transport accepts more than the lab registry and its names: %s", data)
 	}
 	for _, p := range []string{"crio/crio.conf", "crio/crio.conf.d/10-keysync-lab.conf", "crio/registries.conf", "keys", "crio/net.d"} {
 		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {

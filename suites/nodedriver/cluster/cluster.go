@@ -228,7 +228,7 @@ func Deploy(ctx context.Context, opts Options) (_ *Driver, err error) {
 		return nil, err
 	}
 	d := &Driver{opts: opts}
-	d.Agent = &nodedriver.Agent{Transport: &PodExec{Pod: d.agentPod, Exec: d.streamExec,
+	d.Agent = &nodedriver.Agent{Transport: &PodExec{Pod: d.agentPod, Exec: d.streamExec, ExecStdin: d.streamExecStdin,
 		KeysRoot: opts.KeysRoot, CRISocket: opts.CRISocket, Timeout: opts.CmdTimeout, Logger: opts.Logger}}
 	if err := d.ensureNamespace(ctx); err != nil {
 		return nil, err
@@ -467,15 +467,20 @@ func (d *Driver) agentPod(ctx context.Context, node string) (string, error) {
 // streamExec runs command in the agent container of pod through the API server's exec
 // subresource; a non-zero exit status comes back as a utilexec.ExitError.
 func (d *Driver) streamExec(ctx context.Context, pod string, command []string, stdout, stderr io.Writer) error {
+	return d.streamExecStdin(ctx, pod, command, nil, stdout, stderr)
+}
+
+// streamExecStdin is streamExec with stdin (nil: none).
+func (d *Driver) streamExecStdin(ctx context.Context, pod string, command []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	req := d.opts.Client.CoreV1().RESTClient().Post().Resource("pods").Namespace(d.opts.Namespace).
 		Name(pod).SubResource("exec").VersionedParams(&corev1.PodExecOptions{
-		Container: "agent", Command: command, Stdout: true, Stderr: true,
+		Container: "agent", Command: command, Stdin: stdin != nil, Stdout: true, Stderr: true,
 	}, scheme.ParameterCodec)
 	ex, err := executor(d.opts.Config, req.URL())
 	if err != nil {
 		return err
 	}
-	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: stderr})
+	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: stdout, Stderr: stderr})
 }
 
 // executor execs over WebSocket, falling back to SPDY where the upgrade fails (as kubectl).

@@ -142,16 +142,25 @@ func (t *dockerExec) checkNode(node string) error {
 
 // RunAgent implements nodedriver.Transport.
 func (t *dockerExec) RunAgent(ctx context.Context, node string, args []string, stdout, stderr io.Writer) (int, error) {
+	return t.RunAgentStdin(ctx, node, args, nil, stdout, stderr)
+}
+
+// RunAgentStdin implements nodedriver.StdinTransport: `docker exec -i` when stdin is set.
+func (t *dockerExec) RunAgentStdin(ctx context.Context, node string, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	if err := t.checkNode(node); err != nil {
 		return 0, err
 	}
 	if err := t.install(ctx, node); err != nil {
 		return 0, err
 	}
-	argv := append([]string{"exec", node, AgentPath, "--keys-root", KeysRoot, "--cri", CRISocket}, args...)
+	argv := []string{"exec"}
+	if stdin != nil {
+		argv = append(argv, "-i")
+	}
+	argv = append(append(argv, node, AgentPath, "--keys-root", KeysRoot, "--cri", CRISocket), args...)
 	t.opts.Logger.DebugContext(ctx, "docker exec", "node", node, "args", args)
 	cmd := exec.CommandContext(ctx, t.opts.Docker, argv...)
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	err := cmd.Run()
 	var xe *exec.ExitError
 	switch {
