@@ -99,7 +99,8 @@ func (c *Context) pushFresh(ctx context.Context, t T) Image {
 		t.Fatalf("the lab env file has no REGISTRY to push a fresh fixture to")
 	}
 	img, err := freshimage.Push(ctx, freshimage.Options{Registry: c.Lab.Registry, Repo: freshRepo, Tag: c.RunID,
-		PlainRef: c.Fixtures.Plain, Marker: names.FixtureMarkerPrefix + "fresh run=" + c.RunID, Insecure: true})
+		PlainRef: c.Fixtures.Plain, Marker: names.FixtureMarkerPrefix + "fresh run=" + c.RunID, Insecure: true,
+		AuthFile: c.Lab.RegistryAuthFile})
 	if err != nil {
 		t.Fatalf("failed to push a fresh fixture to %s: %v", c.Lab.Registry, err)
 	}

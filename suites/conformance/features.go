@@ -26,6 +26,8 @@ func Features() []Feature {
 		featurePod(),
 		featureNetwork(),
 		featureIsolation(),
+		featureRegistryLocks(),
+		featureRegistryRotation(),
 		featureResilience(), // disruptive: last
 	}
 	for i := range fs {

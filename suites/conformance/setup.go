@@ -195,16 +195,19 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 		drivers = DefaultDrivers()
 	}
 	factory := drivers[env.Access()]
+	var authPuller AuthPuller
 	if hooks.Base == nil && factory != nil {
 		base, err := factory(ctx, DriverInput{Env: env, Client: cs, Config: restCfg, CmdTimeout: hooks.CmdTimeout,
 			SELinuxType: o.AgentSELinuxType, Logger: o.Logger})
 		if err != nil {
 			return nil, nil, fmt.Errorf("failed to create the node driver for NODE_ACCESS=%s: %w", env.Access(), err)
 		}
-		hooks.Base = base
 		if cl, ok := base.(interface{ Close() error }); ok {
 			closeFn = cl.Close
 		}
+		// Every pull and run through the base driver sends the lab registry's credentials.
+		authPuller, base = withRegistryAuth(env, base)
+		hooks.Base = base
 	}
 	runID := o.RunID
 	if runID == "" {
@@ -231,6 +234,6 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 		})
 	}
 	c = &Context{Lab: env, Client: cs, Driver: driver, Owned: owned, KP: o.KP, Fixtures: fx, RunID: runID,
-		Namespace: ns, SyncTimeout: o.SyncTimeout, Logger: o.Logger, NodeAdder: adder}
+		Namespace: ns, SyncTimeout: o.SyncTimeout, Logger: o.Logger, NodeAdder: adder, authPuller: authPuller}
 	return c, closeFn, nil
 }
