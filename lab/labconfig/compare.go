@@ -180,8 +180,12 @@ func checkRegistries(p Params, data []byte) (*registriesRest, error) {
 	var blocked []string
 	for _, r := range rc.Registry {
 		if slices.Contains(own, r.Prefix) {
-			if r.Location != p.Registry || !r.Insecure || r.Blocked {
-				errs = append(errs, fmt.Errorf("%s lab: registries.conf entry %+v, want insecure, not blocked, location %s", p.Lab, r, p.Registry))
+			loc := p.Registry
+			if slices.Contains(p.RegistryNames, r.Prefix) {
+				loc = r.Prefix
+			}
+			if r.Location != loc || !r.Insecure || r.Blocked {
+				errs = append(errs, fmt.Errorf("%s lab: registries.conf entry %+v, want insecure, not blocked, location %s", p.Lab, r, loc))
 			}
 			own = slices.DeleteFunc(own, func(s string) bool { return s == r.Prefix })
 			continue

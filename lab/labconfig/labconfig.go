@@ -23,21 +23,20 @@ import (
 //go:embed files/crio.conf.tmpl files/registries.conf.tmpl files/policy.json files/blocked-registries.txt
 var embedded embed.FS
 
-// RegistryNames are the lab-only host names that reach every lab's registry besides its
-// address, like the several host names of one region's registry (de.icr.io,
-// private.de.icr.io): registries.conf maps them to the lab registry, the pull Secrets and auth
-// files cover them. The .test top-level domain never resolves outside (RFC 2606); nothing
-// looks them up, CRI-O rewrites them to the registry's location.
-var RegistryNames = []string{"icr.keysync.test", "private.icr.keysync.test"}
-
 // Params are what one lab owns. Everything else in the rendered files is the same in every lab.
 type Params struct {
 	// Lab names the variant in the files' header comments ("node", "kind").
 	Lab string
 	// Registry is the lab registry as the nodes pull from it (host:port, plain HTTP).
 	Registry string
-	// RegistryAliases are other prefixes that reach Registry (the kind lab's host port).
+	// RegistryAliases are other prefixes that CRI-O rewrites to Registry (the kind lab's host
+	// port). A rewrite drops the pull's explicit credentials (containers/image sends them only
+	// to the host the image names), so with an authenticated registry they are for pushes.
 	RegistryAliases []string
+	// RegistryNames are other host names that reach the lab registry themselves (they resolve
+	// to it inside the lab, like the several host names of one region's registry): plain
+	// HTTP, no rewrite, so a pull through them carries its credentials.
+	RegistryNames []string
 	// Preloaded are registries whose images the node image already holds (the kind lab's
 	// control-plane images). The signature policy accepts them, because CRI-O checks it when it
 	// creates a container too; registries.conf still blocks every pull from them.
@@ -105,7 +104,7 @@ func Render(p Params) (Files, error) {
 		Params
 		Blocked            []string
 		InsecureRegistries []string
-	}{Params: p, Blocked: blocked, InsecureRegistries: []string{p.Registry}}
+	}{Params: p, Blocked: blocked, InsecureRegistries: append([]string{p.Registry}, p.RegistryNames...)}
 	var f Files
 	if f.DropIn, err = execute("crio.conf.tmpl", data); err != nil {
 		return Files{}, err
@@ -182,9 +181,9 @@ func policy(p Params) ([]byte, error) {
 	return append(out, '\n'), nil
 }
 
-// labRegistries are the registry and its aliases.
+// labRegistries are the registry, its aliases and its other names.
 func (p Params) labRegistries() []string {
-	return append([]string{p.Registry}, p.RegistryAliases...)
+	return append(append([]string{p.Registry}, p.RegistryAliases...), p.RegistryNames...)
 }
 
 // accepted are the docker scopes the policy accepts.
@@ -212,6 +211,9 @@ func (p Params) validate() error {
 	host("Registry", p.Registry)
 	for i, r := range p.RegistryAliases {
 		host(fmt.Sprintf("RegistryAliases[%d]", i), r)
+	}
+	for i, r := range p.RegistryNames {
+		host(fmt.Sprintf("RegistryNames[%d]", i), r)
 	}
 	for i, r := range p.Preloaded {
 		host(fmt.Sprintf("Preloaded[%d]", i), r)

@@ -38,9 +38,9 @@ type crioConfig struct {
 func (c crioConfig) params() labconfig.Params {
 	l := c.layout
 	return labconfig.Params{
-		Lab:             "node",
-		Registry:        c.registry,
-		RegistryAliases: labconfig.RegistryNames,
+		Lab:           "node",
+		Registry:      c.registry,
+		RegistryNames: registryNames(c.registry),
 		CRIO: labconfig.CRIO{
 			Listen:          l.CRISocket(),
 			KeysPath:        l.KeysRoot(),

@@ -15,13 +15,22 @@ import (
 	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/internal/registryauth"
 	"github.com/keysync-dev/keysync/lab"
-	"github.com/keysync-dev/keysync/lab/labconfig"
 )
 
-// registryHosts are the host names that reach the lab registry: its loopback address and the
-// lab-only names CRI-O maps to it (labconfig.RegistryNames).
+// registryHosts are the host names that reach the lab registry (registryNames).
 func (r *runner) registryHosts() []string {
-	return append([]string{r.st.Registry}, labconfig.RegistryNames...)
+	return append([]string{r.st.Registry}, registryNames(r.st.Registry)...)
+}
+
+// registryNames are the other host names of the registry at addr (127.0.0.1:PORT): the
+// loopback's own name, localhost:PORT, so that the registry has two host names like a region's
+// registry without touching the host's resolver. They are real names, not registries.conf
+// rewrites: containers/image sends a pull's credentials only to the host the image names.
+func registryNames(addr string) []string {
+	if port, ok := strings.CutPrefix(addr, "127.0.0.1:"); ok {
+		return []string{"localhost:" + port}
+	}
+	return nil
 }
 
 // ensureRegistryAuth makes the registry's htpasswd and the lab's auth file agree on one

@@ -164,14 +164,21 @@ func (a *Agent) callStdin(ctx context.Context, node string, stdin []byte, op str
 }
 
 // PullImageAuth is PullImage with registry credentials: authFile is a containers-auth.json
-// document (REGISTRY_AUTH_FILE's content), passed on the agent's stdin.
+// document (REGISTRY_AUTH_FILE's content), passed on the agent's stdin; nil pulls without
+// credentials.
 func (a *Agent) PullImageAuth(ctx context.Context, node, ref string, authFile []byte) error {
+	if authFile == nil {
+		return a.PullImage(ctx, node, ref)
+	}
 	_, err := a.callStdin(ctx, node, authFile, OpPull, FlagAuthStdin, ref)
 	return err
 }
 
 // RunImageArgsAuth is RunImageArgs with registry credentials (see PullImageAuth).
 func (a *Agent) RunImageArgsAuth(ctx context.Context, node, ref string, args []string, authFile []byte) (string, error) {
+	if authFile == nil {
+		return a.RunImageArgs(ctx, node, ref, args)
+	}
 	out, err := a.callStdin(ctx, node, authFile, OpRun, append([]string{FlagAuthStdin, ref}, args...)...)
 	return string(out), err
 }
