@@ -132,6 +132,15 @@ type Env struct {
 	// (CapRegistryAuth). Every push and pull of the run reads it; the env file never holds
 	// the password itself. It may change during a run (rotation): read it when needed.
 	RegistryAuthFile string
+	// RegistryPush is REGISTRY_PUSH: host[:port] the runner pushes to when it differs from
+	// REGISTRY (the nodes' address of the same registry); empty: REGISTRY.
+	RegistryPush string
+	// RegistryPrefix is REGISTRY_PREFIX: the repository prefix the run's pushes go under
+	// (empty: none).
+	RegistryPrefix string
+	// RegistryCertDir is REGISTRY_CERT_DIR: a directory with the registry's CA (ca.crt) for
+	// the runner's pushes; empty: the system's roots.
+	RegistryCertDir string
 	// RotateRegistryPasswordCmd is ROTATE_REGISTRY_PASSWORD_CMD: a command line (split on
 	// spaces) that gives the registry a new password and rewrites RegistryAuthFile, without
 	// restarting anything; empty when the lab cannot rotate it. It may hold spaces.
@@ -213,6 +222,9 @@ func envFields() []envField {
 		str("SYNC_SUBDIR", func(e *Env) *string { return &e.SyncSubdir }),
 		str("REGISTRY", func(e *Env) *string { return &e.Registry }),
 		str("REGISTRY_AUTH_FILE", func(e *Env) *string { return &e.RegistryAuthFile }),
+		str("REGISTRY_PUSH", func(e *Env) *string { return &e.RegistryPush }),
+		str("REGISTRY_PREFIX", func(e *Env) *string { return &e.RegistryPrefix }),
+		str("REGISTRY_CERT_DIR", func(e *Env) *string { return &e.RegistryCertDir }),
 		str("ROTATE_REGISTRY_PASSWORD_CMD", func(e *Env) *string { return &e.RotateRegistryPasswordCmd }),
 		str("MOCKKP_URL", func(e *Env) *string { return &e.MockKPURL }),
 		str("MOCKKP_TOKEN_URL", func(e *Env) *string { return &e.MockKPTokenURL }),

@@ -37,6 +37,7 @@ func TestEnvRoundTrip(t *testing.T) {
 			e.Capabilities = []Capability{CapRegistryAuth}
 			e.RegistryAuthFile = "/w/registry/auth.json"
 			e.RotateRegistryPasswordCmd = "/bin/keysync lab rotate-registry-password --kind node --work-dir /w"
+			e.RegistryPush, e.RegistryPrefix, e.RegistryCertDir = "127.0.0.1:5001", "team/a", "/w/registry-certs"
 			return e
 		}()},
 		{name: "kind lab with two nodes and extras", env: func() Env {
