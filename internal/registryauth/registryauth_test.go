@@ -147,3 +147,36 @@ func TestTransport(t *testing.T) {
 		t.Fatalf("server saw %q, want %q", got, want)
 	}
 }
+
+func TestEnsure(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	hp, ap := filepath.Join(dir, "htpasswd"), filepath.Join(dir, "auth.json")
+	hosts := []string{"127.0.0.1:5001", "icr.keysync.test:5000"}
+	c1, fresh, err := Ensure(hp, ap, hosts, false)
+	if err != nil || !fresh {
+		t.Fatalf("first Ensure: fresh %v, %v", fresh, err)
+	}
+	st1, _ := os.Stat(hp)
+	c2, fresh, err := Ensure(hp, ap, hosts, false)
+	if err != nil || fresh || c2 != c1 {
+		t.Fatalf("second Ensure: fresh %v, same %v, %v: want the kept password", fresh, c2 == c1, err)
+	}
+	if st2, _ := os.Stat(hp); !st2.ModTime().Equal(st1.ModTime()) {
+		t.Fatal("second Ensure rewrote a matching htpasswd")
+	}
+	c3, fresh, err := Ensure(hp, ap, hosts, true)
+	if err != nil || !fresh || c3 == c1 {
+		t.Fatalf("rotating Ensure: fresh %v, same %v, %v: want a new password", fresh, c3 == c1, err)
+	}
+	if !HtpasswdMatches(hp, c3) || HtpasswdMatches(hp, c1) {
+		t.Fatal("htpasswd does not hold exactly the new password")
+	}
+	f, err := Load(ap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.Single(); got != c3 || strings.Join(f.Hosts(), ",") != strings.Join(hosts, ",") {
+		t.Fatalf("auth file %v for %v", got, f.Hosts())
+	}
+}

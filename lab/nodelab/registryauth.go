@@ -1,7 +1,6 @@
 package nodelab
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,9 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/crypto/bcrypt"
-
-	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/internal/registryauth"
 	"github.com/keysync-dev/keysync/lab"
 )
@@ -34,54 +30,19 @@ func registryNames(addr string) []string {
 }
 
 // ensureRegistryAuth makes the registry's htpasswd and the lab's auth file agree on one
-// password for user iamapikey: the one in the auth file when it has one (so up is
-// idempotent), a new random one when it has none or rotate is set. The htpasswd file is
-// rewritten only when its hash does not match; the registry rereads it on change, so a
-// rotation needs no restart.
+// password (registryauth.Ensure): kept across ups, new on rotate.
 func (r *runner) ensureRegistryAuth(rotate bool) (string, error) {
 	if err := os.MkdirAll(r.l.RegistryDir(), 0o755); err != nil {
 		return "", fmt.Errorf("failed to create %s: %w", r.l.RegistryDir(), err)
 	}
-	creds, note := registryauth.Credentials{}, "kept the password"
-	if f, err := registryauth.Load(r.l.RegistryAuthFile()); err == nil && !rotate {
-		if c, err := f.Single(); err == nil && c.Username == registryauth.Username {
-			creds = c
-		}
-	}
-	if creds.Password == "" {
-		pw, err := registryauth.NewPassword()
-		if err != nil {
-			return "", err
-		}
-		creds, note = registryauth.Credentials{Username: registryauth.Username, Password: pw}, "new password"
-	}
-	if !htpasswdMatches(r.l.RegistryHtpasswd(), creds) {
-		data, err := registryauth.Htpasswd(creds)
-		if err != nil {
-			return "", err
-		}
-		if err := atomicfile.Write(r.l.RegistryHtpasswd(), data, 0o600); err != nil {
-			return "", fmt.Errorf("failed to write the registry's htpasswd: %w", err)
-		}
-	}
-	if err := registryauth.Same(r.registryHosts(), creds).Write(r.l.RegistryAuthFile()); err != nil {
+	_, fresh, err := registryauth.Ensure(r.l.RegistryHtpasswd(), r.l.RegistryAuthFile(), r.registryHosts(), rotate)
+	if err != nil {
 		return "", err
 	}
-	return note, nil
-}
-
-// htpasswdMatches reports whether the htpasswd file at path has exactly one entry, for c.
-func htpasswdMatches(path string, c registryauth.Credentials) bool {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return false
+	if fresh {
+		return "new password", nil
 	}
-	line := string(bytes.TrimSpace(data))
-	user, hash, ok := strings.Cut(line, ":")
-	if !ok || strings.Contains(line, "\n") || user != c.Username {
-		return false
-	}
-	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(c.Password)) == nil
+	return "kept the password", nil
 }
 
 // registryHealth passes when the registry answers /v2/ with 200 to the lab's credentials.
