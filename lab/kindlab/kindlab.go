@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/kind/pkg/cluster"
 
 	"github.com/keysync-dev/keysync/internal/names"
+	"github.com/keysync-dev/keysync/internal/registryauth"
 	"github.com/keysync-dev/keysync/lab"
 )
 
@@ -279,11 +280,25 @@ func (l *Lab) startRegistry(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	svc := service{Name: RegistryContainer, Image: tag, Ports: map[string]string{"5000/tcp": RegistryHostAddr}, Ready: "/v2/"}
+	creds, fresh, err := l.ensureRegistryAuth(false)
+	if err != nil {
+		return "", err
+	}
+	// /v2/ answers 401 without credentials: any status counts as ready.
+	svc := service{Name: RegistryContainer, Image: tag, Ports: map[string]string{"5000/tcp": RegistryHostAddr}, Ready: "/v2/",
+		Binds: []string{l.RegistryAuthDir() + ":/auth:ro"}, Aliases: []string{RegistryAlias, RegistryPrivateAlias}}
 	if err := svc.start(ctx, l.Opts.Logger); err != nil {
 		return "", fmt.Errorf("failed to start the registry: %w", err)
 	}
-	return tag, nil
+	if err := installNodeAuth(ctx, l.Env.Nodes, creds); err != nil {
+		return "", err
+	}
+	l.registryEnv()
+	note := "kept the password"
+	if fresh {
+		note = "new password"
+	}
+	return fmt.Sprintf("%s, user %s (%s), names %s, %s", tag, registryauth.Username, note, RegistryPullAddr, RegistryPrivateAddr), nil
 }
 
 // waitHTTP polls url until it answers 200 or timeout passes.

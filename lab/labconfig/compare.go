@@ -29,6 +29,7 @@ func labSpecific() map[string]bool {
 		"crio.network.plugin_dirs":                true,
 		// Only a lab that pushes its pause image to its authenticated registry sets it.
 		"crio.image.pause_image_auth_file": false,
+		"crio.image.global_auth_file":      false,
 		// CRIO.State: only a lab sharing its host moves them.
 		"crio.root":                                false,
 		"crio.runroot":                             false,

@@ -55,6 +55,11 @@ type CRIO struct {
 	SignaturePolicy string
 	// PauseImage is the pause image reference; the lab pushes or preloads it.
 	PauseImage string
+	// GlobalAuthFile is CRI-O's global_auth_file: credentials for pulls that carry none
+	// (containers/image also falls back to it when a registries.conf rewrite drops a pull's
+	// credentials). A lab writes it for its own internal registry name only, never for the
+	// names the suites pull with; empty: none.
+	GlobalAuthFile string
 	// PauseImageAuthFile is a containers-auth.json CRI-O pulls the pause image with (a lab
 	// whose registry requires credentials and serves the pause image); empty: none.
 	PauseImageAuthFile string
@@ -223,6 +228,9 @@ func (p Params) validate() error {
 	check("CRIO.KeysPath", c.KeysPath, true)
 	check("CRIO.SignaturePolicy", c.SignaturePolicy, true)
 	check("CRIO.PauseImage", c.PauseImage, false)
+	if c.GlobalAuthFile != "" {
+		check("CRIO.GlobalAuthFile", c.GlobalAuthFile, true)
+	}
 	if c.PauseImageAuthFile != "" {
 		check("CRIO.PauseImageAuthFile", c.PauseImageAuthFile, true)
 	}

@@ -509,3 +509,11 @@ func (d *Driver) RunImageArgs(ctx context.Context, node, ref string, args []stri
 	defer cancel()
 	return podrun.Run(ctx, d.opts.Client, d.opts.RunNamespace, node, ref, args)
 }
+
+// RunImageArgsAuth is RunImageArgs with registry credentials: the Pod gets a pull Secret made
+// of authFile (a containers-auth.json document is a valid .dockerconfigjson).
+func (d *Driver) RunImageArgsAuth(ctx context.Context, node, ref string, args []string, authFile []byte) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.opts.RunTimeout)
+	defer cancel()
+	return podrun.RunAuth(ctx, d.opts.Client, d.opts.RunNamespace, node, ref, args, authFile)
+}

@@ -123,6 +123,20 @@ func (d *Driver) RunImageArgs(ctx context.Context, node, ref string, args []stri
 	return podrun.Run(ctx, d.opts.Client, d.opts.Namespace, node, ref, args)
 }
 
+// RunImageArgsAuth is RunImageArgs with registry credentials: the Pod gets a pull Secret
+// made of authFile (a containers-auth.json document is a valid .dockerconfigjson).
+func (d *Driver) RunImageArgsAuth(ctx context.Context, node, ref string, args []string, authFile []byte) (string, error) {
+	if err := d.tr.checkNode(node); err != nil {
+		return "", err
+	}
+	if d.opts.Client == nil {
+		return "", fmt.Errorf("kind: RunImage needs a Kubernetes client: %w", nodedriver.ErrUnsupported)
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.opts.RunTimeout)
+	defer cancel()
+	return podrun.RunAuth(ctx, d.opts.Client, d.opts.Namespace, node, ref, args, authFile)
+}
+
 // dockerExec is the docker exec transport: the agent binary, copied into each node container
 // once, run with `docker exec`.
 type dockerExec struct {

@@ -19,16 +19,41 @@ import (
 // returns what the container printed. The Pod is deleted when Run returns. A pull that fails
 // (ErrImagePull, ImagePullBackOff) ends the run at once with the kubelet's message.
 func Run(ctx context.Context, client kubernetes.Interface, namespace, node, ref string, args []string) (string, error) {
+	return RunAuth(ctx, client, namespace, node, ref, args, nil)
+}
+
+// RunAuth is Run with registry credentials: dockerConfigJSON (a .dockerconfigjson or
+// containers-auth.json document; nil: none) goes into a kubernetes.io/dockerconfigjson Secret
+// the Pod names in imagePullSecrets; the Secret is deleted with the Pod.
+func RunAuth(ctx context.Context, client kubernetes.Interface, namespace, node, ref string, args []string, dockerConfigJSON []byte) (string, error) {
 	pods := client.CoreV1().Pods(namespace)
+	name := "keysync-run-" + rand.String(8)
+	labels := map[string]string{"app.kubernetes.io/managed-by": "keysync-suites"}
+	var pullSecrets []corev1.LocalObjectReference
+	if dockerConfigJSON != nil {
+		secrets := client.CoreV1().Secrets(namespace)
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-pull", Labels: labels},
+			Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: dockerConfigJSON}}
+		if _, err := secrets.Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+			return "", fmt.Errorf("failed to create the pull Secret for image %s: %w", ref, err)
+		}
+		defer func() {
+			dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer dcancel()
+			_ = secrets.Delete(dctx, sec.Name, metav1.DeleteOptions{})
+		}()
+		pullSecrets = []corev1.LocalObjectReference{{Name: sec.Name}}
+	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:   "keysync-run-" + rand.String(8),
-			Labels: map[string]string{"app.kubernetes.io/managed-by": "keysync-suites"},
+			Name:   name,
+			Labels: labels,
 		},
 		Spec: corev1.PodSpec{
-			NodeName:      node,
-			RestartPolicy: corev1.RestartPolicyNever,
-			Tolerations:   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			NodeName:         node,
+			RestartPolicy:    corev1.RestartPolicyNever,
+			ImagePullSecrets: pullSecrets,
+			Tolerations:      []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 			Containers: []corev1.Container{{
 				Name:            "run",
 				Image:           ref,
