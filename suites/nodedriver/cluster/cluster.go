@@ -84,6 +84,10 @@ type Options struct {
 	// Placement puts the agent where the synchronizer under test runs (its DaemonSet's
 	// tolerations, node selector and affinity: see PlacementOf); nil tolerates every taint.
 	Placement *corev1.PodSpec
+	// PullSecret is a .dockerconfigjson (a containers-auth.json document is one) with the
+	// registry's credentials for Image: Deploy puts it in a Secret the agent pods name in
+	// imagePullSecrets, Close removes it. Nil: the image needs none.
+	PullSecret []byte
 	// RunNamespace holds RunImage's Pods (default "default").
 	RunNamespace string
 	// ReadyTimeout bounds the wait for one ready agent pod per node (default 3 minutes).
@@ -186,7 +190,12 @@ func DaemonSet(o Options) *appsv1.DaemonSet {
 	if o.SELinuxType != "" {
 		sc.SELinuxOptions = &corev1.SELinuxOptions{Type: o.SELinuxType}
 	}
+	var pullSecrets []corev1.LocalObjectReference
+	if o.PullSecret != nil {
+		pullSecrets = []corev1.LocalObjectReference{{Name: PullSecretName}}
+	}
 	spec := corev1.PodSpec{
+		ImagePullSecrets:              pullSecrets,
 		Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 		TerminationGracePeriodSeconds: new(int64),
 		AutomountServiceAccountToken:  &no,
@@ -240,6 +249,9 @@ func Deploy(ctx context.Context, opts Options) (_ *Driver, err error) {
 			}
 		}
 	}()
+	if err := d.ensurePullSecret(ctx); err != nil {
+		return nil, err
+	}
 	dss := opts.Client.AppsV1().DaemonSets(opts.Namespace)
 	want := DaemonSet(opts)
 	if cur, err := dss.Get(ctx, AgentName, metav1.GetOptions{}); err == nil {
@@ -376,6 +388,32 @@ func (d *Driver) Close() error {
 	err := cs.AppsV1().DaemonSets(d.opts.Namespace).Delete(ctx, AgentName, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("failed to delete DaemonSet %s/%s: %w", d.opts.Namespace, AgentName, err)
+	}
+	if d.opts.PullSecret != nil {
+		err := cs.CoreV1().Secrets(d.opts.Namespace).Delete(ctx, PullSecretName, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("failed to delete Secret %s/%s: %w", d.opts.Namespace, PullSecretName, err)
+		}
+	}
+	return nil
+}
+
+// PullSecretName is the agent pods' registry pull Secret (Options.PullSecret).
+const PullSecretName = AgentName + "-pull"
+
+// ensurePullSecret creates (or replaces) the agent's pull Secret when Options.PullSecret is set.
+func (d *Driver) ensurePullSecret(ctx context.Context) error {
+	if d.opts.PullSecret == nil {
+		return nil
+	}
+	secrets := d.opts.Client.CoreV1().Secrets(d.opts.Namespace)
+	if err := secrets.Delete(ctx, PullSecretName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("failed to replace Secret %s/%s: %w", d.opts.Namespace, PullSecretName, err)
+	}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: PullSecretName, Labels: map[string]string{labelManaged: managedBy}},
+		Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: d.opts.PullSecret}}
+	if _, err := secrets.Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("failed to create the node agent's pull Secret %s/%s: %w", d.opts.Namespace, PullSecretName, err)
 	}
 	return nil
 }
