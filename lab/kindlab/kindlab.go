@@ -284,6 +284,15 @@ func (l *Lab) startRegistry(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// A registry container from before credentials (no /auth mount, no network aliases)
+	// cannot be reused: its images go with it, the fixtures and the synchronizer are pushed
+	// again by their steps.
+	if mounts, err := docker(ctx, nil, "inspect", "-f", "{{range .Mounts}}{{.Destination}} {{end}}", RegistryContainer); err == nil &&
+		!strings.Contains(mounts, "/auth") {
+		if _, err := docker(ctx, nil, "rm", "-f", RegistryContainer); err != nil {
+			return "", fmt.Errorf("failed to replace the registry container made before credentials: %w", err)
+		}
+	}
 	// /v2/ answers 401 without credentials: any status counts as ready.
 	svc := service{Name: RegistryContainer, Image: tag, Ports: map[string]string{"5000/tcp": RegistryHostAddr}, Ready: "/v2/",
 		Binds: []string{l.RegistryAuthDir() + ":/auth:ro"}, Aliases: []string{RegistryAlias, RegistryPrivateAlias}}
