@@ -230,6 +230,8 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 			if err != nil {
 				return nil, err
 			}
+			// The new node's pulls carry the registry's credentials too.
+			_, d = withRegistryAuth(one, d)
 			return nodedriver.Guard(d, owned), nil
 		})
 	}
