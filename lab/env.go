@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -101,8 +102,8 @@ const (
 
 // Env is the lab description, written by a lab's bring-up and read by the suites (contract 4).
 // On disk it is an env file: one KEY=VALUE per line, '#' comments, no quoting; each value is
-// the rest of the line after the first '='. Only ADD_NODE_CMD, REMOVE_NODE_CMD and SYNCHRONIZER may
-// hold spaces, so read the file with a parser (ParseEnv, or sed), not by sourcing it in a shell.
+// the rest of the line after the first '='. Only the *_CMD keys and SYNCHRONIZER may hold
+// spaces, so read the file with a parser (ParseEnv, or sed), not by sourcing it in a shell.
 type Env struct {
 	// Lab is KEYSYNC_LAB: "node", "kind" or "cluster". It names the lab in reports; the
 	// suites decide what to run from Capabilities and NodeAccess, never from this name.
@@ -141,6 +142,24 @@ type Env struct {
 	SyncSubdir string
 	// Registry is REGISTRY: host:port of the lab registry, as the nodes pull from it.
 	Registry string
+	// RegistryAuthFile is REGISTRY_AUTH_FILE: the absolute path of a containers-auth.json
+	// (mode 0600) with the registry's credentials for every host name that reaches it
+	// (CapRegistryAuth). Every push and pull of the run reads it; the env file never holds
+	// the password itself. It may change during a run (rotation): read it when needed.
+	RegistryAuthFile string
+	// RegistryPush is REGISTRY_PUSH: host[:port] the runner pushes to when it differs from
+	// REGISTRY (the nodes' address of the same registry); empty: REGISTRY.
+	RegistryPush string
+	// RegistryPrefix is REGISTRY_PREFIX: the repository prefix the run's pushes go under
+	// (empty: none).
+	RegistryPrefix string
+	// RegistryCertDir is REGISTRY_CERT_DIR: a directory with the registry's CA (ca.crt) for
+	// the runner's pushes; empty: the system's roots.
+	RegistryCertDir string
+	// RotateRegistryPasswordCmd is ROTATE_REGISTRY_PASSWORD_CMD: a command line (split on
+	// spaces) that gives the registry a new password and rewrites RegistryAuthFile, without
+	// restarting anything; empty when the lab cannot rotate it. It may hold spaces.
+	RotateRegistryPasswordCmd string
 	// MockKPURL, MockKPTokenURL and MockKPAdminURL are MOCKKP_URL, MOCKKP_TOKEN_URL and
 	// MOCKKP_ADMIN_URL: mockkp as reachable from where the suites run.
 	MockKPURL      string
@@ -220,6 +239,11 @@ func envFields() []envField {
 		str("KEYS_ROOT", func(e *Env) *string { return &e.KeysRoot }),
 		str("SYNC_SUBDIR", func(e *Env) *string { return &e.SyncSubdir }),
 		str("REGISTRY", func(e *Env) *string { return &e.Registry }),
+		str("REGISTRY_AUTH_FILE", func(e *Env) *string { return &e.RegistryAuthFile }),
+		str("REGISTRY_PUSH", func(e *Env) *string { return &e.RegistryPush }),
+		str("REGISTRY_PREFIX", func(e *Env) *string { return &e.RegistryPrefix }),
+		str("REGISTRY_CERT_DIR", func(e *Env) *string { return &e.RegistryCertDir }),
+		str("ROTATE_REGISTRY_PASSWORD_CMD", func(e *Env) *string { return &e.RotateRegistryPasswordCmd }),
 		str("MOCKKP_URL", func(e *Env) *string { return &e.MockKPURL }),
 		str("MOCKKP_TOKEN_URL", func(e *Env) *string { return &e.MockKPTokenURL }),
 		str("MOCKKP_ADMIN_URL", func(e *Env) *string { return &e.MockKPAdminURL }),
@@ -280,6 +304,12 @@ func (e Env) Validate() error {
 	}
 	if e.Has(CapAddNode) && (e.AddNodeCmd == "" || e.RemoveNodeCmd == "") {
 		errs = append(errs, errors.New("capability add-node needs ADD_NODE_CMD and REMOVE_NODE_CMD"))
+	}
+	if e.Has(CapRegistryAuth) && e.RegistryAuthFile == "" {
+		errs = append(errs, errors.New("capability registry-auth needs REGISTRY_AUTH_FILE"))
+	}
+	if e.RegistryAuthFile != "" && !filepath.IsAbs(e.RegistryAuthFile) {
+		errs = append(errs, fmt.Errorf("REGISTRY_AUTH_FILE %q is not an absolute path", e.RegistryAuthFile))
 	}
 	if e.Has(CapEtcd) && len(e.EtcdEndpoints) == 0 {
 		errs = append(errs, errors.New("capability etcd needs ETCD_ENDPOINTS"))

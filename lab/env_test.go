@@ -37,6 +37,14 @@ func TestEnvRoundTrip(t *testing.T) {
 			e.Synchronizer = "/opt/my-sync --kubeconfig {kubeconfig} --dir={keys-dir} # not a comment"
 			return e
 		}()},
+		{name: "node lab with registry auth", env: func() Env {
+			e := sampleEnv()
+			e.Capabilities = []Capability{CapRegistryAuth}
+			e.RegistryAuthFile = "/w/registry/auth.json"
+			e.RotateRegistryPasswordCmd = "/bin/keysync lab rotate-registry-password --kind node --work-dir /w"
+			e.RegistryPush, e.RegistryPrefix, e.RegistryCertDir = "127.0.0.1:5001", "team/a", "/w/registry-certs"
+			return e
+		}()},
 		{name: "kind lab with two nodes and extras", env: func() Env {
 			e := sampleEnv()
 			e.Lab, e.CRIEndpoint, e.KeysRoot = KindKind, "", ""
@@ -131,6 +139,10 @@ func TestLoadEnvErrors(t *testing.T) {
 			wantErr: []string{"CRI_ENDPOINT is missing", "KEYS_ROOT is missing"}},
 		{name: "cluster without agent image", content: ptr("KEYSYNC_LAB=cluster\nKUBECONFIG=/k\nNODES=n\n"),
 			wantErr: []string{"NODE_AGENT_IMAGE is missing"}},
+		{name: "registry-auth without auth file", content: ptr("KEYSYNC_LAB=kind\nKUBECONFIG=/k\nNODES=n\nCAPABILITIES=registry-auth\n"),
+			wantErr: []string{"capability registry-auth needs REGISTRY_AUTH_FILE"}},
+		{name: "relative auth file", content: ptr("KEYSYNC_LAB=kind\nKUBECONFIG=/k\nNODES=n\nREGISTRY_AUTH_FILE=auth.json\n"),
+			wantErr: []string{`REGISTRY_AUTH_FILE "auth.json" is not an absolute path`}},
 		{name: "garbage", content: ptr("\x00\x01\n"), wantErr: []string{"failed to parse lab env file", "line 1"}},
 	}
 	for _, tt := range tests {

@@ -41,6 +41,15 @@ type Disrupter interface {
 	RestartAPIServer(ctx context.Context, out io.Writer) error
 }
 
+// RegistryRotator is implemented by labs whose registry requires credentials (capability
+// registry-auth) and can change its password: RotateRegistryPassword gives the registry a new
+// random password and rewrites the lab's auth file (REGISTRY_AUTH_FILE) without restarting
+// anything; what pulled with the old password fails from then on. The env file's
+// ROTATE_REGISTRY_PASSWORD_CMD runs it (`keysync lab rotate-registry-password`).
+type RegistryRotator interface {
+	RotateRegistryPassword(ctx context.Context) error
+}
+
 // Status is what Lab.Status found, one entry per component in bring-up order.
 type Status struct {
 	Kind       string

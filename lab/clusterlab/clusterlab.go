@@ -7,6 +7,7 @@
 package clusterlab
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	"github.com/keysync-dev/keysync/fixtures/manifest"
 	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/internal/ociimage"
+	"github.com/keysync-dev/keysync/internal/registryauth"
 	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/suites/nodedriver/agentbin"
 	"github.com/keysync-dev/keysync/suites/nodedriver/cluster"
@@ -39,8 +41,14 @@ const DefaultEnvFile = "_out/cluster.env"
 type Options struct {
 	// Kubeconfig is an admin kubeconfig of the cluster. Required.
 	Kubeconfig string
-	// Registry is host:port of a registry every node pulls from. Required.
+	// Registry is host[:port][/prefix] of a registry every node pulls from: images go under
+	// the prefix. Required.
 	Registry string
+	// NodeRegistry is host[:port] under which the nodes reach Registry when it differs from
+	// the address this host pushes to; empty: the same.
+	NodeRegistry string
+	// CAFile is the registry's CA certificate (PEM); empty: the system's roots (or CertDir).
+	CAFile string
 	// TLSVerify verifies the registry's certificate; false also allows plain HTTP.
 	TLSVerify bool
 	// Creds ("user:password"), AuthFile and CertDir reach the registry.
@@ -64,7 +72,17 @@ type Options struct {
 }
 
 // Lab is the cluster lab.
-type Lab struct{ opts Options }
+type Lab struct {
+	opts Options
+	// reg is Registry and NodeRegistry parsed; auth the registry's credentials (nil: none);
+	// ca the CAFile's bytes.
+	reg  registryTarget
+	auth registryauth.File
+	ca   []byte
+	// authPath and certDir are the files Up writes for later steps (REGISTRY_AUTH_FILE,
+	// REGISTRY_CERT_DIR).
+	authPath, certDir string
+}
 
 var _ lab.Lab = (*Lab)(nil)
 
@@ -75,6 +93,23 @@ func New(opts Options) (*Lab, error) {
 	}
 	if opts.Registry == "" {
 		return nil, errors.New("--registry is required: a registry every node of the cluster pulls from")
+	}
+	reg, err := parseRegistry(opts.Registry, opts.NodeRegistry)
+	if err != nil {
+		return nil, err
+	}
+	auth, err := registryAuth(opts.Creds, opts.AuthFile, reg)
+	if err != nil {
+		return nil, err
+	}
+	var ca []byte
+	if opts.CAFile != "" {
+		if opts.CertDir != "" {
+			return nil, errors.New("--ca-file and --cert-dir exclude each other (--cert-dir holds ca.crt itself)")
+		}
+		if ca, err = readCA(opts.CAFile); err != nil {
+			return nil, err
+		}
 	}
 	if (opts.AddNodeCmd == "") != (opts.RemoveNodeCmd == "") {
 		return nil, errors.New("--add-node-cmd and --remove-node-cmd go together")
@@ -100,13 +135,17 @@ func New(opts Options) (*Lab, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	var err error
 	for _, p := range []*string{&opts.Kubeconfig, &opts.EnvPath, &opts.Out} {
 		if *p, err = filepath.Abs(*p); err != nil {
 			return nil, fmt.Errorf("failed to resolve %s: %w", *p, err)
 		}
 	}
-	return &Lab{opts: opts}, nil
+	if opts.CertDir != "" {
+		if opts.CertDir, err = filepath.Abs(opts.CertDir); err != nil {
+			return nil, fmt.Errorf("failed to resolve --cert-dir: %w", err)
+		}
+	}
+	return &Lab{opts: opts, reg: reg, auth: auth, ca: ca}, nil
 }
 
 // Kind is lab.KindCluster.
@@ -126,8 +165,8 @@ func (l *Lab) client() (*kubernetes.Clientset, error) {
 
 func (l *Lab) registryOptions(out string) fixtures.Options {
 	o := l.opts
-	return fixtures.Options{Out: out, Registry: o.Registry, InsecureSkipTLSVerify: !o.TLSVerify,
-		Credentials: o.Creds, AuthFile: o.AuthFile, CertDir: o.CertDir, Logger: o.Logger}
+	return fixtures.Options{Out: out, Registry: l.reg.push, Prefix: l.reg.repo(fixtures.DefaultPrefix),
+		InsecureSkipTLSVerify: !o.TLSVerify, AuthFile: l.authPath, CertDir: cmp.Or(l.certDir, o.CertDir), Logger: o.Logger}
 }
 
 // Up checks the cluster, pushes the fixtures and the node agent image, and writes the env file.
@@ -135,7 +174,7 @@ func (l *Lab) Up(ctx context.Context, out io.Writer) (lab.Env, error) {
 	o := l.opts
 	env := lab.Env{Lab: lab.KindCluster, NodeAccess: lab.AccessPod,
 		Capabilities: []lab.Capability{lab.CapCluster, lab.CapRunImage},
-		Kubeconfig:   o.Kubeconfig, Registry: o.Registry, SyncerNamespace: o.SyncerNamespace,
+		Kubeconfig:   o.Kubeconfig, Registry: l.reg.node, SyncerNamespace: o.SyncerNamespace,
 		SyncSubdir: o.SyncSubdir, KeysRoot: o.KeysRoot, CRIEndpoint: strings.TrimPrefix(o.CRISocket, "unix://"),
 		AddNodeCmd: o.AddNodeCmd, RemoveNodeCmd: o.RemoveNodeCmd}
 	if o.AddNodeCmd != "" {
@@ -155,6 +194,28 @@ func (l *Lab) Up(ctx context.Context, out io.Writer) (lab.Env, error) {
 		env.Capabilities = append(env.Capabilities, lab.CapMockKP)
 	}
 	steps := []lab.Step{
+		{Name: "Writing the registry settings", Run: func(context.Context) (string, error) {
+			var err error
+			if l.authPath, l.certDir, err = writeRegistryFiles(o.Out, l.auth, l.ca); err != nil {
+				return "", err
+			}
+			env.RegistryPrefix, env.RegistryCertDir = l.reg.prefix, cmp.Or(l.certDir, o.CertDir)
+			if l.reg.push != l.reg.node {
+				env.RegistryPush = l.reg.push
+			}
+			if l.authPath != "" {
+				env.RegistryAuthFile = l.authPath
+				env.Capabilities = append(env.Capabilities, lab.CapRegistryAuth)
+			}
+			note := "push " + l.reg.push + ", nodes pull from " + l.reg.node
+			if l.reg.prefix != "" {
+				note += ", prefix " + l.reg.prefix
+			}
+			if l.authPath != "" {
+				note += ", credentials in " + l.authPath
+			}
+			return note, nil
+		}},
 		{Name: "Reading the cluster", Run: func(ctx context.Context) (string, error) {
 			nodes, err := l.readCluster(ctx)
 			env.Nodes = nodes
@@ -241,6 +302,9 @@ func (l *Lab) pushFixtures(ctx context.Context) (string, string, error) {
 		}
 		return "", "", fmt.Errorf("failed to push the fixtures%s: %w", hint, err)
 	}
+	if err := rewriteManifest(manifest.Path(o.Out), l.reg); err != nil {
+		return "", "", fmt.Errorf("failed to point the fixtures manifest at %s: %w", l.reg.node, err)
+	}
 	return manifest.Path(o.Out), fmt.Sprintf("%d images", len(m.Variants)), nil
 }
 
@@ -266,10 +330,11 @@ func (l *Lab) pushAgent(ctx context.Context) (string, string, error) {
 	if err := ociimage.WriteLayout(layout, []string{tag}, map[string]ociimage.Image{tag: img}); err != nil {
 		return "", "", err
 	}
-	ref := l.opts.Registry + "/" + cluster.AgentRepo + ":" + tag
+	ref := l.reg.push + "/" + l.reg.repo(cluster.AgentRepo) + ":" + tag
 	if _, err := fixtures.CopyImage(ctx, "oci:"+layout+":"+tag, ref, l.registryOptions(l.opts.Out)); err != nil {
 		return "", "", err
 	}
+	ref = l.reg.nodeRef(ref)
 	return ref, fmt.Sprintf("%s (agent %s)", ref, from), nil
 }
 

@@ -62,6 +62,9 @@ func (l *Lab) AddNode(ctx context.Context, name string, timeout time.Duration) e
 		case <-time.After(time.Second):
 		}
 	}
+	if err := l.nodeAuth(ctx, name); err != nil {
+		return err
+	}
 	join, err := docker(ctx, nil, "exec", l.controlPlane(), "kubeadm", "token", "create", "--ttl", "10m", "--print-join-command")
 	if err != nil {
 		return fmt.Errorf("failed to create a join token: %w", err)

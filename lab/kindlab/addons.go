@@ -52,18 +52,21 @@ func randomHex(n int) string {
 }
 
 // FixturesStep pushes the fixtures to the lab registry through its host port (package
-// fixtures, in this process); the references in the manifest (127.0.0.1:5001/...) resolve on
-// the nodes to the registry container.
+// fixtures, in this process, with the lab's credentials); the manifest's references name
+// RegistryPullAddr, the registry's network alias the nodes pull from with credentials.
 func FixturesStep(p Parts) func(*Lab) lab.Step {
 	return func(l *Lab) lab.Step {
 		return lab.Step{Name: "Pushing the fixtures", Run: func(ctx context.Context) (string, error) {
 			out := filepath.Join(l.Opts.OutDir, "fixtures")
-			m, err := fixtures.Push(ctx, fixtures.Options{Out: out, Registry: RegistryHostAddr,
+			m, err := fixtures.Push(ctx, fixtures.Options{Out: out, Registry: RegistryHostAddr, AuthFile: l.RegistryAuthFile(),
 				InsecureSkipTLSVerify: true, SourceDir: p.Root, Logger: l.Opts.Logger})
 			if err != nil {
 				return "", fmt.Errorf("failed to push fixtures: %w", err)
 			}
 			l.Env.FixturesManifest = manifest.Path(out)
+			if err := pullRefs(l.Env.FixturesManifest); err != nil {
+				return "", fmt.Errorf("failed to point the fixtures manifest at %s: %w", RegistryPullAddr, err)
+			}
 			if _, err := os.Stat(l.Env.FixturesManifest); err != nil {
 				return "", fmt.Errorf("fixtures push wrote no manifest: %w", err)
 			}
@@ -200,7 +203,7 @@ func SyncerStep(p Parts) func(*Lab) lab.Step {
 			if _, err := docker(ctx, nil, "tag", local, ref); err != nil {
 				return "", err
 			}
-			if _, err := docker(ctx, nil, "push", ref); err != nil {
+			if _, err := docker(ctx, nil, "--config", l.DockerConfigDir(), "push", ref); err != nil {
 				return "", err
 			}
 			overlay := filepath.Join(l.Opts.OutDir, "syncer-overlay")

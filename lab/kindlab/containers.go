@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"net/netip"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -33,7 +33,9 @@ type service struct {
 	Ports map[string]string
 	// Binds are docker bind mounts ("host:container:ro").
 	Binds []string
-	Cmd   []string
+	// Aliases are further names of the container on its network.
+	Aliases []string
+	Cmd     []string
 	// Ready is the HTTP path (on the lowest container port's host address) that answers once
 	// the service serves; any status counts.
 	Ready string
@@ -76,7 +78,7 @@ func (s service) requestOptions(logger *slog.Logger) ([]testcontainers.Container
 		testcontainers.WithReuseByName(s.Name),
 		testcontainers.WithLabels(map[string]string{LabelLab: DefaultName}),
 		testcontainers.WithExposedPorts(exposed...),
-		tcnetwork.WithNetworkName(nil, cmp.Or(s.Network, KindNetwork)),
+		tcnetwork.WithNetworkName(s.Aliases, cmp.Or(s.Network, KindNetwork)),
 		testcontainers.WithLogger(tcLogger{l: logger}),
 		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) {
 			hc.PortBindings = bindings
@@ -111,9 +113,33 @@ func (s service) start(ctx context.Context, logger *slog.Logger) error {
 	}
 	// Our own readiness wait on the fixed loopback address (any HTTP status: it listens).
 	url := "http://" + s.Ports[s.readyPort()] + s.Ready
-	if err := waitHTTP(ctx, url, 30*time.Second); err != nil && !strings.Contains(err.Error(), "status ") {
+	if err := waitAnswer(ctx, url, 30*time.Second); err != nil {
 		logs, _ := docker(ctx, nil, "logs", "--tail", "20", s.Name)
 		return fmt.Errorf("container %s does not serve: %w (last logs: %s)", s.Name, err, logs)
 	}
 	return nil
+}
+
+// waitAnswer polls url until it answers with any HTTP status (a registry that requires
+// credentials answers 401) or timeout passes.
+func waitAnswer(ctx context.Context, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return fmt.Errorf("failed to build request for %s: %w", url, err)
+		}
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("failed to reach %s within %s: %w", url, timeout, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

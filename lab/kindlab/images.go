@@ -5,7 +5,9 @@ import "github.com/keysync-dev/keysync/internal/ociimage"
 // RegistryRepo is the local repository of the lab registry's image.
 const RegistryRepo = "keysync/kind-registry"
 
-// registryConfig is Debian docker-registry's configuration inside the lab's registry container.
+// registryConfig is Debian docker-registry's configuration inside the lab's registry container:
+// basic authentication against /auth/htpasswd (the lab's RegistryAuthDir, mounted; the
+// registry rereads it when it changes).
 const registryConfig = `version: 0.1
 log:
   level: warn
@@ -16,6 +18,10 @@ storage:
     enabled: true
 http:
   addr: :5000
+auth:
+  htpasswd:
+    realm: keysync
+    path: /auth/htpasswd
 `
 
 // RegistryImage is the lab registry: Debian's docker-registry binary (dynamically linked: its

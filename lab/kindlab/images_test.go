@@ -8,9 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keysync-dev/keysync/internal/registryauth"
+	"github.com/keysync-dev/keysync/lab"
 )
 
 // TestRegistryImageContents checks the registry image's files without a Docker daemon.
@@ -102,7 +106,17 @@ func TestRegistryImage(t *testing.T) {
 		docker(context.Background(), nil, "rm", "-f", "-v", name)
 		docker(context.Background(), nil, "network", "rm", name)
 	})
-	svc := service{Name: name, Image: tag, Network: name, Ports: map[string]string{"5000/tcp": addr}, Ready: "/v2/"}
+	authDir := t.TempDir()
+	creds := registryauth.Credentials{Username: registryauth.Username, Password: "test-password"}
+	hp, err := registryauth.Htpasswd(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(authDir, "htpasswd"), hp, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svc := service{Name: name, Image: tag, Network: name, Ports: map[string]string{"5000/tcp": addr}, Ready: "/v2/",
+		Binds: []string{authDir + ":/auth:ro"}}
 	logger := slog.New(slog.DiscardHandler)
 	if err := svc.start(ctx, logger); err != nil {
 		t.Fatal(err)
@@ -114,7 +128,12 @@ func TestRegistryImage(t *testing.T) {
 	if !strings.HasSuffix(first, " "+DefaultName) {
 		t.Fatalf("container %s: id and lab label = %q, want the label %s=%s", name, first, LabelLab, DefaultName)
 	}
-	if err := waitHTTP(ctx, "http://"+addr+"/v2/", 30*time.Second); err != nil {
+	// The registry requires the credentials: 401 without them, 200 with them.
+	if err := lab.CheckHTTP(ctx, nil, "http://"+addr+"/v2/"); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("GET /v2/ without credentials: %v, want 401", err)
+	}
+	client := registryauth.Same([]string{addr}, creds).Client(nil)
+	if err := lab.WaitHTTP(ctx, client, "http://"+addr+"/v2/", 30*time.Second); err != nil {
 		logs, _ := docker(ctx, nil, "logs", name)
 		t.Fatalf("%v; logs: %s", err, logs)
 	}
@@ -131,7 +150,7 @@ func TestRegistryImage(t *testing.T) {
 	if second != first {
 		t.Fatalf("second start made a new container: %q, first was %q", second, first)
 	}
-	if err := waitHTTP(ctx, "http://"+addr+"/v2/", 30*time.Second); err != nil {
+	if err := lab.WaitHTTP(ctx, client, "http://"+addr+"/v2/", 30*time.Second); err != nil {
 		t.Fatalf("registry does not serve after the restart: %v", err)
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/kind/pkg/cluster"
 
 	"github.com/keysync-dev/keysync/internal/names"
+	"github.com/keysync-dev/keysync/internal/registryauth"
 	"github.com/keysync-dev/keysync/lab"
 )
 
@@ -288,11 +289,34 @@ func (l *Lab) startRegistry(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	svc := service{Name: RegistryContainer, Image: tag, Ports: map[string]string{"5000/tcp": RegistryHostAddr}, Ready: "/v2/"}
+	creds, fresh, err := l.ensureRegistryAuth(false)
+	if err != nil {
+		return "", err
+	}
+	// A registry container from before credentials (no /auth mount, no network aliases)
+	// cannot be reused: its images go with it, the fixtures and the synchronizer are pushed
+	// again by their steps.
+	if mounts, err := docker(ctx, nil, "inspect", "-f", "{{range .Mounts}}{{.Destination}} {{end}}", RegistryContainer); err == nil &&
+		!strings.Contains(mounts, "/auth") {
+		if _, err := docker(ctx, nil, "rm", "-f", RegistryContainer); err != nil {
+			return "", fmt.Errorf("failed to replace the registry container made before credentials: %w", err)
+		}
+	}
+	// /v2/ answers 401 without credentials: any status counts as ready.
+	svc := service{Name: RegistryContainer, Image: tag, Ports: map[string]string{"5000/tcp": RegistryHostAddr}, Ready: "/v2/",
+		Binds: []string{l.RegistryAuthDir() + ":/auth:ro"}, Aliases: []string{RegistryAlias, RegistryPrivateAlias}}
 	if err := svc.start(ctx, l.Opts.Logger); err != nil {
 		return "", fmt.Errorf("failed to start the registry: %w", err)
 	}
-	return tag, nil
+	if err := installNodeAuth(ctx, l.Env.Nodes, creds); err != nil {
+		return "", err
+	}
+	l.registryEnv()
+	note := "kept the password"
+	if fresh {
+		note = "new password"
+	}
+	return fmt.Sprintf("%s, user %s (%s), names %s, %s", tag, registryauth.Username, note, RegistryPullAddr, RegistryPrivateAddr), nil
 }
 
 // waitHTTP polls url until it answers 200 or timeout passes.

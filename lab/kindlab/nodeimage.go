@@ -16,6 +16,8 @@ func NodeImageParams(pauseVersion string) (labconfig.Params, error) {
 	return labconfig.Kind(labconfig.KindInput{
 		Registry:        RegistryNodeAddr,
 		RegistryAliases: []string{RegistryHostAddr, RegistryHostAlias},
+		RegistryNames:   []string{RegistryPullAddr, RegistryPrivateAddr},
+		GlobalAuthFile:  NodeAuthFile,
 		PauseVersion:    pauseVersion,
 	})
 }

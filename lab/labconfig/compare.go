@@ -27,6 +27,9 @@ func labSpecific() map[string]bool {
 		"crio.image.insecure_registries":          true,
 		"crio.network.network_dir":                true,
 		"crio.network.plugin_dirs":                true,
+		// Only a lab that pushes its pause image to its authenticated registry sets it.
+		"crio.image.pause_image_auth_file": false,
+		"crio.image.global_auth_file":      false,
 		// CRIO.State: only a lab sharing its host moves them.
 		"crio.root":                                false,
 		"crio.runroot":                             false,
@@ -178,8 +181,12 @@ func checkRegistries(p Params, data []byte) (*registriesRest, error) {
 	var blocked []string
 	for _, r := range rc.Registry {
 		if slices.Contains(own, r.Prefix) {
-			if r.Location != p.Registry || !r.Insecure || r.Blocked {
-				errs = append(errs, fmt.Errorf("%s lab: registries.conf entry %+v, want insecure, not blocked, location %s", p.Lab, r, p.Registry))
+			loc := p.Registry
+			if slices.Contains(p.RegistryNames, r.Prefix) {
+				loc = r.Prefix
+			}
+			if r.Location != loc || !r.Insecure || r.Blocked {
+				errs = append(errs, fmt.Errorf("%s lab: registries.conf entry %+v, want insecure, not blocked, location %s", p.Lab, r, loc))
 			}
 			own = slices.DeleteFunc(own, func(s string) bool { return s == r.Prefix })
 			continue

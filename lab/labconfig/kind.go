@@ -12,6 +12,11 @@ type KindInput struct {
 	Registry string
 	// RegistryAliases reach Registry too (the host's published port).
 	RegistryAliases []string
+	// RegistryNames are other host names of the registry on the kind network (its network
+	// aliases), pulled from without rewrite.
+	RegistryNames []string
+	// GlobalAuthFile is CRI-O's global_auth_file on the nodes (see CRIO.GlobalAuthFile).
+	GlobalAuthFile string
 	// PauseVersion is the preloaded pause image's tag (versions.env PAUSE_VERSION).
 	PauseVersion string
 }
@@ -31,12 +36,14 @@ func Kind(in KindInput) (Params, error) {
 		Lab:             "kind",
 		Registry:        in.Registry,
 		RegistryAliases: in.RegistryAliases,
+		RegistryNames:   in.RegistryNames,
 		Preloaded:       []string{kubeadmRegistry},
 		CRIO: CRIO{
 			Listen:          names.CRISocket,
 			KeysPath:        names.KeysRoot,
 			SignaturePolicy: "/etc/containers/policy.json",
 			PauseImage:      kubeadmRegistry + "/pause:" + in.PauseVersion,
+			GlobalAuthFile:  in.GlobalAuthFile,
 			CgroupManager:   "systemd",
 			PinnsPath:       "/usr/local/bin/pinns",
 			RuntimePath:     "/usr/local/bin/keysync-runtime-wrapper",

@@ -29,8 +29,14 @@ type Params struct {
 	Lab string
 	// Registry is the lab registry as the nodes pull from it (host:port, plain HTTP).
 	Registry string
-	// RegistryAliases are other prefixes that reach Registry (the kind lab's host port).
+	// RegistryAliases are other prefixes that CRI-O rewrites to Registry (the kind lab's host
+	// port). A rewrite drops the pull's explicit credentials (containers/image sends them only
+	// to the host the image names), so with an authenticated registry they are for pushes.
 	RegistryAliases []string
+	// RegistryNames are other host names that reach the lab registry themselves (they resolve
+	// to it inside the lab, like the several host names of one region's registry): plain
+	// HTTP, no rewrite, so a pull through them carries its credentials.
+	RegistryNames []string
 	// Preloaded are registries whose images the node image already holds (the kind lab's
 	// control-plane images). The signature policy accepts them, because CRI-O checks it when it
 	// creates a container too; registries.conf still blocks every pull from them.
@@ -49,6 +55,14 @@ type CRIO struct {
 	SignaturePolicy string
 	// PauseImage is the pause image reference; the lab pushes or preloads it.
 	PauseImage string
+	// GlobalAuthFile is CRI-O's global_auth_file: credentials for pulls that carry none
+	// (containers/image also falls back to it when a registries.conf rewrite drops a pull's
+	// credentials). A lab writes it for its own internal registry name only, never for the
+	// names the suites pull with; empty: none.
+	GlobalAuthFile string
+	// PauseImageAuthFile is a containers-auth.json CRI-O pulls the pause image with (a lab
+	// whose registry requires credentials and serves the pause image); empty: none.
+	PauseImageAuthFile string
 	// CgroupManager is "systemd" (a kubelet with the systemd driver) or "cgroupfs".
 	CgroupManager string
 	// PinnsPath is CRI-O's pinns binary.
@@ -95,7 +109,7 @@ func Render(p Params) (Files, error) {
 		Params
 		Blocked            []string
 		InsecureRegistries []string
-	}{Params: p, Blocked: blocked, InsecureRegistries: []string{p.Registry}}
+	}{Params: p, Blocked: blocked, InsecureRegistries: append([]string{p.Registry}, p.RegistryNames...)}
 	var f Files
 	if f.DropIn, err = execute("crio.conf.tmpl", data); err != nil {
 		return Files{}, err
@@ -172,9 +186,9 @@ func policy(p Params) ([]byte, error) {
 	return append(out, '\n'), nil
 }
 
-// labRegistries are the registry and its aliases.
+// labRegistries are the registry, its aliases and its other names.
 func (p Params) labRegistries() []string {
-	return append([]string{p.Registry}, p.RegistryAliases...)
+	return append(append([]string{p.Registry}, p.RegistryAliases...), p.RegistryNames...)
 }
 
 // accepted are the docker scopes the policy accepts.
@@ -203,6 +217,9 @@ func (p Params) validate() error {
 	for i, r := range p.RegistryAliases {
 		host(fmt.Sprintf("RegistryAliases[%d]", i), r)
 	}
+	for i, r := range p.RegistryNames {
+		host(fmt.Sprintf("RegistryNames[%d]", i), r)
+	}
 	for i, r := range p.Preloaded {
 		host(fmt.Sprintf("Preloaded[%d]", i), r)
 	}
@@ -211,6 +228,12 @@ func (p Params) validate() error {
 	check("CRIO.KeysPath", c.KeysPath, true)
 	check("CRIO.SignaturePolicy", c.SignaturePolicy, true)
 	check("CRIO.PauseImage", c.PauseImage, false)
+	if c.GlobalAuthFile != "" {
+		check("CRIO.GlobalAuthFile", c.GlobalAuthFile, true)
+	}
+	if c.PauseImageAuthFile != "" {
+		check("CRIO.PauseImageAuthFile", c.PauseImageAuthFile, true)
+	}
 	check("CRIO.PinnsPath", c.PinnsPath, true)
 	check("CRIO.RuntimePath", c.RuntimePath, true)
 	check("CRIO.RuntimeRoot", c.RuntimeRoot, true)

@@ -288,3 +288,42 @@ func TestCompareCatchesDrift(t *testing.T) {
 		})
 	}
 }
+
+// TestRegistryNamesAsCRIOReadsThem: another host name of the lab registry is its own
+// location (a rewrite would drop the pull's credentials), plain HTTP, accepted by the policy;
+// the auth files go into the drop-in only when set.
+func TestRegistryNamesAsCRIOReadsThem(t *testing.T) {
+	p, err := Kind(KindInput{Registry: "kind-registry:5000", RegistryAliases: []string{"127.0.0.1:5001"},
+		RegistryNames: []string{"icr.keysync.test:5000"}, GlobalAuthFile: "/etc/crio/lab-registry-auth.json", PauseVersion: "3.10.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := render(t, p)
+	path := filepath.Join(t.TempDir(), "registries.conf")
+	if err := os.WriteFile(path, f.RegistriesConf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sys := &types.SystemContext{SystemRegistriesConfPath: path, SystemRegistriesConfDirPath: "/nonexistent"}
+	for _, tt := range []struct{ ref, location string }{
+		{"icr.keysync.test:5000/x", "icr.keysync.test:5000"},
+		{"127.0.0.1:5001/x", "kind-registry:5000"},
+	} {
+		reg, err := sysregistriesv2.FindRegistry(sys, tt.ref)
+		if err != nil || reg == nil {
+			t.Fatalf("FindRegistry(%s): %v %v", tt.ref, reg, err)
+		}
+		if reg.Location != tt.location || !reg.Insecure || reg.Blocked {
+			t.Errorf("%s: location %s insecure %v blocked %v, want %s, insecure, not blocked", tt.ref, reg.Location, reg.Insecure, reg.Blocked, tt.location)
+		}
+	}
+	if !bytes.Contains(f.DropIn, []byte(`global_auth_file = "/etc/crio/lab-registry-auth.json"`)) ||
+		!bytes.Contains(f.DropIn, []byte(`"icr.keysync.test:5000"`)) {
+		t.Errorf("drop-in lacks global_auth_file or the name among insecure_registries:\n%s", f.DropIn)
+	}
+	if n := nodeParams(t.TempDir()); bytes.Contains(render(t, n).DropIn, []byte("auth_file")) {
+		t.Error("a lab without auth files gets one in its drop-in")
+	}
+	if err := Compare(p, nodeParams(t.TempDir())); err != nil {
+		t.Errorf("Compare with registry names and a global auth file: %v", err)
+	}
+}

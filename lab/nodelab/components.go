@@ -39,7 +39,8 @@ func components() []component {
 	probe := func(r *runner) string { return r.st.SyncerProbe }
 	kms := func(r *runner) string { return r.st.KMSHealth }
 	return []component{
-		{name: "registry", addr: registry, health: httpAt(registry, "/v2/"), startTimeout: 30 * time.Second},
+		// /v2/ answers 200 only to the lab's credentials.
+		{name: "registry", addr: registry, health: func(r *runner) lab.HealthCheck { return r.registryHealth() }, startTimeout: 30 * time.Second},
 		{name: "mockkp", addr: mockkp, health: httpAt(mockkp, "/healthz"), startTimeout: 30 * time.Second},
 		{name: "crio", addr: func(r *runner) string { return r.l.CRISocket() },
 			health: func(r *runner) lab.HealthCheck { return criHealth(r.l.CRISocket()) }, startTimeout: 90 * time.Second},

@@ -38,20 +38,23 @@ type crioConfig struct {
 func (c crioConfig) params() labconfig.Params {
 	l := c.layout
 	return labconfig.Params{
-		Lab:      "node",
-		Registry: c.registry,
+		Lab:           "node",
+		Registry:      c.registry,
+		RegistryNames: registryNames(c.registry),
 		CRIO: labconfig.CRIO{
 			Listen:          l.CRISocket(),
 			KeysPath:        l.KeysRoot(),
 			SignaturePolicy: l.CRIOPolicy(),
 			PauseImage:      c.pauseImage,
-			CgroupManager:   "cgroupfs",
-			PinnsPath:       c.pinns,
-			RuntimePath:     c.runtimePath,
-			RuntimeRoot:     filepath.Join(l.CRIORunDir(), "runc"),
-			MonitorPath:     c.monitorPath,
-			NetworkDir:      l.CNIConfDir(),
-			PluginDirs:      []string{c.cniPluginDir},
+			// The pause image is in the lab registry, which requires credentials.
+			PauseImageAuthFile: l.RegistryAuthFile(),
+			CgroupManager:      "cgroupfs",
+			PinnsPath:          c.pinns,
+			RuntimePath:        c.runtimePath,
+			RuntimeRoot:        filepath.Join(l.CRIORunDir(), "runc"),
+			MonitorPath:        c.monitorPath,
+			NetworkDir:         l.CNIConfDir(),
+			PluginDirs:         []string{c.cniPluginDir},
 			State: &labconfig.CRIOState{
 				Root:               l.CRIORoot(),
 				RunRoot:            l.CRIORunRoot(),

@@ -99,6 +99,7 @@ func TestRegistriesConf(t *testing.T) {
 		t.Fatalf("short names may resolve: %+v", got)
 	}
 	blocked := map[string]bool{}
+	aliases := map[string]bool{}
 	for _, r := range got.Registry {
 		if r.Prefix == c.registry {
 			if !r.Insecure || r.Blocked {
@@ -106,10 +107,20 @@ func TestRegistriesConf(t *testing.T) {
 			}
 			continue
 		}
+		if r.Prefix == "localhost:5000" {
+			if r.Location != r.Prefix || !r.Insecure || r.Blocked {
+				t.Errorf("lab registry name %+v, want location itself, insecure and not blocked", r)
+			}
+			aliases[r.Prefix] = true
+			continue
+		}
 		if !r.Blocked {
 			t.Errorf("registry %s is not blocked", r.Prefix)
 		}
 		blocked[r.Prefix] = true
+	}
+	if len(aliases) != 1 {
+		t.Errorf("other names %v, want localhost:5000", aliases)
 	}
 	for _, want := range []string{"docker.io", "quay.io", "registry.k8s.io", "gcr.io", "ghcr.io"} {
 		if !blocked[want] {
@@ -141,8 +152,8 @@ func TestPolicyAndWrite(t *testing.T) {
 	if pol.Transports["docker"][c.registry][0]["type"] != "insecureAcceptAnything" {
 		t.Errorf("lab registry not accepted: %s", data)
 	}
-	if len(pol.Transports["docker"]) != 1 {
-		t.Errorf("docker transport accepts more than the lab registry: %s", data)
+	if len(pol.Transports["docker"]) != 2 {
+		t.Errorf("docker transport accepts more than the lab registry and its names: %s", data)
 	}
 	for _, p := range []string{"crio/crio.conf", "crio/crio.conf.d/10-keysync-lab.conf", "crio/registries.conf", "keys", "crio/net.d"} {
 		if _, err := os.Stat(filepath.Join(dir, p)); err != nil {

@@ -9,10 +9,10 @@ import (
 
 // capabilities are what the node lab can do: it blocks every outside registry, runs a mockkp
 // whose admin API the runner reaches, its node access (CRI-O's socket on this host) runs
-// containers, its kube-apiserver encrypts Secrets through keysync's KMS plug-in and its etcd
-// serves plain HTTP on loopback.
+// containers, its kube-apiserver encrypts Secrets through keysync's KMS plug-in, its etcd
+// serves plain HTTP on loopback and its registry requires credentials.
 func capabilities() []lab.Capability {
-	return []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapKMS, lab.CapEtcd}
+	return []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapKMS, lab.CapEtcd, lab.CapRegistryAuth}
 }
 
 // env is the lab's description; kill and restart are the disrupt commands ("" when the lab
@@ -28,6 +28,7 @@ func (r *runner) env(kill, restart string) lab.Env {
 		Lab: lab.KindNode, Synchronizer: synchronizerName(r.opts.Synchronizer), Capabilities: caps, NodeAccess: lab.AccessHost,
 		Kubeconfig: r.l.Kubeconfig(), Nodes: []string{NodeName},
 		CRIEndpoint: r.l.CRISocket(), KeysRoot: r.l.KeysRoot(), SyncSubdir: SyncSubdir, Registry: r.st.Registry,
+		RegistryAuthFile: r.l.RegistryAuthFile(), RotateRegistryPasswordCmd: r.rotateCmd(),
 		MockKPURL: kp, MockKPTokenURL: kp + "/identity/token", MockKPAdminURL: "http://" + r.st.MockKPAdmin,
 		MockKPClusterURL: kp, MockKPClusterTokenURL: kp + "/identity/token",
 		KPInstanceID: KPInstanceID, KPAPIKey: KPAPIKey, KPRootKeyID: KPRootKeyID,

@@ -48,7 +48,11 @@ func (r *runner) pushPause(ctx context.Context) (string, error) {
 		Entrypoint: []string{"/catatonit", "-P"},
 		Labels:     map[string]string{"io.k8s.keysync.pause": "catatonit"},
 	}
-	digest, err := img.Push(ctx, r.client, r.st.Registry, PauseRepo, pauseVersion())
+	client, err := r.registryClient()
+	if err != nil {
+		return "", err
+	}
+	digest, err := img.Push(ctx, client, r.st.Registry, PauseRepo, pauseVersion())
 	if err != nil {
 		return "", fmt.Errorf("failed to push the pause image: %w", err)
 	}
@@ -68,7 +72,7 @@ func (r *runner) pushFixtures(ctx context.Context) (string, error) {
 	}
 	defer logf.Close()
 	_, err = fixtures.Push(ctx, fixtures.Options{Out: r.l.FixturesDir(), Registry: r.st.Registry,
-		InsecureSkipTLSVerify: true, SourceDir: r.opts.sourceDir(), Logger: slog.New(slog.NewTextHandler(logf, nil))})
+		AuthFile: r.l.RegistryAuthFile(), InsecureSkipTLSVerify: true, SourceDir: r.opts.sourceDir(), Logger: slog.New(slog.NewTextHandler(logf, nil))})
 	if err != nil {
 		return "", fmt.Errorf("failed to push the fixtures (log %s): %w", logPath, err)
 	}
@@ -111,7 +115,11 @@ func (r *runner) registryServes(ctx context.Context, ref string) bool {
 		return false
 	}
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json")
-	resp, err := r.client.Do(req)
+	client, err := r.registryClient()
+	if err != nil {
+		return false
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return false
 	}

@@ -32,6 +32,13 @@ func (l Layout) RegistryDir() string { return l.path("registry") }
 // RegistryConfig is the registry's config file.
 func (l Layout) RegistryConfig() string { return l.path("registry", "config.yml") }
 
+// RegistryHtpasswd is the registry's htpasswd file (bcrypt, mode 0600).
+func (l Layout) RegistryHtpasswd() string { return l.path("registry", "htpasswd") }
+
+// RegistryAuthFile is the lab's containers-auth.json (mode 0600): the registry's credentials
+// for every host name of it (REGISTRY_AUTH_FILE).
+func (l Layout) RegistryAuthFile() string { return l.path("registry", "auth.json") }
+
 // RegistryStorage is the registry's storage root.
 func (l Layout) RegistryStorage() string { return l.path("registry", "storage") }
 

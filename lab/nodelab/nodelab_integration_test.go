@@ -25,6 +25,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/keysync-dev/keysync/fixtures/manifest"
+	"github.com/keysync-dev/keysync/internal/registryauth"
 	"github.com/keysync-dev/keysync/lab"
 )
 
@@ -213,11 +214,30 @@ func TestIntegrationNodeLab(t *testing.T) {
 	}
 	defer conn.Close()
 	images := runtimeapi.NewImageServiceClient(conn)
-	pull := func(ref string) error {
+	// The lab registry requires credentials: every pull sends them, as the kubelet does from
+	// a pull Secret.
+	if !env.Has(lab.CapRegistryAuth) || env.RegistryAuthFile == "" {
+		t.Fatalf("env lacks capability registry-auth or REGISTRY_AUTH_FILE: %+v", env)
+	}
+	authFile, err := registryauth.Load(env.RegistryAuthFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pullAs := func(ref string, auth *runtimeapi.AuthConfig) error {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
-		_, err := images.PullImage(pctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+		_, err := images.PullImage(pctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}, Auth: auth})
 		return err
+	}
+	pull := func(ref string) error {
+		c, ok := authFile.For(ref)
+		if !ok {
+			return fmt.Errorf("no credentials for %s in the lab's auth file", ref)
+		}
+		return pullAs(ref, &runtimeapi.AuthConfig{Username: c.Username, Password: c.Password})
+	}
+	if err := pullAs(plainRef, nil); err == nil || !strings.Contains(err.Error(), "authentication required") {
+		t.Fatalf("pull without credentials: %v, want the registry's authentication error", err)
 	}
 	synced := filepath.Join(env.KeysRoot, env.SyncSubdir, "lab-test-key.pem")
 

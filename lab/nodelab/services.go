@@ -10,6 +10,7 @@ import (
 
 	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/internal/registry"
+	"github.com/keysync-dev/keysync/internal/registryauth"
 	"github.com/keysync-dev/keysync/lab/labconfig"
 )
 
@@ -36,7 +37,11 @@ func (r *runner) startRegistry(ctx context.Context) (string, error) {
 	if err := os.MkdirAll(r.l.RegistryStorage(), 0o755); err != nil {
 		return "", fmt.Errorf("failed to create %s: %w", r.l.RegistryStorage(), err)
 	}
-	cfg := registry.Config(r.l.RegistryStorage(), addr, "")
+	authNote, err := r.ensureRegistryAuth(false)
+	if err != nil {
+		return "", err
+	}
+	cfg := registry.Config(r.l.RegistryStorage(), addr, r.l.RegistryHtpasswd())
 	if err := atomicfile.Write(r.l.RegistryConfig(), []byte(cfg), 0o644); err != nil {
 		return "", fmt.Errorf("failed to write the registry config: %w", err)
 	}
@@ -46,7 +51,7 @@ func (r *runner) startRegistry(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return note + ", " + addr, nil
+	return note + ", " + addr + ", user " + registryauth.Username + " (" + authNote + ")", nil
 }
 
 func (r *runner) startMockKP(ctx context.Context) (string, error) {

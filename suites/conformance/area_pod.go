@@ -3,6 +3,7 @@
 package conformance
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -98,11 +99,24 @@ func (c *Context) pushFresh(ctx context.Context, t T) Image {
 	if c.Lab.Registry == "" {
 		t.Fatalf("the lab env file has no REGISTRY to push a fresh fixture to")
 	}
-	img, err := freshimage.Push(ctx, freshimage.Options{Registry: c.Lab.Registry, Repo: freshRepo, Tag: c.RunID,
-		PlainRef: c.Fixtures.Plain, Marker: names.FixtureMarkerPrefix + "fresh run=" + c.RunID, Insecure: true})
+	push, repo := cmp.Or(c.Lab.RegistryPush, c.Lab.Registry), freshRepo
+	if c.Lab.RegistryPrefix != "" {
+		repo = c.Lab.RegistryPrefix + "/" + repo
+	}
+	// The plain image is pulled from where this host pushes too.
+	plain := c.Fixtures.Plain
+	if rest, ok := strings.CutPrefix(plain, c.Lab.Registry+"/"); ok {
+		plain = push + "/" + rest
+	}
+	img, err := freshimage.Push(ctx, freshimage.Options{Registry: push, Repo: repo, Tag: c.RunID,
+		PlainRef: plain, Marker: names.FixtureMarkerPrefix + "fresh run=" + c.RunID,
+		Insecure: c.Lab.RegistryCertDir == "", CertDir: c.Lab.RegistryCertDir, AuthFile: c.Lab.RegistryAuthFile})
 	if err != nil {
 		t.Fatalf("failed to push a fresh fixture to %s: %v", c.Lab.Registry, err)
 	}
 	c.logger().InfoContext(ctx, "pushed a fresh fixture", "ref", img.Ref)
+	if rest, ok := strings.CutPrefix(img.Ref, push+"/"); ok {
+		img.Ref = c.Lab.Registry + "/" + rest // as the nodes pull it
+	}
 	return Image{Name: "fresh", Ref: img.Ref, Marker: img.Marker, KeyFile: "(generated for " + img.Ref + ")", Key: img.Key}
 }

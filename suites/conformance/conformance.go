@@ -54,6 +54,9 @@ const (
 	// AreaAtRest needs a lab whose kube-apiserver encrypts Secrets through keysync's KMS
 	// plug-in (capability kms) and whose etcd the runner reads (etcd).
 	AreaAtRest Area = "at-rest"
+	// AreaRegistry: registry credentials and image keys are two independent locks
+	// (capability registry-auth; its Pod steps need cluster).
+	AreaRegistry Area = "registry"
 )
 
 // LabelDisruptive marks features that restart or add lab components ("true").
@@ -61,7 +64,7 @@ const LabelDisruptive = "disruptive"
 
 // Areas lists every area in suite order.
 var Areas = []Area{AreaPlain, AreaKP, AreaRevocation, AreaRotation, AreaHygiene, AreaBadInput,
-	AreaAddon, AreaPod, AreaNetwork, AreaIsolation, AreaAtRest, AreaResilience, AreaFixtures, AreaFaults}
+	AreaAddon, AreaPod, AreaNetwork, AreaIsolation, AreaAtRest, AreaRegistry, AreaResilience, AreaFixtures, AreaFaults}
 
 // Event reasons a synchronizer records on Secrets.
 const (
@@ -130,6 +133,9 @@ type Context struct {
 	// NodeAdder adds nodes to the lab's cluster; nil when the lab cannot (the feature that
 	// needs it skips that part and says so).
 	NodeAdder NodeAdder
+	// authPuller pulls with explicit registry credentials (or none) on the lab's node access;
+	// nil when the base driver cannot send credentials (command hooks).
+	authPuller AuthPuller
 }
 
 // NodeAdder adds a node to the lab's cluster: the lab capability add-node (the env file's

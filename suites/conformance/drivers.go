@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -83,7 +84,15 @@ func deployAgents(ctx context.Context, in DriverInput) (nodedriver.Driver, error
 	default:
 		return nil, fmt.Errorf("failed to read the synchronizer's DaemonSet %s/%s: %w", ns, names.Addon, err)
 	}
-	return cluster.Deploy(ctx, cluster.Options{Client: client, Config: in.Config, Image: env.NodeAgentImage,
+	var pull []byte
+	if env.Has(lab.CapRegistryAuth) && env.RegistryAuthFile != "" {
+		// The agent image lives in the registry that requires credentials; the auth file is a
+		// valid .dockerconfigjson.
+		if pull, err = os.ReadFile(env.RegistryAuthFile); err != nil {
+			return nil, fmt.Errorf("failed to read REGISTRY_AUTH_FILE for the node agent's pull Secret: %w", err)
+		}
+	}
+	return cluster.Deploy(ctx, cluster.Options{Client: client, Config: in.Config, Image: env.NodeAgentImage, PullSecret: pull,
 		KeysRoot: env.KeysRoot, CRISocket: env.CRIEndpoint, SELinuxType: in.SELinuxType, Placement: placement, CmdTimeout: in.CmdTimeout, Logger: logger,
 		Labels: in.runLabels()})
 }

@@ -40,6 +40,8 @@ func Features() []Feature {
 		featureAtRestRewrite(),
 		featureAtRestRotation(),
 		featureAtRestOutage(),
+		featureRegistryLocks(),
+		featureRegistryRotation(),
 		featureFixturePKCS7(),
 		featureFixtureMultiRecipient(),
 		featureFixturePartlyEncrypted(),

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/suites/internal/secrets"
 )
 
@@ -42,9 +43,14 @@ func (c *Context) podFor(short, node, image string, args ...string) *corev1.Pod 
 	}
 }
 
-// createPod creates p and deletes it when the feature ends.
+// createPod creates p and deletes it when the feature ends. On a lab whose registry requires
+// credentials, a Pod without ImagePullSecrets (nil) gets the feature's pull Secret; an empty
+// non-nil list means none on purpose.
 func (c *Context) createPod(ctx context.Context, t T, s *scope, p *corev1.Pod) *corev1.Pod {
 	t.Helper()
+	if p.Spec.ImagePullSecrets == nil && c.Lab.Has(lab.CapRegistryAuth) {
+		p.Spec.ImagePullSecrets = []corev1.LocalObjectReference{{Name: c.scopePullSecret(ctx, t, s, p.Namespace)}}
+	}
 	pods := c.Client.CoreV1().Pods(p.Namespace)
 	created, err := pods.Create(ctx, p, metav1.CreateOptions{})
 	if err != nil {

@@ -16,6 +16,8 @@ import (
 type scope struct {
 	tr      tracker.Tracker
 	secrets secrets.Client
+	// pullSecrets are the feature's registry pull Secrets by namespace (scopePullSecret).
+	pullSecrets map[string]string
 }
 
 // newScope starts a feature: it records cleanup on t (so a fatal Setup still cleans up) and

@@ -212,16 +212,19 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 		drivers = DefaultDrivers()
 	}
 	factory := drivers[env.Access()]
+	var authPuller AuthPuller
 	if hooks.Base == nil && factory != nil {
 		base, err := factory(ctx, DriverInput{Env: env, Client: cs, Config: restCfg, CmdTimeout: hooks.CmdTimeout,
 			SELinuxType: o.AgentSELinuxType, Logger: o.Logger, RunID: runID})
 		if err != nil {
 			return nil, nil, fmt.Errorf("failed to create the node driver for NODE_ACCESS=%s: %w", env.Access(), err)
 		}
-		hooks.Base = base
 		if cl, ok := base.(interface{ Close() error }); ok {
 			closeFn = cl.Close
 		}
+		// Every pull and run through the base driver sends the lab registry's credentials.
+		authPuller, base = withRegistryAuth(env, base)
+		hooks.Base = base
 	}
 	// No key bytes leave a node unless this run created that key (Context.Owned).
 	owned := &nodedriver.OwnedKeys{}
@@ -240,6 +243,8 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 			if err != nil {
 				return nil, err
 			}
+			// The new node's pulls carry the registry's credentials too.
+			_, d = withRegistryAuth(one, d)
 			return nodedriver.Guard(d, owned), nil
 		})
 	}
@@ -247,6 +252,6 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 		closeFn = o.Guard.wrapClose(closeFn)
 	}
 	c = &Context{Lab: env, Client: cs, Driver: driver, Owned: owned, KP: o.KP, Fixtures: fx, RunID: runID,
-		Namespace: ns, SyncTimeout: o.SyncTimeout, Profile: o.Profile, Logger: o.Logger, NodeAdder: adder}
+		Namespace: ns, SyncTimeout: o.SyncTimeout, Profile: o.Profile, Logger: o.Logger, NodeAdder: adder, authPuller: authPuller}
 	return c, closeFn, nil
 }

@@ -254,4 +254,7 @@ var extra = map[triple]bool{
 	// pod exec over WebSocket (client-go's default since 1.30) is a GET; API servers before
 	// 1.31 (or with AuthorizePodWebsocketUpgradeCreatePermission off) authorize it as get.
 	{"", "pods/exec", "get"}: true,
+	// the registry area's pullsecret.Rotate (internal/pullsecret, not scanned) lists the
+	// ServiceAccounts that reference the rotated pull Secret.
+	{"", "serviceaccounts", "list"}: true,
 }

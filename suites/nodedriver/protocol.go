@@ -3,6 +3,7 @@ package nodedriver
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -22,8 +23,10 @@ import (
 //	read-key RELPATH       → the file's bytes (a regular file; never a symlink's target)
 //	audit                  → one line per entry (FormatAudit): CRI-O's verdict and the SHA-256,
 //	                         never key bytes
-//	pull REF               → nothing; CRI PullImage (what the pull added is removed again)
-//	run REF [ARG...]       → the container's output (a CRI pod sandbox; where the agent shares
+//	pull [--auth-stdin] REF → nothing; CRI PullImage (what the pull added is removed again);
+//	                         --auth-stdin: credentials from a containers-auth.json on stdin
+//	                         (FlagAuthStdin)
+//	run [--auth-stdin] REF [ARG...] → the container's output (a CRI pod sandbox; where the agent shares
 //	                         CRI-O's filesystem)
 //	crio-keys-path [DIR]   → CRI-O's decryption_keys_path as configured in DIR (default
 //	                         /etc/crio), a tab, and the file that set it or "default"
@@ -105,8 +108,14 @@ type Agent struct {
 // the contract (ContractError) and quotes the tail of stderr; stdout is returned even then
 // (run's output of a failed container).
 func (a *Agent) Call(ctx context.Context, node, op string, args ...string) ([]byte, error) {
+	return a.call(ctx, node, op, args, func(argv []string, out, errb io.Writer) (int, error) {
+		return a.Transport.RunAgent(ctx, node, argv, out, errb)
+	})
+}
+
+func (a *Agent) call(_ context.Context, node, op string, args []string, run func(argv []string, out, errb io.Writer) (int, error)) ([]byte, error) {
 	var out, errb bytes.Buffer
-	code, err := a.Transport.RunAgent(ctx, node, append([]string{op}, args...), &out, &errb)
+	code, err := run(append([]string{op}, args...), &out, &errb)
 	msg := strings.TrimSpace(tail(errb.String(), 2048))
 	if err != nil {
 		if msg != "" {
@@ -168,5 +177,51 @@ func (a *Agent) RunImage(ctx context.Context, node, ref string) (string, error) 
 // RunImageArgs implements ArgsRunner with run.
 func (a *Agent) RunImageArgs(ctx context.Context, node, ref string, args []string) (string, error) {
 	out, err := a.Call(ctx, node, OpRun, append([]string{ref}, args...)...)
+	return string(out), err
+}
+
+// FlagAuthStdin follows pull or run (`pull --auth-stdin REF`): the agent reads a
+// containers-auth.json document from stdin and sends the entry for REF's registry host as the
+// CRI pull's credentials (PullImageRequest.Auth). Credentials never go on a command line.
+const FlagAuthStdin = "--auth-stdin"
+
+// StdinTransport is a Transport that can also feed the agent's stdin (pull and run with
+// FlagAuthStdin). Every built-in transport is one.
+type StdinTransport interface {
+	RunAgentStdin(ctx context.Context, node string, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error)
+}
+
+// ErrNoStdin means the transport cannot feed the agent's stdin, so it cannot send
+// credentials.
+var ErrNoStdin = errors.New("the node agent's transport cannot pass stdin (registry credentials)")
+
+// callStdin is Call with stdin.
+func (a *Agent) callStdin(ctx context.Context, node string, stdin []byte, op string, args ...string) ([]byte, error) {
+	st, ok := a.Transport.(StdinTransport)
+	if !ok {
+		return nil, fmt.Errorf("node %s: agent %s: %w", node, op, ErrNoStdin)
+	}
+	return a.call(ctx, node, op, args, func(argv []string, out, errb io.Writer) (int, error) {
+		return st.RunAgentStdin(ctx, node, argv, bytes.NewReader(stdin), out, errb)
+	})
+}
+
+// PullImageAuth is PullImage with registry credentials: authFile is a containers-auth.json
+// document (REGISTRY_AUTH_FILE's content), passed on the agent's stdin; nil pulls without
+// credentials.
+func (a *Agent) PullImageAuth(ctx context.Context, node, ref string, authFile []byte) error {
+	if authFile == nil {
+		return a.PullImage(ctx, node, ref)
+	}
+	_, err := a.callStdin(ctx, node, authFile, OpPull, FlagAuthStdin, ref)
+	return err
+}
+
+// RunImageArgsAuth is RunImageArgs with registry credentials (see PullImageAuth).
+func (a *Agent) RunImageArgsAuth(ctx context.Context, node, ref string, args []string, authFile []byte) (string, error) {
+	if authFile == nil {
+		return a.RunImageArgs(ctx, node, ref, args)
+	}
+	out, err := a.callStdin(ctx, node, authFile, OpRun, append([]string{FlagAuthStdin, ref}, args...)...)
 	return string(out), err
 }

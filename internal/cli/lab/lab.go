@@ -185,7 +185,30 @@ unless every component is up), down removes what up made.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(up, down, status, add, remove, disrupt)
+	rotate := &cobra.Command{
+		Use:   "rotate-registry-password",
+		Short: "Give the lab registry a new random password and rewrite the lab's auth file (REGISTRY_AUTH_FILE); nothing restarts",
+		Long: `The env file's ROTATE_REGISTRY_PASSWORD_CMD: the registry's htpasswd gets a new random
+password for user iamapikey (the registry rereads it), the lab's containers-auth.json the same.
+Pull Secrets made with the old password stop working; the password is never printed.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			l, err := f.build(c, s)
+			if err != nil {
+				return err
+			}
+			rot, ok := l.(lab.RegistryRotator)
+			if !ok {
+				return fmt.Errorf("the %s lab cannot rotate its registry's password (the node and kind labs can)", f.kind)
+			}
+			if err := rot.RotateRegistryPassword(c.Context()); err != nil {
+				return err
+			}
+			fmt.Fprintln(s.Out, "registry password rotated")
+			return nil
+		},
+	}
+	cmd.AddCommand(up, down, status, add, remove, disrupt, rotate)
 	return cmd
 }
 

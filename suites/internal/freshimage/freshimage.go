@@ -48,6 +48,11 @@ type Options struct {
 	Marker string
 	// Insecure skips TLS verification and allows plain HTTP (the labs' registries).
 	Insecure bool
+	// AuthFile is a containers-auth.json with the registry's credentials (the lab env file's
+	// REGISTRY_AUTH_FILE), read for the plain image and the push; empty: none.
+	AuthFile string
+	// CertDir holds the registry's CA (ca.crt); empty: the system's roots.
+	CertDir string
 }
 
 // Image is the pushed image and the one private key that decrypts it.
@@ -71,7 +76,8 @@ func Push(ctx context.Context, o Options) (Image, error) {
 	case !strings.HasPrefix(o.Marker, names.FixtureMarkerPrefix) || strings.ContainsAny(o.Marker, "\n\r"):
 		return Image{}, fmt.Errorf("failed to push a fresh fixture: marker %q is not one line starting with %q", o.Marker, names.FixtureMarkerPrefix)
 	}
-	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.NewOptionalBool(o.Insecure), DockerRegistryUserAgent: "keysync-suites"}
+	sys := &types.SystemContext{DockerInsecureSkipTLSVerify: types.NewOptionalBool(o.Insecure), DockerRegistryUserAgent: "keysync-suites",
+		AuthFilePath: o.AuthFile, DockerCertPath: o.CertDir}
 	program, err := readProgram(ctx, o.PlainRef, sys)
 	if err != nil {
 		return Image{}, err

@@ -38,7 +38,7 @@ func (n *Node) pull(ctx context.Context, ref string) (imageRef string, added boo
 		return "", false, fmt.Errorf("failed to get image status of %s: %w", ref, err)
 	}
 	n.opts.Logger.DebugContext(ctx, "CRI PullImage", "image", ref)
-	resp, err := n.images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
+	resp, err := n.images.PullImage(ctx, &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: ref}, Auth: authFor(ctx, ref)})
 	if err != nil {
 		return "", false, fmt.Errorf("failed to pull image %s: %w", ref, err)
 	}

@@ -25,8 +25,13 @@ status 3 means unsupported, 4 not found, anything else but 0 an error (the reaso
   list-keys            TYPE MODE SIZE PATH lines of the keys tree
   read-key RELPATH     the file's bytes (regular files only, never a symlink)
   audit                TYPE MODE SIZE SHA256 VERDICT PATH lines: CRI-O's verdict, no key bytes
-  pull REF             CRI PullImage (what the pull added is removed again)
-  run REF [ARG...]     run REF to completion in a CRI pod sandbox, print its output
+  pull [--auth-stdin] REF
+                       CRI PullImage (what the pull added is removed again)
+  run [--auth-stdin] REF [ARG...]
+                       run REF to completion in a CRI pod sandbox, print its output
+  --auth-stdin         read a containers-auth.json document from stdin and send the entry
+                       for REF's registry host as the pull's credentials (never on the
+                       command line)
   crio-keys-path [DIR] CRI-O's decryption_keys_path as configured in DIR (default /etc/crio:
                        crio.conf, then crio.conf.d/*), then the file that set it or "default"
   wait                 sleep until SIGTERM (an agent pod's main process)
@@ -39,6 +44,11 @@ Flags:
 // Main is the agent's command line (args without the program name): it parses the flags,
 // answers the operation (Serve) and returns the exit status.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return MainIO(ctx, args, nil, stdout, stderr)
+}
+
+// MainIO is Main with the agent's stdin (pull and run --auth-stdin read credentials from it).
+func MainIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("keysync-node-agent", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	opts := Options{}
@@ -61,7 +71,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitUsage
 	}
 	defer n.Close()
-	return Serve(ctx, n, fs.Args(), stdout, stderr)
+	return ServeIO(ctx, n, fs.Args(), stdin, stdout, stderr)
 }
 
 // op is one operation: its argument count (max -1: any number from min) and its handler.
@@ -96,10 +106,10 @@ var ops = map[string]op{
 		}
 		return nodedriver.FormatAudit(w, entries)
 	}},
-	nodedriver.OpPull: {1, 1, "pull REF", func(ctx context.Context, n *Node, args []string, _ io.Writer) error {
+	nodedriver.OpPull: {1, 1, "pull [--auth-stdin] REF", func(ctx context.Context, n *Node, args []string, _ io.Writer) error {
 		return n.Pull(ctx, args[0])
 	}},
-	nodedriver.OpRun: {1, -1, "run REF [ARG...]", func(ctx context.Context, n *Node, args []string, w io.Writer) error {
+	nodedriver.OpRun: {1, -1, "run [--auth-stdin] REF [ARG...]", func(ctx context.Context, n *Node, args []string, w io.Writer) error {
 		out, err := n.Run(ctx, args[0], args[1:])
 		if _, werr := io.WriteString(w, out); werr != nil && err == nil {
 			err = fmt.Errorf("failed to write the container's output: %w", werr)
@@ -135,6 +145,17 @@ var ops = map[string]op{
 // status; the reason of a failure goes to stderr. An operation this agent does not know is
 // unsupported (ExitUnsupported), so that a client can fall back.
 func Serve(ctx context.Context, n *Node, args []string, stdout, stderr io.Writer) int {
+	return ServeIO(ctx, n, args, nil, stdout, stderr)
+}
+
+// ServeIO is Serve with stdin: pull and run take --auth-stdin (registry credentials as a
+// containers-auth.json document on stdin, see readAuthStdin).
+func ServeIO(ctx context.Context, n *Node, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, args, err := readAuthStdin(ctx, args, stdin)
+	if err != nil {
+		fmt.Fprintf(stderr, "keysync-node-agent: %s: %v\n", args[0], err)
+		return ExitUsage
+	}
 	if len(args) == 0 {
 		fmt.Fprintf(stderr, "keysync-node-agent: no operation (want one of %s)\n", opNames())
 		return ExitUsage
@@ -149,7 +170,7 @@ func Serve(ctx context.Context, n *Node, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "keysync-node-agent: usage: %s\n", o.usage)
 		return ExitUsage
 	}
-	err := o.run(ctx, n, rest, stdout)
+	err = o.run(ctx, n, rest, stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "keysync-node-agent: %s: %v\n", args[0], err)
 	}

@@ -3,8 +3,10 @@ package agent
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -56,5 +58,56 @@ func TestWaitEndsWithItsContext(t *testing.T) {
 	defer cancel()
 	if code := Main(ctx, []string{"wait"}, &bytes.Buffer{}, &bytes.Buffer{}); code != 0 {
 		t.Fatalf("wait: exit %d", code)
+	}
+}
+
+func TestReadAuthStdin(t *testing.T) {
+	t.Parallel()
+	doc := `{"auths":{"reg.test:5000":{"auth":"aWFtYXBpa2V5OnB3"}}}`
+	tests := []struct {
+		name     string
+		args     []string
+		stdin    io.Reader
+		wantArgs []string
+		wantAuth string // "user:password" for reg.test:5000/x, "" none
+		wantErr  string
+	}{
+		{"no flag", []string{"pull", "reg.test:5000/x"}, nil, []string{"pull", "reg.test:5000/x"}, "", ""},
+		{"pull with auth", []string{"pull", "--auth-stdin", "reg.test:5000/x"}, strings.NewReader(doc), []string{"pull", "reg.test:5000/x"}, "iamapikey:pw", ""},
+		{"run with auth and args", []string{"run", "--auth-stdin", "reg.test:5000/x", "a"}, strings.NewReader(doc), []string{"run", "reg.test:5000/x", "a"}, "iamapikey:pw", ""},
+		{"flag on another op", []string{"audit", "--auth-stdin"}, nil, []string{"audit", "--auth-stdin"}, "", ""},
+		{"no stdin", []string{"pull", "--auth-stdin", "r"}, nil, nil, "", "no stdin"},
+		{"empty stdin", []string{"pull", "--auth-stdin", "r"}, strings.NewReader(""), nil, "", "empty"},
+		{"not json", []string{"pull", "--auth-stdin", "r"}, strings.NewReader("iamapikey:pw"), nil, "", "containers-auth.json"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, args, err := readAuthStdin(context.Background(), tt.args, tt.stdin)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "pw") {
+					t.Fatalf("error quotes the password: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(args, tt.wantArgs) {
+				t.Fatalf("args %q, want %q", args, tt.wantArgs)
+			}
+			got := ""
+			if a := authFor(ctx, "reg.test:5000/x:1"); a != nil {
+				got = a.Username + ":" + a.Password
+			}
+			if got != tt.wantAuth {
+				t.Fatalf("auth %q, want %q", got, tt.wantAuth)
+			}
+			if a := authFor(ctx, "other.test/x"); a != nil {
+				t.Fatal("credentials sent to another registry")
+			}
+		})
 	}
 }

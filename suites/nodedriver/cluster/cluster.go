@@ -84,6 +84,10 @@ type Options struct {
 	// Placement puts the agent where the synchronizer under test runs (its DaemonSet's
 	// tolerations, node selector and affinity: see PlacementOf); nil tolerates every taint.
 	Placement *corev1.PodSpec
+	// PullSecret is a .dockerconfigjson (a containers-auth.json document is one) with the
+	// registry's credentials for Image: Deploy puts it in a Secret the agent pods name in
+	// imagePullSecrets, Close removes it. Nil: the image needs none.
+	PullSecret []byte
 	// RunNamespace holds RunImage's Pods (default "default").
 	RunNamespace string
 	// ReadyTimeout bounds the wait for one ready agent pod per node (default 3 minutes).
@@ -200,7 +204,12 @@ func DaemonSet(o Options) *appsv1.DaemonSet {
 	if o.SELinuxType != "" {
 		sc.SELinuxOptions = &corev1.SELinuxOptions{Type: o.SELinuxType}
 	}
+	var pullSecrets []corev1.LocalObjectReference
+	if o.PullSecret != nil {
+		pullSecrets = []corev1.LocalObjectReference{{Name: PullSecretName}}
+	}
 	spec := corev1.PodSpec{
+		ImagePullSecrets:              pullSecrets,
 		Tolerations:                   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 		TerminationGracePeriodSeconds: new(int64),
 		AutomountServiceAccountToken:  &no,
@@ -247,7 +256,7 @@ func Deploy(ctx context.Context, opts Options) (_ *Driver, err error) {
 		return nil, err
 	}
 	d := &Driver{opts: opts}
-	d.Agent = &nodedriver.Agent{Transport: &PodExec{Pod: d.agentPod, Exec: d.streamExec,
+	d.Agent = &nodedriver.Agent{Transport: &PodExec{Pod: d.agentPod, Exec: d.streamExec, ExecStdin: d.streamExecStdin,
 		KeysRoot: opts.KeysRoot, CRISocket: opts.CRISocket, Timeout: opts.CmdTimeout, Logger: opts.Logger}}
 	if err := d.ensureNamespace(ctx); err != nil {
 		return nil, err
@@ -259,6 +268,9 @@ func Deploy(ctx context.Context, opts Options) (_ *Driver, err error) {
 			}
 		}
 	}()
+	if err := d.ensurePullSecret(ctx); err != nil {
+		return nil, err
+	}
 	dss := opts.Client.AppsV1().DaemonSets(opts.Namespace)
 	want := DaemonSet(opts)
 	if cur, err := dss.Get(ctx, AgentName, metav1.GetOptions{}); err == nil {
@@ -413,6 +425,32 @@ func (d *Driver) Close() error {
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("failed to delete DaemonSet %s/%s: %w", d.opts.Namespace, AgentName, err)
 	}
+	if d.opts.PullSecret != nil {
+		err := cs.CoreV1().Secrets(d.opts.Namespace).Delete(ctx, PullSecretName, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("failed to delete Secret %s/%s: %w", d.opts.Namespace, PullSecretName, err)
+		}
+	}
+	return nil
+}
+
+// PullSecretName is the agent pods' registry pull Secret (Options.PullSecret).
+const PullSecretName = AgentName + "-pull"
+
+// ensurePullSecret creates (or replaces) the agent's pull Secret when Options.PullSecret is set.
+func (d *Driver) ensurePullSecret(ctx context.Context) error {
+	if d.opts.PullSecret == nil {
+		return nil
+	}
+	secrets := d.opts.Client.CoreV1().Secrets(d.opts.Namespace)
+	if err := secrets.Delete(ctx, PullSecretName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("failed to replace Secret %s/%s: %w", d.opts.Namespace, PullSecretName, err)
+	}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: PullSecretName, Labels: map[string]string{labelManaged: managedBy}},
+		Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: d.opts.PullSecret}}
+	if _, err := secrets.Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("failed to create the node agent's pull Secret %s/%s: %w", d.opts.Namespace, PullSecretName, err)
+	}
 	return nil
 }
 
@@ -503,15 +541,20 @@ func (d *Driver) agentPod(ctx context.Context, node string) (string, error) {
 // streamExec runs command in the agent container of pod through the API server's exec
 // subresource; a non-zero exit status comes back as a utilexec.ExitError.
 func (d *Driver) streamExec(ctx context.Context, pod string, command []string, stdout, stderr io.Writer) error {
+	return d.streamExecStdin(ctx, pod, command, nil, stdout, stderr)
+}
+
+// streamExecStdin is streamExec with stdin (nil: none).
+func (d *Driver) streamExecStdin(ctx context.Context, pod string, command []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	req := d.opts.Client.CoreV1().RESTClient().Post().Resource("pods").Namespace(d.opts.Namespace).
 		Name(pod).SubResource("exec").VersionedParams(&corev1.PodExecOptions{
-		Container: "agent", Command: command, Stdout: true, Stderr: true,
+		Container: "agent", Command: command, Stdin: stdin != nil, Stdout: true, Stderr: true,
 	}, scheme.ParameterCodec)
 	ex, err := executor(d.opts.Config, req.URL())
 	if err != nil {
 		return err
 	}
-	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: stdout, Stderr: stderr})
+	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: stdout, Stderr: stderr})
 }
 
 // executor execs over WebSocket, falling back to SPDY where the upgrade fails (as kubectl).
@@ -538,5 +581,13 @@ func (d *Driver) RunImage(ctx context.Context, node, ref string) (string, error)
 func (d *Driver) RunImageArgs(ctx context.Context, node, ref string, args []string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.opts.RunTimeout)
 	defer cancel()
-	return podrun.RunLabelled(ctx, d.opts.Client, d.opts.RunNamespace, node, ref, args, d.opts.Labels)
+	return podrun.RunWith(ctx, d.opts.Client, d.opts.RunNamespace, node, ref, args, podrun.Options{Labels: d.opts.Labels})
+}
+
+// RunImageArgsAuth is RunImageArgs with registry credentials: the Pod gets a pull Secret made
+// of authFile (a containers-auth.json document is a valid .dockerconfigjson).
+func (d *Driver) RunImageArgsAuth(ctx context.Context, node, ref string, args []string, authFile []byte) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.opts.RunTimeout)
+	defer cancel()
+	return podrun.RunWith(ctx, d.opts.Client, d.opts.RunNamespace, node, ref, args, podrun.Options{Labels: d.opts.Labels, DockerConfigJSON: authFile})
 }

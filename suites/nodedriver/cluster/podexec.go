@@ -26,6 +26,9 @@ type PodExec struct {
 	Pod func(ctx context.Context, node string) (string, error)
 	// Exec runs a command in a pod.
 	Exec ExecFunc
+	// ExecStdin runs a command in a pod with stdin (pull and run --auth-stdin); nil: the
+	// transport cannot pass credentials.
+	ExecStdin func(ctx context.Context, pod string, command []string, stdin io.Reader, stdout, stderr io.Writer) error
 	// KeysRoot and CRISocket are the host paths on the nodes (see Options).
 	KeysRoot, CRISocket string
 	// Timeout bounds one operation, the pod lookup included (0: none).
@@ -33,10 +36,18 @@ type PodExec struct {
 	Logger  *slog.Logger
 }
 
-var _ nodedriver.Transport = (*PodExec)(nil)
+var _ nodedriver.StdinTransport = (*PodExec)(nil)
 
 // RunAgent implements nodedriver.Transport.
 func (p *PodExec) RunAgent(ctx context.Context, node string, args []string, stdout, stderr io.Writer) (int, error) {
+	return p.RunAgentStdin(ctx, node, args, nil, stdout, stderr)
+}
+
+// RunAgentStdin implements nodedriver.StdinTransport.
+func (p *PodExec) RunAgentStdin(ctx context.Context, node string, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	if stdin != nil && p.ExecStdin == nil {
+		return 0, nodedriver.ErrNoStdin
+	}
 	if p.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, p.Timeout)
@@ -49,7 +60,11 @@ func (p *PodExec) RunAgent(ctx context.Context, node string, args []string, stdo
 	if p.Logger != nil {
 		p.Logger.DebugContext(ctx, "node agent", "node", node, "pod", pod, "args", args)
 	}
-	err = p.Exec(ctx, pod, AgentCommand(p.KeysRoot, p.CRISocket, args...), stdout, stderr)
+	if stdin != nil {
+		err = p.ExecStdin(ctx, pod, AgentCommand(p.KeysRoot, p.CRISocket, args...), stdin, stdout, stderr)
+	} else {
+		err = p.Exec(ctx, pod, AgentCommand(p.KeysRoot, p.CRISocket, args...), stdout, stderr)
+	}
 	return exitStatus(pod, err)
 }
 

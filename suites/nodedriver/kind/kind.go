@@ -122,7 +122,21 @@ func (d *Driver) RunImageArgs(ctx context.Context, node, ref string, args []stri
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.opts.RunTimeout)
 	defer cancel()
-	return podrun.RunLabelled(ctx, d.opts.Client, d.opts.Namespace, node, ref, args, d.opts.Labels)
+	return podrun.RunWith(ctx, d.opts.Client, d.opts.Namespace, node, ref, args, podrun.Options{Labels: d.opts.Labels})
+}
+
+// RunImageArgsAuth is RunImageArgs with registry credentials: the Pod gets a pull Secret
+// made of authFile (a containers-auth.json document is a valid .dockerconfigjson).
+func (d *Driver) RunImageArgsAuth(ctx context.Context, node, ref string, args []string, authFile []byte) (string, error) {
+	if err := d.tr.checkNode(node); err != nil {
+		return "", err
+	}
+	if d.opts.Client == nil {
+		return "", fmt.Errorf("kind: RunImage needs a Kubernetes client: %w", nodedriver.ErrUnsupported)
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.opts.RunTimeout)
+	defer cancel()
+	return podrun.RunWith(ctx, d.opts.Client, d.opts.Namespace, node, ref, args, podrun.Options{Labels: d.opts.Labels, DockerConfigJSON: authFile})
 }
 
 // dockerExec is the docker exec transport: the agent binary, copied into each node container
@@ -144,16 +158,25 @@ func (t *dockerExec) checkNode(node string) error {
 
 // RunAgent implements nodedriver.Transport.
 func (t *dockerExec) RunAgent(ctx context.Context, node string, args []string, stdout, stderr io.Writer) (int, error) {
+	return t.RunAgentStdin(ctx, node, args, nil, stdout, stderr)
+}
+
+// RunAgentStdin implements nodedriver.StdinTransport: `docker exec -i` when stdin is set.
+func (t *dockerExec) RunAgentStdin(ctx context.Context, node string, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	if err := t.checkNode(node); err != nil {
 		return 0, err
 	}
 	if err := t.install(ctx, node); err != nil {
 		return 0, err
 	}
-	argv := append([]string{"exec", node, AgentPath, "--keys-root", KeysRoot, "--cri", CRISocket}, args...)
+	argv := []string{"exec"}
+	if stdin != nil {
+		argv = append(argv, "-i")
+	}
+	argv = append(append(argv, node, AgentPath, "--keys-root", KeysRoot, "--cri", CRISocket), args...)
 	t.opts.Logger.DebugContext(ctx, "docker exec", "node", node, "args", args)
 	cmd := exec.CommandContext(ctx, t.opts.Docker, argv...)
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	err := cmd.Run()
 	var xe *exec.ExitError
 	switch {

@@ -72,12 +72,27 @@ func New(opts Options) (*Driver, error) {
 // InProcess is the in-process transport: the agent library answers for node name, in this
 // process, through the same command line and exit statuses as the agent binary.
 func InProcess(name string, n *agent.Node) nodedriver.Transport {
-	return nodedriver.TransportFunc(func(ctx context.Context, node string, args []string, stdout, stderr io.Writer) (int, error) {
-		if node != name {
-			return 0, fmt.Errorf("nodelab: unknown node %q (the lab has %q)", node, name)
-		}
-		return agent.Serve(ctx, n, args, stdout, stderr), nil
-	})
+	return inProcess{name: name, n: n}
+}
+
+type inProcess struct {
+	name string
+	n    *agent.Node
+}
+
+var _ nodedriver.StdinTransport = inProcess{}
+
+// RunAgent implements nodedriver.Transport.
+func (t inProcess) RunAgent(ctx context.Context, node string, args []string, stdout, stderr io.Writer) (int, error) {
+	return t.RunAgentStdin(ctx, node, args, nil, stdout, stderr)
+}
+
+// RunAgentStdin implements nodedriver.StdinTransport.
+func (t inProcess) RunAgentStdin(ctx context.Context, node string, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	if node != t.name {
+		return 0, fmt.Errorf("nodelab: unknown node %q (the lab has %q)", node, t.name)
+	}
+	return agent.ServeIO(ctx, t.n, args, stdin, stdout, stderr), nil
 }
 
 // Close closes the CRI connection.

@@ -21,26 +21,53 @@ import (
 // returns what the container printed. The Pod is deleted when Run returns. A pull that fails
 // (ErrImagePull, ImagePullBackOff) ends the run at once with the kubelet's message.
 func Run(ctx context.Context, client kubernetes.Interface, namespace, node, ref string, args []string) (string, error) {
-	return RunLabelled(ctx, client, namespace, node, ref, args, nil)
+	return RunWith(ctx, client, namespace, node, ref, args, Options{})
 }
 
-// RunLabelled is Run with extra labels on the Pod (a run's keysync.dev/run-id).
-func RunLabelled(ctx context.Context, client kubernetes.Interface, namespace, node, ref string, args []string, extra map[string]string) (string, error) {
+// Options are what a Pod of RunWith carries besides the image.
+type Options struct {
+	// Labels are extra labels on the Pod and its pull Secret (a run's keysync.dev/run-id).
+	Labels map[string]string
+	// DockerConfigJSON, when set, holds registry credentials (a .dockerconfigjson or
+	// containers-auth.json document): it goes into a kubernetes.io/dockerconfigjson Secret the
+	// Pod names in imagePullSecrets; the Secret is deleted with the Pod.
+	DockerConfigJSON []byte
+}
+
+// RunWith is Run with labels and registry credentials (Options).
+func RunWith(ctx context.Context, client kubernetes.Interface, namespace, node, ref string, args []string, o Options) (string, error) {
 	pods := client.CoreV1().Pods(namespace)
+	name := "keysync-run-" + rand.String(8)
 	labels := map[string]string{}
-	for k, v := range extra {
+	for k, v := range o.Labels {
 		labels[k] = v
 	}
 	labels[names.LabelManagedBy] = names.ManagedBy
+	var pullSecrets []corev1.LocalObjectReference
+	if o.DockerConfigJSON != nil {
+		secrets := client.CoreV1().Secrets(namespace)
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-pull", Labels: labels},
+			Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: o.DockerConfigJSON}}
+		if _, err := secrets.Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+			return "", fmt.Errorf("failed to create the pull Secret for image %s: %w", ref, err)
+		}
+		defer func() {
+			dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer dcancel()
+			_ = secrets.Delete(dctx, sec.Name, metav1.DeleteOptions{})
+		}()
+		pullSecrets = []corev1.LocalObjectReference{{Name: sec.Name}}
+	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:   "keysync-run-" + rand.String(8),
+			Name:   name,
 			Labels: labels,
 		},
 		Spec: corev1.PodSpec{
-			NodeName:      node,
-			RestartPolicy: corev1.RestartPolicyNever,
-			Tolerations:   []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+			NodeName:         node,
+			RestartPolicy:    corev1.RestartPolicyNever,
+			ImagePullSecrets: pullSecrets,
+			Tolerations:      []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
 			Containers: []corev1.Container{{
 				Name:            "run",
 				Image:           ref,
