@@ -212,7 +212,10 @@ func (p *Process) kill(pid int, exited <-chan int) {
 // configured one first). It reports whether it reused.
 func (p *Process) Ensure(ctx context.Context) (reused bool, err error) {
 	if _, ok := p.Running(); ok {
-		if p.runningFingerprint() == p.fingerprint() && p.Check(ctx).Up {
+		// A running process of the same inputs is kept if it is healthy now or becomes so
+		// within reuseGrace: a health check that fails for a moment (a loaded machine, a
+		// dependency's hiccup) must not restart what runs, and everything that depends on it.
+		if p.runningFingerprint() == p.fingerprint() && p.healthyWithin(ctx, reuseGrace) {
 			return true, nil
 		}
 		if err := p.Stop(ctx); err != nil {
@@ -220,6 +223,29 @@ func (p *Process) Ensure(ctx context.Context) (reused bool, err error) {
 		}
 	}
 	return false, p.Start(ctx)
+}
+
+// reuseGrace is how long Ensure waits for a running, unchanged process to pass its health
+// check before it restarts it.
+const reuseGrace = 15 * time.Second
+
+// healthyWithin polls Check until it passes or d has passed.
+func (p *Process) healthyWithin(ctx context.Context, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		c := p.Check(ctx)
+		if c.Up {
+			return true
+		}
+		if _, running := p.Running(); !running || time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(p.pollInterval()):
+		}
+	}
 }
 
 // Check reports the process as a lab Component: up when its pid file names a running process

@@ -45,8 +45,10 @@ func components() []component {
 		{name: "crio", addr: func(r *runner) string { return r.l.CRISocket() },
 			health: func(r *runner) lab.HealthCheck { return criHealth(r.l.CRISocket()) }, startTimeout: 90 * time.Second},
 		{name: "etcd", addr: etcd, health: httpAt(etcd, "/health"), startTimeout: 60 * time.Second},
-		// /readyz: Key Protect answers and the plug-in's root key is active.
-		{name: "kms-plugin", addr: kms, health: httpAt(kms, "/readyz"), startTimeout: 30 * time.Second},
+		// /livez: the process serves. Its /readyz (Key Protect answers, the root key is
+		// active) is what the at-rest features watch; a Key Protect outage must not make the
+		// lab restart the plug-in and, through kube-apiserver's KMS health, kube-apiserver.
+		{name: "kms-plugin", addr: kms, health: httpAt(kms, "/livez"), startTimeout: 30 * time.Second},
 		{name: "kube-apiserver", addr: func(r *runner) string { return r.apiURL() }, health: func(r *runner) lab.HealthCheck {
 			return func(ctx context.Context) error { return lab.CheckHTTP(ctx, r.apiClient(), r.apiURL()+"/readyz") }
 		}, startTimeout: 90 * time.Second},
