@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -48,7 +49,14 @@ type authDriver struct {
 var (
 	_ nodedriver.ArgsRunner = (*authDriver)(nil)
 	_ nodedriver.Auditor    = (*authDriver)(nil)
+	_ nodedriver.Watcher    = (*authDriver)(nil)
 )
+
+// WatchKeys implements nodedriver.Watcher through the base driver: the watch pulls nothing.
+// Without it the wrapper would hide the tree watch of every lab with registry-auth.
+func (d *authDriver) WatchKeys(ctx context.Context, node string, dur time.Duration, fn func(nodedriver.WatchEvent)) error {
+	return nodedriver.WatchKeys(ctx, d.Driver, node, dur, fn)
+}
 
 func (d *authDriver) auth() ([]byte, error) {
 	data, err := os.ReadFile(d.authFile)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/suites/nodedriver"
@@ -62,5 +63,31 @@ func TestWithRegistryAuth(t *testing.T) {
 	}
 	if ap, d := withRegistryAuth(lab.Env{}, base); ap == nil || d != nodedriver.Driver(base) {
 		t.Fatal("lab without registry-auth: the driver is wrapped")
+	}
+}
+
+// watchingBase is a driver with a tree watch.
+type watchingBase struct {
+	fakeAuthBase
+	watched int
+}
+
+func (w *watchingBase) WatchKeys(context.Context, string, time.Duration, func(nodedriver.WatchEvent)) error {
+	w.watched++
+	return nil
+}
+
+// TestWithRegistryAuthKeepsTheWatch: the wrapper must not hide the base driver's tree watch (it
+// did once, and every "not for a moment" check then only logged that it could not watch).
+func TestWithRegistryAuthKeepsTheWatch(t *testing.T) {
+	t.Parallel()
+	base := &watchingBase{}
+	env := lab.Env{Capabilities: []lab.Capability{lab.CapRegistryAuth}, RegistryAuthFile: filepath.Join(t.TempDir(), "auth.json")}
+	_, d := withRegistryAuth(env, base)
+	if err := nodedriver.WatchKeys(context.Background(), nodedriver.Guard(d, &nodedriver.OwnedKeys{}), "n", time.Second, func(nodedriver.WatchEvent) {}); err != nil {
+		t.Fatalf("WatchKeys through the registry-auth wrapper and the guard: %v", err)
+	}
+	if base.watched != 1 {
+		t.Fatalf("the base driver's watch ran %d times, want 1", base.watched)
 	}
 }

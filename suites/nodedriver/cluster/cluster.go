@@ -31,6 +31,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/remotecommand"
 
+	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/suites/nodedriver"
 	"github.com/keysync-dev/keysync/suites/nodedriver/podrun"
 )
@@ -48,8 +49,8 @@ const (
 	agentKeysParent = "/host/keys-parent"
 	agentCRIDir     = "/host/cri"
 	labelName       = "app.kubernetes.io/name"
-	labelManaged    = "app.kubernetes.io/managed-by"
-	managedBy       = "keysync-suites"
+	labelManaged    = names.LabelManagedBy
+	managedBy       = names.ManagedBy
 	// templateGenerationLabel is the DaemonSet controller's label of a pod's template generation.
 	templateGenerationLabel = "pod-template-generation"
 	// labelPSA lets the agent's hostPath volumes past Pod Security admission in its namespace.
@@ -274,7 +275,7 @@ func Deploy(ctx context.Context, opts Options) (_ *Driver, err error) {
 	dss := opts.Client.AppsV1().DaemonSets(opts.Namespace)
 	want := DaemonSet(opts)
 	if cur, err := dss.Get(ctx, AgentName, metav1.GetOptions{}); err == nil {
-		cur.Spec = want.Spec
+		cur.Spec, cur.Labels = want.Spec, want.Labels // an earlier run's: now this run's
 		if _, err := dss.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
 			return nil, fmt.Errorf("failed to update DaemonSet %s/%s: %w", opts.Namespace, AgentName, err)
 		}
@@ -446,7 +447,12 @@ func (d *Driver) ensurePullSecret(ctx context.Context) error {
 	if err := secrets.Delete(ctx, PullSecretName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("failed to replace Secret %s/%s: %w", d.opts.Namespace, PullSecretName, err)
 	}
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: PullSecretName, Labels: map[string]string{labelManaged: managedBy}},
+	labels := map[string]string{}
+	for k, v := range d.opts.Labels {
+		labels[k] = v
+	}
+	labels[labelManaged] = managedBy
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: PullSecretName, Labels: labels},
 		Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: d.opts.PullSecret}}
 	if _, err := secrets.Create(ctx, sec, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("failed to create the node agent's pull Secret %s/%s: %w", d.opts.Namespace, PullSecretName, err)
