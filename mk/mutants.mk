@@ -1,4 +1,4 @@
-# Mutants (suites/mutants, cmd/keysync-mutants): the suite against deliberately broken variants
+# Mutants (internal/mutants, cmd/keysync-mutants): the suite against deliberately broken variants
 # of the reference synchronizer (built with -tags keysync_mutants; the shipped binary has no
 # mutant code) on the node lab: one lab, only the synchronizer swapped between mutants.
 .PHONY: mutants

@@ -1,5 +1,5 @@
 // Command keysync-mutants runs the conformance suite against each mutant of the reference
-// synchronizer on a node lab and prints which ones it kills (make mutants; suites/mutants).
+// synchronizer on a node lab and prints which ones it kills (make mutants; internal/mutants).
 // It is a test tool: the shipped keysync CLI does not reach it.
 package main
 
@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/keysync-dev/keysync/suites/mutants"
+	"github.com/keysync-dev/keysync/internal/mutants"
 )
 
 func main() {
