@@ -3,10 +3,7 @@
 package conformance
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"net/http"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -55,10 +52,7 @@ func featureKPUnwrapOutage() Feature {
 		},
 		Assess: []Step{
 			{Name: "while every unwrap fails with 503, a new version of the Secret leaves the synced key in place", Fn: func(ctx context.Context, t T, c *Context) {
-				t.Cleanup(func() { _ = c.clearKPFaults(context.WithoutCancel(ctx)) })
-				if err := c.addKPFault(ctx, `{"op":"unwrap","kind":"status","status":503,"count":100000}`); err != nil {
-					t.Fatalf("%v", err)
-				}
+				c.addFaults(ctx, t, kp.Fault{Op: "unwrap", Kind: "status", Status: 503, Count: 100000})
 				before := c.unwraps(ctx, t)
 				if _, err := s.secrets.Update(ctx, sec.Namespace, sec.Name, map[string][]byte{
 					kpkey.RootKeyIDKey: []byte(c.Lab.KPRootKeyID), kpkey.CiphertextKey: []byte(ctB)}); err != nil {
@@ -102,7 +96,7 @@ func featureKPUnwrapOutage() Feature {
 				}
 			}},
 			{Name: "once Key Protect answers again, the new version's key replaces the old", Fn: func(ctx context.Context, t T, c *Context) {
-				if err := c.clearKPFaults(ctx); err != nil {
+				if err := kp.ClearFaults(ctx, nil, c.Lab.MockKPAdminURL); err != nil {
 					t.Fatalf("%v", err)
 				}
 				if _, err := c.waitFile(ctx, mustNormalize(t, c.Fixtures.B.Key)); err != nil {
@@ -114,31 +108,4 @@ func featureKPUnwrapOutage() Feature {
 			}},
 		},
 	}
-}
-
-// addKPFault queues a fault (mockkp's admin API, POST /faults).
-func (c *Context) addKPFault(ctx context.Context, fault string) error {
-	return c.kpAdmin(ctx, http.MethodPost, "/faults", []byte(fault), http.StatusCreated)
-}
-
-// clearKPFaults drops every pending fault.
-func (c *Context) clearKPFaults(ctx context.Context) error {
-	return c.kpAdmin(ctx, http.MethodDelete, "/faults", nil, http.StatusNoContent)
-}
-
-func (c *Context) kpAdmin(ctx context.Context, method, path string, body []byte, want int) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.Lab.MockKPAdminURL+path, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("failed to build mockkp admin request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("failed to call mockkp admin %s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != want {
-		return fmt.Errorf("mockkp admin %s %s: status %d, want %d", method, path, resp.StatusCode, want)
-	}
-	return nil
 }
