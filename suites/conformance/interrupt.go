@@ -91,7 +91,11 @@ func (g *Guard) RunID() string {
 // It runs on its own context (ctx's values, not its cancellation: the run's context is
 // usually the cancelled one), bounded by two minutes, and may be called more than once.
 func (g *Guard) Cleanup(ctx context.Context) ([]leftovers.Object, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	limit := 2 * time.Minute
+	if d, ok := ctx.Deadline(); ok { // a deadline of ctx's is kept, its cancellation is not
+		limit = min(limit, time.Until(d))
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
 	defer cancel()
 	g.mu.Lock()
 	client, runID, namespaces, closeFn := g.client, g.runID, g.namespaces, g.closeFn
@@ -133,6 +137,12 @@ func (g *Guard) Finish(ctx context.Context, code int) int {
 // with code; reason says why on stderr. Only the first call acts; later ones (a second
 // Ctrl-C) are told that cleanup is under way and return.
 func (g *Guard) Interrupt(reason string, code int) {
+	g.interrupt(reason, code, 2*time.Minute)
+}
+
+// interrupt is Interrupt with a budget for both sweeps together (the watchdog's is what is
+// left before the test timeout kills the process).
+func (g *Guard) interrupt(reason string, code int, budget time.Duration) {
 	first := false
 	g.fireOnce.Do(func() { first = true })
 	if !first {
@@ -142,10 +152,12 @@ func (g *Guard) Interrupt(reason string, code int) {
 	close(g.fired)
 	fmt.Fprintf(g.stderr, "keysync: %s: stopping the run and removing what it created (run ID %s)\n", reason, g.RunID())
 	g.cancel()
-	removed, err := g.Cleanup(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	removed, err := g.Cleanup(ctx)
 	// Calls in flight when the run was cancelled may still create something: sweep again.
 	time.Sleep(g.settle)
-	more, err2 := g.Cleanup(context.Background())
+	more, err2 := g.Cleanup(ctx)
 	removed = append(removed, more...)
 	for _, o := range removed {
 		fmt.Fprintf(g.stderr, "keysync: removed %s\n", o)
@@ -186,7 +198,8 @@ func (g *Guard) Watch(timeout, margin time.Duration) (stop func()) {
 			after = 0
 		}
 		timer = time.AfterFunc(after, func() {
-			go g.Interrupt(fmt.Sprintf("the test timeout (-test.timeout %s) ends in %s", timeout, margin), ExitTimeout)
+			// Both sweeps must end before go test's panic kills the process.
+			go g.interrupt(fmt.Sprintf("the test timeout (-test.timeout %s) ends in %s", timeout, margin), ExitTimeout, margin-time.Second)
 		})
 	}
 	ppid := os.Getppid()
