@@ -18,7 +18,7 @@ SUITE_ARGS ?=
 CONFORMANCE_TIMEOUT ?= 30m
 REPORT_HTML ?= _out/report.html
 
-.PHONY: conformance suites-unit
+.PHONY: conformance conformance-rejudge suites-unit
 
 conformance: ## run the conformance suites against the current lab ($(LAB_ENV)); JUnit in _out/junit.xml
 	@mkdir -p _out
@@ -28,6 +28,12 @@ conformance: ## run the conformance suites against the current lab ($(LAB_ENV));
 	  wait $$pid; rc=$$?; while kill -0 $$pid 2>/dev/null; do wait $$pid; rc=$$?; done; \
 	  $(GO) run ./cmd/keysync conformance report --go-test-json _out/suites.json --junit _out/junit.xml --html $(REPORT_HTML) || rc=1; \
 	  exit $$rc
+
+# Both profiles run the same checks (a failed recommended check stops nothing under either), so
+# one run yields both verdicts: judge the last run again under PROFILE.
+PROFILE ?= required
+conformance-rejudge: ## judge the last conformance run (_out/suites.json) under PROFILE=required|recommended; JUnit in _out/junit-$(PROFILE).xml
+	@$(GO) run ./cmd/keysync conformance report --go-test-json _out/suites.json --profile $(PROFILE) --junit _out/junit-$(PROFILE).xml
 
 # The suites' own tests (JUnit writer, hooks, tracker, Secret client and Event waiter against a
 # real kube-apiserver, ...) need no lab: make test runs them (UNIT_PKGS); this target runs

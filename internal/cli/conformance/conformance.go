@@ -254,14 +254,16 @@ func writeFile(path, what string, write func(io.Writer) error) error {
 }
 
 func newReportCommand(s *cli.Streams) *cobra.Command {
-	var in, junit, html string
+	var in, junit, html, profile string
 	cmd := &cobra.Command{
 		Use:   "report",
 		Short: "Convert `go test -json` output of the suites into JUnit XML, an HTML report and the summary lines",
 		Long: `Reads 'go test -json ./suites' output and counts the conformance checks only (the leaves of
 TestConformance: one feature's assessment against the lab; a feature skipped as a whole, or
 whose setup failed, counts once), never other tests; skipped checks count as skipped with their
-reason. Prints the per-profile line, then "N passed, N failed, N skipped" (", N warned").`,
+reason. Prints the per-profile line, then "N passed, N failed, N skipped" (", N warned").
+--profile judges the run again under the other profile (report.Rejudge): the profiles run the
+same checks, so one run yields both verdicts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r := s.In
@@ -282,12 +284,20 @@ reason. Prints the per-profile line, then "N passed, N failed, N skipped" (", N 
 			}
 			m := res.Meta
 			m.Title = "go test ./suites"
-			return finish(s, outputs{junit: junit, html: html}, m, res.Cases, 0, true)
+			cases := res.Cases
+			if profile != "" {
+				if cases, err = report.Rejudge(cases, profile); err != nil {
+					return err
+				}
+				m.Profile = profile
+			}
+			return finish(s, outputs{junit: junit, html: html}, m, cases, 0, true)
 		},
 	}
 	cmd.Flags().StringVar(&in, "go-test-json", "-", "`go test -json` output file (- for stdin)")
 	cmd.Flags().StringVar(&junit, "junit", "", "write JUnit XML to this file")
 	cmd.Flags().StringVar(&html, "html", "", "write the HTML report to this file")
+	cmd.Flags().StringVar(&profile, "profile", "", "judge the run under this profile (required|recommended; default: the run's own)")
 	return cmd
 }
 

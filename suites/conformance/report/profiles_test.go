@@ -221,3 +221,46 @@ func TestWriteHTML(t *testing.T) {
 		t.Errorf("no synchronizer must print unknown: %v", err)
 	}
 }
+
+func TestRejudge(t *testing.T) {
+	t.Parallel()
+	cases := []Case{
+		{Name: "req fails", Profile: ProfileRequired, Status: Failed},
+		{Name: "rec fails", Profile: ProfileRecommended, Status: Failed},
+		{Name: "rec passes", Profile: ProfileRecommended, Status: Passed},
+		{Name: "rec skipped", Profile: ProfileRecommended, Status: Skipped},
+		{Name: "rec warned", Profile: ProfileRecommended, Status: Warned},
+	}
+	tests := []struct {
+		profile string
+		want    []Status
+		wantErr bool
+	}{
+		{profile: ProfileRequired, want: []Status{Failed, Warned, Passed, Skipped, Warned}},
+		{profile: ProfileRecommended, want: []Status{Failed, Failed, Passed, Skipped, Failed}},
+		{profile: "lenient", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.profile, func(t *testing.T) {
+			t.Parallel()
+			got, err := Rejudge(cases, tt.profile)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatal("want an error")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, c := range got {
+				if c.Status != tt.want[i] {
+					t.Errorf("%s: %s, want %s", c.Name, c.Status, tt.want[i])
+				}
+			}
+			if cases[1].Status != Failed {
+				t.Error("Rejudge changed its input")
+			}
+		})
+	}
+}

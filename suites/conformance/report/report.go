@@ -198,3 +198,26 @@ func firstLine(s string) string {
 	}
 	return s
 }
+
+// Rejudge returns cases as a run under profile would have reported them. The two profiles run
+// the same checks and a failed recommended check stops nothing under either, so a run judged
+// under one holds every verdict of the other: under "required" a failed recommended check is
+// a warning, under "recommended" a warning is a failure again. Any other profile is an error.
+func Rejudge(cases []Case, profile string) ([]Case, error) {
+	from, to := Failed, Warned
+	switch profile {
+	case ProfileRequired:
+	case ProfileRecommended:
+		from, to = Warned, Failed
+	default:
+		return nil, fmt.Errorf("unknown profile %q (want %s or %s)", profile, ProfileRequired, ProfileRecommended)
+	}
+	out := make([]Case, len(cases))
+	for i, c := range cases {
+		if c.Status == from && c.Profile == ProfileRecommended {
+			c.Status = to
+		}
+		out[i] = c
+	}
+	return out, nil
+}
