@@ -32,6 +32,7 @@ import (
 
 	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/lab"
+	"github.com/keysync-dev/keysync/lab/labconfig"
 )
 
 // Published on the host's loopback by the control-plane node (ClusterConfig).
@@ -57,7 +58,7 @@ const (
 
 // KMSProviderName names the plug-in in the EncryptionConfiguration and so in every encrypted
 // value's prefix (k8s:enc:kms:v2:keysync-kp:); it must not change once data exists.
-const KMSProviderName = "keysync-kp"
+const KMSProviderName = labconfig.KMSProviderName
 
 // kmsPluginRepo is the plug-in's repository in the lab registry.
 const kmsPluginRepo = "keysync/kms-plugin"
@@ -69,42 +70,15 @@ func encryptionConfig() string {
 }
 
 // kmsPluginConfigYAML is the runbook's kmsplugin-config.yaml for the lab's mockkp as the
-// cluster reaches it (plain HTTP: the plug-in runs with --allow-insecure-kp).
+// cluster reaches it.
 func kmsPluginConfigYAML(env lab.Env) string {
-	return fmt.Sprintf(`# keysync kind lab: the KMS runbook's kmsplugin-config.yaml for keysync-kms-plugin.
-SERVER_CONFIG:
-  UNIX_SOCKET_PATH: %q
-  TOKEN_URL: %q
-  API_KEY: %q
-  HEALTHZ_PATH: "/healthz"
-  HEALTHZ_PORT: %d
-  MAX_RETRIES: 2
-KP_CONFIG:
-  CRK_ID: %q
-  URL: %q
-  INSTANCE_ID: %q
-LOGGER:
-  LOG_LEVEL: "info"
-  LOG_ALL_VALUES: false
-`, kmsSocket(), env.MockKPClusterTokenURL, env.KPAPIKey, kmsHealthPort, env.KMSRootKeyID, env.MockKPClusterURL, env.KPInstanceID)
+	return labconfig.KMSPluginConfig(lab.KindKind, labconfig.KMSPlugin{Socket: kmsSocket(), HealthPort: kmsHealthPort,
+		TokenURL: env.MockKPClusterTokenURL, URL: env.MockKPClusterURL, APIKey: env.KPAPIKey,
+		InstanceID: env.KPInstanceID, RootKeyID: env.KMSRootKeyID})
 }
 
 // encryptionConfigYAML is kube-apiserver's --encryption-provider-config.
-func encryptionConfigYAML() string {
-	return fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-  - resources:
-      - secrets
-    providers:
-      - kms:
-          apiVersion: v2
-          name: %s
-          endpoint: unix://%s
-          timeout: 3s
-      - identity: {}
-`, KMSProviderName, kmsSocket())
-}
+func encryptionConfigYAML() string { return labconfig.EncryptionConfig(kmsSocket()) }
 
 func hostPathVolume(name, path string, t corev1.HostPathType) corev1.Volume {
 	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: path, Type: &t}}}

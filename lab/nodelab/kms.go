@@ -13,6 +13,7 @@ import (
 
 	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/lab"
+	"github.com/keysync-dev/keysync/lab/labconfig"
 )
 
 // Secrets are encrypted at rest: kube-apiserver's EncryptionConfiguration puts keysync's KMS v2
@@ -23,48 +24,15 @@ import (
 // KPKMSRootKeyID is the seeded mockkp root key (CRK_ID) of the KMS plug-in.
 const KPKMSRootKeyID = "3b9e6c1d-5f2a-4e7b-8c0d-9a1f2e3d4c5b"
 
-// kmsProviderName names the plug-in in the EncryptionConfiguration (and so in every
-// encrypted value's prefix: k8s:enc:kms:v2:<name>:); it must not change once data exists.
-const kmsProviderName = "keysync-kp"
-
-// kmsPluginConfig renders the runbook's kmsplugin-config.yaml for the lab's mockkp (plain HTTP
-// on loopback: the plug-in runs with --allow-insecure-kp).
+// kmsPluginConfig renders the runbook's kmsplugin-config.yaml for the lab's mockkp on loopback.
 func kmsPluginConfig(socket, mockKP string, healthPort int) string {
 	kp := "http://" + mockKP
-	return fmt.Sprintf(`# keysync node lab: the KMS runbook's kmsplugin-config.yaml for keysync-kms-plugin.
-SERVER_CONFIG:
-  UNIX_SOCKET_PATH: %q
-  TOKEN_URL: %q
-  API_KEY: %q
-  HEALTHZ_PATH: "/healthz"
-  HEALTHZ_PORT: %d
-  MAX_RETRIES: 2
-KP_CONFIG:
-  CRK_ID: %q
-  URL: %q
-  INSTANCE_ID: %q
-LOGGER:
-  LOG_LEVEL: "info"
-  LOG_ALL_VALUES: false
-`, socket, kp+"/identity/token", KPAPIKey, healthPort, KPKMSRootKeyID, kp, KPInstanceID)
+	return labconfig.KMSPluginConfig(lab.KindNode, labconfig.KMSPlugin{Socket: socket, HealthPort: healthPort,
+		TokenURL: kp + "/identity/token", URL: kp, APIKey: KPAPIKey, InstanceID: KPInstanceID, RootKeyID: KPKMSRootKeyID})
 }
 
 // encryptionConfig is kube-apiserver's --encryption-provider-config.
-func encryptionConfig(socket string) string {
-	return fmt.Sprintf(`apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-  - resources:
-      - secrets
-    providers:
-      - kms:
-          apiVersion: v2
-          name: %s
-          endpoint: unix://%s
-          timeout: 3s
-      - identity: {}
-`, kmsProviderName, socket)
-}
+func encryptionConfig(socket string) string { return labconfig.EncryptionConfig(socket) }
 
 func (r *runner) startKMSPlugin(ctx context.Context) (string, error) {
 	p := r.process(componentNamed("kms-plugin"))

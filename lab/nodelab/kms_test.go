@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/keysync-dev/keysync/internal/kmsplugin"
+	"github.com/keysync-dev/keysync/lab/labconfig"
 )
 
 // TestKMSPluginConfig: the rendered kmsplugin-config.yaml is what the plug-in accepts (with the
@@ -62,7 +63,7 @@ func TestEncryptionConfig(t *testing.T) {
 		t.Fatalf("resources %+v", r)
 	}
 	kms, ok := r.Providers[0]["kms"].(map[string]any)
-	if !ok || kms["apiVersion"] != "v2" || kms["name"] != kmsProviderName || kms["endpoint"] != "unix:///w/run/kms.sock" || kms["timeout"] != "3s" {
+	if !ok || kms["apiVersion"] != "v2" || kms["name"] != labconfig.KMSProviderName || kms["endpoint"] != "unix:///w/run/kms.sock" || kms["timeout"] != "3s" {
 		t.Errorf("first provider %+v, want the plug-in over KMS v2", r.Providers[0])
 	}
 	if _, ok := r.Providers[1]["identity"]; !ok {

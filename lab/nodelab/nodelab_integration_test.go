@@ -27,6 +27,7 @@ import (
 	"github.com/keysync-dev/keysync/fixtures/manifest"
 	"github.com/keysync-dev/keysync/internal/registryauth"
 	"github.com/keysync-dev/keysync/lab"
+	"github.com/keysync-dev/keysync/lab/labconfig"
 )
 
 // repoRoot finds the checkout (the directory holding go.mod) from the test's directory.
@@ -488,7 +489,7 @@ func processesUnder(t *testing.T, dir string) []string {
 }
 
 // encPrefix starts every Secret the lab's KMS plug-in encrypted.
-const encPrefix = "k8s:enc:kms:v2:" + kmsProviderName + ":"
+const encPrefix = "k8s:enc:kms:v2:" + labconfig.KMSProviderName + ":"
 
 func kubeClient(t *testing.T, kubeconfig string) kubernetes.Interface {
 	t.Helper()
