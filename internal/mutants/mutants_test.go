@@ -52,6 +52,9 @@ func TestFailure(t *testing.T) {
 			want: Failure{Feature: "a key Secret makes its encrypted image pull", Step: "the key file appears", Message: "node n: synced/f.pem has mode 0644, want 0600"}},
 		{name: "setup", in: report.Case{Name: "kp/a_feature", Message: "    scope.go:62: Secret x: key file did not appear\n"},
 			want: Failure{Feature: "a feature", Message: "Secret x: key file did not appear"}},
+		{name: "check (marker)", in: report.Case{Suite: "a key Secret makes its encrypted image pull", Name: "setup",
+			Message: "    scope.go:62: node n: synced/f.pem has mode 0644, want 0600\n"},
+			want: Failure{Feature: "a key Secret makes its encrypted image pull", Step: "setup", Message: "node n: synced/f.pem has mode 0644, want 0600"}},
 		{name: "no file:line", in: report.Case{Name: "plain", Message: "=== RUN x\npanic: boom\n"},
 			want: Failure{Message: "panic: boom"}},
 	} {

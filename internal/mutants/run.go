@@ -203,16 +203,22 @@ func (c Config) wipe() error {
 
 var goFileLine = regexp.MustCompile(`^\s*[\w.-]+\.go:\d+: (.*)$`)
 
-// failure turns a failed case ("area/feature/step", underscores for spaces) into a Failure
+// failure turns a failed case (a check: Suite the feature, Name the assessment; else a test
+// named "area/feature/step", underscores for spaces) into a Failure
 // with the first message the test logged.
 func failure(cs report.Case) Failure {
-	parts := strings.SplitN(cs.Name, "/", 3)
 	f := Failure{}
-	if len(parts) >= 2 {
-		f.Feature = strings.ReplaceAll(parts[1], "_", " ")
-	}
-	if len(parts) == 3 {
-		f.Step = strings.ReplaceAll(parts[2], "_", " ")
+	if cs.Suite != "" && !strings.Contains(cs.Suite, ".") {
+		// A conformance check (its check marker): the feature and the assessment by name.
+		f.Feature, f.Step = cs.Suite, cs.Name
+	} else {
+		parts := strings.SplitN(cs.Name, "/", 3)
+		if len(parts) >= 2 {
+			f.Feature = strings.ReplaceAll(parts[1], "_", " ")
+		}
+		if len(parts) == 3 {
+			f.Step = strings.ReplaceAll(parts[2], "_", " ")
+		}
 	}
 	for _, line := range strings.Split(cs.Message, "\n") {
 		if m := goFileLine.FindStringSubmatch(line); m != nil {
