@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/keysync-dev/keysync/internal/atomicfile"
+	"github.com/keysync-dev/keysync/internal/registryauth"
 	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/lab/labconfig"
 )
@@ -183,7 +184,12 @@ func (l *Lab) encryptAtRest(ctx context.Context, p Parts) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	dgst, err := img.Push(ctx, http.DefaultClient, RegistryHostAddr, kmsPluginRepo, "lab")
+	auth, err := registryauth.Load(l.RegistryAuthFile())
+	if err != nil {
+		return "", fmt.Errorf("failed to read the lab registry's credentials: %w", err)
+	}
+	// Pulled by the node's CRI-O under the rewritten name, with its global auth file.
+	dgst, err := img.Push(ctx, auth.Client(nil), RegistryHostAddr, kmsPluginRepo, "lab")
 	if err != nil {
 		return "", fmt.Errorf("failed to push the KMS plug-in image: %w", err)
 	}
