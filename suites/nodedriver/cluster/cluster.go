@@ -11,9 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/url"
 	"path"
 	"slices"
 	"strconv"
@@ -24,12 +22,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/suites/nodedriver"
@@ -303,52 +298,6 @@ func Deploy(ctx context.Context, opts Options) (_ *Driver, err error) {
 	return d, nil
 }
 
-// ensureNamespace creates the agent's namespace unless it exists (waiting out one that an
-// earlier run is still deleting). One an earlier keysync run created (labelled
-// managed-by=keysync-suites) is adopted and removed by Close like a new one.
-func (d *Driver) ensureNamespace(ctx context.Context) error {
-	nss := d.opts.Client.CoreV1().Namespaces()
-	err := wait.PollUntilContextTimeout(ctx, time.Second, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
-		ns, err := nss.Get(ctx, d.opts.Namespace, metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-			return true, nil
-		case err != nil:
-			return false, fmt.Errorf("failed to get namespace %s: %w", d.opts.Namespace, err)
-		}
-		return ns.Status.Phase != corev1.NamespaceTerminating, nil
-	})
-	if err != nil {
-		return fmt.Errorf("namespace %s: %w", d.opts.Namespace, err)
-	}
-	if cur, err := nss.Get(ctx, d.opts.Namespace, metav1.GetOptions{}); err == nil {
-		if cur.Labels[labelManaged] != managedBy {
-			return nil // not ours: leave it when done
-		}
-		// Left by an earlier keysync run that was killed: adopt it (this run's labels) and
-		// remove it when done.
-		for k, v := range d.opts.Labels {
-			cur.Labels[k] = v
-		}
-		if _, err := nss.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
-			return fmt.Errorf("failed to adopt namespace %s left by an earlier run: %w", d.opts.Namespace, err)
-		}
-		d.createdNS = true
-		return nil
-	}
-	labels := map[string]string{}
-	for k, v := range d.opts.Labels {
-		labels[k] = v
-	}
-	labels[labelManaged], labels[labelPSA] = managedBy, PSALevel
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: d.opts.Namespace, Labels: labels}}
-	if _, err := nss.Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("failed to create namespace %s: %w", d.opts.Namespace, err)
-	}
-	d.createdNS = true
-	return nil
-}
-
 // rollout is where the agent DaemonSet stands.
 type rollout struct {
 	rolledOut bool     // every scheduled pod runs the current template
@@ -435,31 +384,6 @@ func (d *Driver) Close() error {
 	return nil
 }
 
-// PullSecretName is the agent pods' registry pull Secret (Options.PullSecret).
-const PullSecretName = AgentName + "-pull"
-
-// ensurePullSecret creates (or replaces) the agent's pull Secret when Options.PullSecret is set.
-func (d *Driver) ensurePullSecret(ctx context.Context) error {
-	if d.opts.PullSecret == nil {
-		return nil
-	}
-	secrets := d.opts.Client.CoreV1().Secrets(d.opts.Namespace)
-	if err := secrets.Delete(ctx, PullSecretName, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("failed to replace Secret %s/%s: %w", d.opts.Namespace, PullSecretName, err)
-	}
-	labels := map[string]string{}
-	for k, v := range d.opts.Labels {
-		labels[k] = v
-	}
-	labels[labelManaged] = managedBy
-	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: PullSecretName, Labels: labels},
-		Type: corev1.SecretTypeDockerConfigJson, Data: map[string][]byte{corev1.DockerConfigJsonKey: d.opts.PullSecret}}
-	if _, err := secrets.Create(ctx, sec, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("failed to create the node agent's pull Secret %s/%s: %w", d.opts.Namespace, PullSecretName, err)
-	}
-	return nil
-}
-
 // Name implements nodedriver.Driver.
 func (d *Driver) Name() string { return "cluster" }
 
@@ -516,66 +440,6 @@ func podReady(p corev1.Pod) bool {
 		}
 	}
 	return false
-}
-
-// agentPod waits (up to ReadyTimeout: a node that just joined) for node's ready agent pod.
-func (d *Driver) agentPod(ctx context.Context, node string) (string, error) {
-	var name string
-	err := wait.PollUntilContextTimeout(ctx, time.Second, d.opts.ReadyTimeout, true, func(ctx context.Context) (bool, error) {
-		ds, err := d.opts.Client.AppsV1().DaemonSets(d.opts.Namespace).Get(ctx, AgentName, metav1.GetOptions{})
-		if err != nil {
-			return false, fmt.Errorf("failed to get DaemonSet %s/%s: %w", d.opts.Namespace, AgentName, err)
-		}
-		pods, err := d.currentPods(ctx, ds, node)
-		if err != nil {
-			return false, err
-		}
-		for _, p := range pods {
-			if podReady(p) {
-				name = p.Name
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("no ready %s pod on node %s: %w", AgentName, node, err)
-	}
-	return name, nil
-}
-
-// streamExec runs command in the agent container of pod through the API server's exec
-// subresource; a non-zero exit status comes back as a utilexec.ExitError.
-func (d *Driver) streamExec(ctx context.Context, pod string, command []string, stdout, stderr io.Writer) error {
-	return d.streamExecStdin(ctx, pod, command, nil, stdout, stderr)
-}
-
-// streamExecStdin is streamExec with stdin (nil: none).
-func (d *Driver) streamExecStdin(ctx context.Context, pod string, command []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	req := d.opts.Client.CoreV1().RESTClient().Post().Resource("pods").Namespace(d.opts.Namespace).
-		Name(pod).SubResource("exec").VersionedParams(&corev1.PodExecOptions{
-		Container: "agent", Command: command, Stdin: stdin != nil, Stdout: true, Stderr: true,
-	}, scheme.ParameterCodec)
-	ex, err := executor(d.opts.Config, req.URL())
-	if err != nil {
-		return err
-	}
-	return ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: stdin, Stdout: stdout, Stderr: stderr})
-}
-
-// executor execs over WebSocket, falling back to SPDY where the upgrade fails (as kubectl).
-func executor(cfg *rest.Config, u *url.URL) (remotecommand.Executor, error) {
-	spdy, err := remotecommand.NewSPDYExecutor(cfg, "POST", u)
-	if err != nil {
-		return nil, err
-	}
-	ws, err := remotecommand.NewWebSocketExecutor(cfg, "GET", u.String())
-	if err != nil {
-		return nil, err
-	}
-	return remotecommand.NewFallbackExecutor(ws, spdy, func(err error) bool {
-		return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
-	})
 }
 
 // RunImage implements nodedriver.Driver with a Pod pinned to node.
