@@ -10,6 +10,13 @@
 #
 # The nodes are the kind lab's containers (docker exec). Outputs go to _out/doctor-test/.
 # Ends with "N passed, N failed".
+#
+# Not in CI yet. Its first run on the kind lab, right after the suites, failed 5 of 10 cases
+# for three reasons still to fix: doctor's decrypt-failures check reports the suites' own
+# expected missing-key Events of Pods that no longer exist as ✗ (they should be warnings, as
+# secret-events does for deleted Secrets); the kp-http case needs a keyprotect-config to break
+# (the suites remove theirs); and the agent DaemonSet/namespace keysync-doctor was still there
+# when the script looked right after doctor exited.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOFLAGS=${GOFLAGS:--tags=containers_image_openpgp} CGO_ENABLED=${CGO_ENABLED:-0}
