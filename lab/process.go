@@ -48,6 +48,11 @@ type Process struct {
 	StopTimeout time.Duration
 	// PollInterval is the health poll period (default 100 ms).
 	PollInterval time.Duration
+	// Hosts, when set, is a hosts file the process sees as /etc/hosts: it runs in a mount
+	// namespace of its own (private propagation, so nothing leaks to the host) where Hosts is
+	// bind-mounted over /etc/hosts before the program starts. Labs use it to make public names
+	// resolve to their own servers for one process only. Needs root and mount(8).
+	Hosts string
 	// Fingerprint identifies the configuration the process runs with (e.g. a hash of its
 	// config files); it is recorded in the pid file and Ensure restarts a running process whose
 	// fingerprint differs. Empty means a hash of Path, Args and Env.
@@ -59,7 +64,7 @@ func (p *Process) fingerprint() string {
 		return p.Fingerprint
 	}
 	h := sha256.New()
-	for _, s := range append(append([]string{p.Path}, p.Args...), p.Env...) {
+	for _, s := range append(append([]string{p.Path, p.Hosts}, p.Args...), p.Env...) {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
@@ -131,10 +136,16 @@ func (p *Process) Start(ctx context.Context) error {
 	fmt.Fprintf(logf, "=== %s start %s: %s %s\n", time.Now().UTC().Format(time.RFC3339), p.Name, p.Path, strings.Join(p.Args, " "))
 
 	cmd := exec.Command(p.Path, p.Args...)
-	cmd.Env, cmd.Dir = p.Env, p.Dir
-	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own session and process group: not killed with the starting terminal, stoppable as a group.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if p.Hosts != "" {
+		// sh binds the file and execs the program: the pid (and its start time) stay the
+		// program's. Go makes the new mount namespace's propagation private itself.
+		cmd = exec.Command("/bin/sh", append([]string{"-c", `mount --bind "$0" /etc/hosts && exec "$@"`, p.Hosts, p.Path}, p.Args...)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Unshareflags: syscall.CLONE_NEWNS}
+	}
+	cmd.Env, cmd.Dir = p.Env, p.Dir
+	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("failed to start %s (log %s): %w", p.Name, p.LogFile, err)
 	}

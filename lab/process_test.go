@@ -294,3 +294,45 @@ func TestProcessCheck(t *testing.T) {
 		t.Fatalf("after stop: %+v", c)
 	}
 }
+
+// TestProcessHosts: a process with Hosts sees that file as /etc/hosts, the host does not, and
+// the pid file names the program itself (sh execs it).
+func TestProcessHosts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (a mount namespace): run it as make test does")
+	}
+	p, dir := newProc(t, "cat /etc/hosts > seen; touch ready; exec sleep 60", ready)
+	p.Hosts = filepath.Join(dir, "hosts")
+	if err := os.WriteFile(p.Hosts, []byte("127.9.9.9 iam.example.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	seen, err := os.ReadFile(filepath.Join(dir, "seen"))
+	if err != nil || string(seen) != "127.9.9.9 iam.example.test\n" {
+		t.Errorf("the process saw /etc/hosts = %q (%v), want the Hosts file", seen, err)
+	}
+	host, err := os.ReadFile("/etc/hosts")
+	if err != nil || bytes.Contains(host, []byte("iam.example.test")) {
+		t.Errorf("the host's /etc/hosts changed (%v): %q", err, host)
+	}
+	pid, ok := p.Running()
+	if !ok {
+		t.Fatal("not running")
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !bytes.HasPrefix(cmdline, []byte("sleep\x00")) {
+		t.Errorf("pid %d runs %q (%v), want the program (sleep)", pid, cmdline, err)
+	}
+	// A hosts file that cannot be mounted: the start fails and says why.
+	q, qdir := newProc(t, "touch ready; exec sleep 60", ready)
+	q.Hosts = filepath.Join(qdir, "missing")
+	if err := q.Start(t.Context()); err == nil {
+		_ = q.Stop(context.Background())
+		t.Fatal("Start with a missing Hosts file succeeded")
+	} else if !strings.Contains(err.Error(), "exited early") {
+		t.Errorf("Start with a missing Hosts file: %v, want an early exit with the log's tail", err)
+	}
+}

@@ -39,6 +39,7 @@ type options struct {
 	seed      string
 	tlsCert   string
 	tlsKey    string
+	tlsAddr   string
 	tokenTTL  time.Duration
 	logFormat string
 	logLevel  string
@@ -97,6 +98,7 @@ the client host must trust the certificate through its system roots (SSL_CERT_FI
 	f.StringVar(&o.seed, "seed", "", "seed file (JSON, see above) with instances, API keys and root keys to create if absent")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate file: serve the API over HTTPS (needs --tls-key)")
 	f.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
+	f.StringVar(&o.tlsAddr, "tls-addr", "", "serve the same API over HTTPS (--tls-cert, --tls-key) on this address too, --addr staying plain HTTP (labs: the public IAM and Key Protect names on :443 for the synchronizer under test)")
 	f.DurationVar(&o.tokenTTL, "token-ttl", mockkp.DefaultTokenTTL, "lifetime of issued IAM access tokens (expires_in)")
 	f.StringVar(&o.logFormat, "log-format", "text", "request log format on stderr: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
@@ -128,6 +130,9 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
+	if o.tlsAddr != "" && o.tlsCert == "" {
+		return errors.New("--tls-addr needs --tls-cert and --tls-key")
+	}
 	mo := mockkp.Options{StatePath: o.state, TokenTTL: o.tokenTTL, Logger: log}
 	for _, v := range o.rateLimit {
 		l, err := mockkp.ParseRateLimit(v)
@@ -150,18 +155,34 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("failed to listen on --addr: %w", err)
 	}
-	scheme := "http"
-	if o.tlsCert != "" {
-		scheme = "https"
+	// tlsOn says which listeners serve HTTPS: --addr when --tls-cert is given alone, else
+	// --tls-addr.
+	scheme, tlsOn := "http", map[int]bool{}
+	if o.tlsCert != "" && o.tlsAddr == "" {
+		scheme, tlsOn[0] = "https", true
 	}
 	apiURL := scheme + "://" + apiLn.Addr().String()
 	servers := []*http.Server{{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}}
 	listeners := []net.Listener{apiLn}
+	tlsURL := ""
+	if o.tlsAddr != "" {
+		tlsLn, err := net.Listen("tcp", o.tlsAddr)
+		if err != nil {
+			apiLn.Close()
+			return fmt.Errorf("failed to listen on --tls-addr: %w", err)
+		}
+		tlsURL = "https://" + tlsLn.Addr().String()
+		tlsOn[len(servers)] = true
+		servers = append(servers, &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second})
+		listeners = append(listeners, tlsLn)
+	}
 	adminURL := ""
 	if o.adminAddr != "" {
 		adminLn, err := net.Listen("tcp", o.adminAddr)
 		if err != nil {
-			apiLn.Close()
+			for _, ln := range listeners {
+				ln.Close()
+			}
 			return fmt.Errorf("failed to listen on --admin-addr: %w", err)
 		}
 		adminURL = "http://" + adminLn.Addr().String()
@@ -173,7 +194,7 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 	for i, s := range servers {
 		go func() {
 			var err error
-			if i == 0 && o.tlsCert != "" {
+			if tlsOn[i] {
 				err = s.ServeTLS(listeners[i], o.tlsCert, o.tlsKey)
 			} else {
 				err = s.Serve(listeners[i])
@@ -181,10 +202,13 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 			errc <- err
 		}()
 	}
-	log.Info("mockkp listening", "url", apiURL, "token_url", apiURL+"/identity/token", "admin_url", adminURL,
+	log.Info("mockkp listening", "url", apiURL, "token_url", apiURL+"/identity/token", "tls_url", tlsURL, "admin_url", adminURL,
 		"state", o.state, "seed", o.seed)
 	if o.readyFile != "" {
 		content := fmt.Sprintf("MOCKKP_URL=%s\nMOCKKP_TOKEN_URL=%s/identity/token\nMOCKKP_ADMIN_URL=%s\n", apiURL, apiURL, adminURL)
+		if tlsURL != "" {
+			content += "MOCKKP_TLS_URL=" + tlsURL + "\n"
+		}
 		if err := atomicfile.Write(o.readyFile, []byte(content), 0o600); err != nil {
 			shutdown(servers)
 			return err

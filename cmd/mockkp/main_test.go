@@ -123,6 +123,7 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		wantErr string
 	}{
 		{"tls cert without key", []string{"--tls-cert", "x.crt"}, "go together"},
+		{"tls addr without cert", []string{"--tls-addr", "127.0.0.1:0"}, "--tls-addr needs --tls-cert"},
 		{"bad seed", []string{"--seed", badSeed}, "invalid seed file"},
 		{"missing seed", []string{"--seed", filepath.Join(dir, "none.json")}, "failed to read seed file"},
 		{"bad log format", []string{"--log-format", "xml"}, "--log-format"},
@@ -150,7 +151,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"--addr", "--admin-addr", "--state", "--seed", "--tls-cert", "--tls-key", "--token-ttl", "--log-format", "--log-level", "--ready-file", "--rate-limit", "POST /faults", "POST /ratelimits"} {
+	for _, f := range []string{"--addr", "--admin-addr", "--state", "--seed", "--tls-cert", "--tls-key", "--tls-addr", "--token-ttl", "--log-format", "--log-level", "--ready-file", "--rate-limit", "POST /faults", "POST /ratelimits"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("--help does not mention %s", f)
 		}
@@ -200,6 +201,41 @@ func TestRunTLS(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode == 200 {
 			t.Fatalf("plain HTTP to the TLS listener answered 200")
+		}
+	}
+}
+
+// TestRunTLSAddr: --tls-addr serves the same API over HTTPS while --addr stays plain HTTP (the
+// labs: the suites on --addr, the synchronizer on the public names).
+func TestRunTLSAddr(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	seed := filepath.Join(dir, "seed.json")
+	if err := os.WriteFile(seed, []byte(testSeed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := start(t, "--seed", seed, "--tls-cert", certFile, "--tls-key", keyFile, "--tls-addr", "127.0.0.1:0")
+	if !strings.HasPrefix(env["MOCKKP_URL"], "http://") || !strings.HasPrefix(env["MOCKKP_TLS_URL"], "https://") {
+		t.Fatalf("MOCKKP_URL = %s, MOCKKP_TLS_URL = %s: want http and https", env["MOCKKP_URL"], env["MOCKKP_TLS_URL"])
+	}
+	form := url.Values{"grant_type": {"urn:ibm:params:oauth:grant-type:apikey"}, "apikey": {"key-1"}}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for _, u := range []string{env["MOCKKP_URL"], env["MOCKKP_TLS_URL"]} {
+		resp, err := hc.PostForm(u+"/oidc/token", form)
+		if err != nil {
+			t.Fatalf("token from %s: %v", u, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("token from %s = %d", u, resp.StatusCode)
+		}
+	}
+	// The TLS listener does not answer plain HTTP.
+	plainURL := strings.Replace(env["MOCKKP_TLS_URL"], "https://", "http://", 1)
+	if resp, err := http.Get(plainURL + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatalf("plain HTTP to the --tls-addr listener answered 200")
 		}
 	}
 }

@@ -2,8 +2,10 @@ package labconfig
 
 import (
 	"bytes"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -11,6 +13,8 @@ import (
 	"github.com/containers/image/v5/pkg/sysregistriesv2"
 	"github.com/containers/image/v5/signature"
 	"github.com/containers/image/v5/types"
+
+	"github.com/keysync-dev/keysync/internal/kpkey"
 )
 
 // kindParams is the kind variant as lab/kindlab renders it.
@@ -325,5 +329,30 @@ func TestRegistryNamesAsCRIOReadsThem(t *testing.T) {
 	}
 	if err := Compare(p, nodeParams(t.TempDir())); err != nil {
 		t.Errorf("Compare with registry names and a global auth file: %v", err)
+	}
+}
+
+func TestHostsFile(t *testing.T) {
+	base := "127.0.0.1\tlocalhost\n# comment iam.cloud.ibm.com\n10.0.0.9 iam.cloud.ibm.com other\n::1 localhost ip6-localhost"
+	got, err := HostsFile([]byte(base), "127.44.0.7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "127.0.0.1\tlocalhost\n# comment iam.cloud.ibm.com\n::1 localhost ip6-localhost\n" +
+		"# keysync lab: IAM's and Key Protect's public names are the lab's mockkp\n" +
+		"127.44.0.7 iam.cloud.ibm.com private.iam.cloud.ibm.com us-south.kms.cloud.ibm.com private.us-south.kms.cloud.ibm.com\n"
+	if string(got) != want {
+		t.Errorf("HostsFile =\n%s\nwant\n%s", got, want)
+	}
+	if !strings.HasPrefix(KPPublicURL, "https://") || !slices.Contains(KPPublicHosts(), strings.TrimPrefix(KPPublicURL, "https://")) {
+		t.Errorf("KPPublicURL %s is not https on one of the public hosts", KPPublicURL)
+	}
+	if u, err := url.Parse(kpkey.DefaultTokenURL); err != nil || !slices.Contains(KPPublicHosts(), u.Hostname()) {
+		t.Errorf("the public hosts lack the official client's default token endpoint %s", kpkey.DefaultTokenURL)
+	}
+	for _, bad := range []string{"", "mockkp", "300.1.1.1"} {
+		if _, err := HostsFile(nil, bad); err == nil {
+			t.Errorf("HostsFile(%q) = nil error", bad)
+		}
 	}
 }

@@ -1,0 +1,68 @@
+package labconfig
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// The public host names of IBM Cloud IAM and Key Protect (one region) that every lab answers
+// itself with mockkp, for the synchronizer under test only: many synchronizers have no setting
+// for the IAM token URL (the official client's default is IAM's public endpoint), so the labs
+// make these names resolve to mockkp, serve them over TLS with the lab CA (lab/labca) and tell
+// the synchronizer to trust that CA. Nothing in a lab ever looks the real hosts up: the node
+// lab's synchronizer reads them from a hosts file of its own mount namespace, the kind lab's
+// pods from their hostAliases.
+var kpPublicHosts = []string{
+	"iam.cloud.ibm.com",
+	"private.iam.cloud.ibm.com",
+	"us-south.kms.cloud.ibm.com",
+	"private.us-south.kms.cloud.ibm.com",
+}
+
+// KPPublicURL is the keyprotect-url a lab's keyprotect-config gives the synchronizer: Key
+// Protect's public endpoint, with no token-url (the runbook's config.json has none).
+const KPPublicURL = "https://us-south.kms.cloud.ibm.com"
+
+// KPPublicPort is where mockkp serves the public names over TLS (https's port: a client given
+// only the host name dials it).
+const KPPublicPort = 443
+
+// KPPublicHosts returns the host names the labs resolve to mockkp.
+func KPPublicHosts() []string { return append([]string(nil), kpPublicHosts...) }
+
+// HostsFile returns base (a hosts file, e.g. the host's /etc/hosts) with every line that names
+// one of KPPublicHosts removed and one line mapping them all to ip appended, so the public
+// names resolve to mockkp and to nothing else.
+func HostsFile(base []byte, ip string) ([]byte, error) {
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return nil, fmt.Errorf("invalid mockkp address %q for the hosts file: %w", ip, err)
+	}
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(string(base), "\n") {
+		if line == "" || namesPublicHost(line) {
+			continue
+		}
+		b.WriteString(line)
+		if !strings.HasSuffix(line, "\n") {
+			b.WriteByte('\n')
+		}
+	}
+	fmt.Fprintf(&b, "# keysync lab: IAM's and Key Protect's public names are the lab's mockkp\n%s %s\n", addr, strings.Join(kpPublicHosts, " "))
+	return []byte(b.String()), nil
+}
+
+// namesPublicHost reports whether a hosts-file line maps one of the public names.
+func namesPublicHost(line string) bool {
+	content, _, _ := strings.Cut(line, "#")
+	f := strings.Fields(content)
+	for _, name := range f[min(1, len(f)):] {
+		for _, h := range kpPublicHosts {
+			if strings.EqualFold(strings.TrimSuffix(name, "."), h) {
+				return true
+			}
+		}
+	}
+	return false
+}
