@@ -64,11 +64,17 @@ const (
 	// CapRestartAPIServer: RESTART_APISERVER_CMD stops kube-apiserver and returns once it
 	// serves again (the faults area).
 	CapRestartAPIServer Capability = "restart-apiserver"
+	// CapKPPublicNames: IAM's and Key Protect's public host names reach the lab's mockkp for
+	// the synchronizer under test, over TLS with a lab CA it trusts (KP_CA_FILE): the Key
+	// Protect features give it a keyprotect-config with KP_PUBLIC_URL and no token-url (the
+	// runbook's fields only), so a synchronizer with no token URL setting is judged too.
+	// Needs CapMockKP.
+	CapKPPublicNames Capability = "kp-public-names"
 )
 
 // Capabilities lists every capability in a stable order.
 var Capabilities = []Capability{CapCluster, CapIsolated, CapAddNode, CapMockKP, CapRunImage, CapKMS, CapEtcd, CapRegistryAuth,
-	CapKillSyncer, CapRestartAPIServer}
+	CapKillSyncer, CapRestartAPIServer, CapKPPublicNames}
 
 // ParseCapability validates s against the closed set.
 func ParseCapability(s string) (Capability, error) {
@@ -170,6 +176,11 @@ type Env struct {
 	// keyprotect-config Secret).
 	MockKPClusterURL      string
 	MockKPClusterTokenURL string
+	// KPPublicURL is KP_PUBLIC_URL: Key Protect's public URL that reaches the lab's mockkp
+	// from the synchronizer (CapKPPublicNames); KPCAFile is KP_CA_FILE: the absolute path of
+	// the lab CA's certificate the synchronizer is told to trust.
+	KPPublicURL string
+	KPCAFile    string
 	// KPInstanceID, KPAPIKey and KPRootKeyID are KP_INSTANCE_ID, KP_APIKEY and KP_ROOT_KEY_ID:
 	// the seeded mockkp instance, its API key and a root key.
 	KPInstanceID string
@@ -249,6 +260,8 @@ func envFields() []envField {
 		str("MOCKKP_ADMIN_URL", func(e *Env) *string { return &e.MockKPAdminURL }),
 		str("MOCKKP_CLUSTER_URL", func(e *Env) *string { return &e.MockKPClusterURL }),
 		str("MOCKKP_CLUSTER_TOKEN_URL", func(e *Env) *string { return &e.MockKPClusterTokenURL }),
+		str("KP_PUBLIC_URL", func(e *Env) *string { return &e.KPPublicURL }),
+		str("KP_CA_FILE", func(e *Env) *string { return &e.KPCAFile }),
 		str("KP_INSTANCE_ID", func(e *Env) *string { return &e.KPInstanceID }),
 		str("KP_APIKEY", func(e *Env) *string { return &e.KPAPIKey }),
 		str("KP_ROOT_KEY_ID", func(e *Env) *string { return &e.KPRootKeyID }),
@@ -324,6 +337,12 @@ func (e Env) Validate() error {
 	}
 	if e.Has(CapKillSyncer) && e.KillSyncerCmd == "" {
 		errs = append(errs, errors.New("capability kill-syncer needs KILL_SYNCER_CMD"))
+	}
+	if e.Has(CapKPPublicNames) && (!e.Has(CapMockKP) || !strings.HasPrefix(e.KPPublicURL, "https://")) {
+		errs = append(errs, errors.New("capability kp-public-names needs capability mockkp and an https KP_PUBLIC_URL"))
+	}
+	if e.KPCAFile != "" && !filepath.IsAbs(e.KPCAFile) {
+		errs = append(errs, fmt.Errorf("KP_CA_FILE %q is not an absolute path", e.KPCAFile))
 	}
 	if e.Has(CapRestartAPIServer) && e.RestartAPIServerCmd == "" {
 		errs = append(errs, errors.New("capability restart-apiserver needs RESTART_APISERVER_CMD"))

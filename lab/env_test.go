@@ -221,6 +221,11 @@ func TestEnvCapabilities(t *testing.T) {
 			has: []Capability{CapAddNode}, access: AccessDocker},
 		{name: "kill-syncer without its command", extra: "CAPABILITIES=kill-syncer\n", wantErr: "KILL_SYNCER_CMD"},
 		{name: "restart-apiserver without its command", extra: "CAPABILITIES=restart-apiserver\n", wantErr: "RESTART_APISERVER_CMD"},
+		{name: "kp-public-names without mockkp", extra: "CAPABILITIES=kp-public-names\nKP_PUBLIC_URL=https://kms.example.test\n", wantErr: "capability kp-public-names needs"},
+		{name: "kp-public-names with an http URL", extra: "CAPABILITIES=mockkp,kp-public-names\nKP_PUBLIC_URL=http://kms.example.test\n", wantErr: "an https KP_PUBLIC_URL"},
+		{name: "relative KP_CA_FILE", extra: "KP_CA_FILE=ca.crt\n", wantErr: `KP_CA_FILE "ca.crt" is not an absolute path`},
+		{name: "kp-public-names", extra: "CAPABILITIES=mockkp,kp-public-names\nKP_PUBLIC_URL=https://kms.example.test\nKP_CA_FILE=/lab/ca.crt\n",
+			has: []Capability{CapMockKP, CapKPPublicNames}, access: AccessDocker},
 		{name: "faults with commands", extra: "CAPABILITIES=kill-syncer,restart-apiserver\nKILL_SYNCER_CMD=bin/keysync lab disrupt kill-syncer --kind kind\nRESTART_APISERVER_CMD=bin/keysync lab disrupt restart-apiserver --kind kind\n",
 			has: []Capability{CapKillSyncer, CapRestartAPIServer}, hasNot: []Capability{CapAddNode}, access: AccessDocker},
 	}

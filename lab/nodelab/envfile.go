@@ -5,14 +5,17 @@ import (
 
 	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/lab"
+	"github.com/keysync-dev/keysync/lab/labca"
+	"github.com/keysync-dev/keysync/lab/labconfig"
 )
 
 // capabilities are what the node lab can do: it blocks every outside registry, runs a mockkp
 // whose admin API the runner reaches, its node access (CRI-O's socket on this host) runs
 // containers, its kube-apiserver encrypts Secrets through keysync's KMS plug-in, its etcd
-// serves plain HTTP on loopback and its registry requires credentials.
+// serves plain HTTP on loopback, its registry requires credentials and its synchronizer
+// reaches mockkp by IAM's and Key Protect's public names.
 func capabilities() []lab.Capability {
-	return []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapKMS, lab.CapEtcd, lab.CapRegistryAuth}
+	return []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapKMS, lab.CapEtcd, lab.CapRegistryAuth, lab.CapKPPublicNames}
 }
 
 // env is the lab's description; kill and restart are the disrupt commands ("" when the lab
@@ -31,6 +34,7 @@ func (r *runner) env(kill, restart string) lab.Env {
 		RegistryAuthFile: r.l.RegistryAuthFile(), RotateRegistryPasswordCmd: r.rotateCmd(),
 		MockKPURL: kp, MockKPTokenURL: kp + "/identity/token", MockKPAdminURL: "http://" + r.st.MockKPAdmin,
 		MockKPClusterURL: kp, MockKPClusterTokenURL: kp + "/identity/token",
+		KPPublicURL: labconfig.KPPublicURL, KPCAFile: labca.FilesIn(r.l.LabCADir()).CA,
 		KPInstanceID: KPInstanceID, KPAPIKey: KPAPIKey, KPRootKeyID: KPRootKeyID,
 		FixturesManifest: r.l.FixturesManifest(), SyncerNamespace: Namespace,
 		EtcdEndpoints: []string{"http://" + r.st.Etcd}, KMSRootKeyID: KPKMSRootKeyID, KMSHealthURL: "http://" + r.st.KMSHealth + "/readyz",

@@ -64,6 +64,14 @@ func (l Layout) SAPub() string { return l.path("control-plane", "sa.pub") }
 // MockKPDir holds mockkp's seed and state.
 func (l Layout) MockKPDir() string { return l.path("mockkp") }
 
+// LabCADir holds the lab CA (lab/labca): ca.crt, and mockkp's certificate for IAM's and Key
+// Protect's public names.
+func (l Layout) LabCADir() string { return l.path("lab-ca") }
+
+// SyncerHosts is the hosts file the synchronizer sees as /etc/hosts: the host's, with the
+// public names mapped to mockkp's TLS address.
+func (l Layout) SyncerHosts() string { return l.path("mockkp", "hosts") }
+
 // KMSDir holds the KMS plug-in's config file (kmsplugin-config.yaml, the runbook's name).
 func (l Layout) KMSDir() string { return l.path("kms") }
 

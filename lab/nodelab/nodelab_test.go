@@ -295,7 +295,7 @@ func TestEnvDescribesTheNodeLab(t *testing.T) {
 		if e.Access() != lab.AccessHost || e.NodeAccess != lab.AccessHost {
 			t.Errorf("node access %q, want host", e.NodeAccess)
 		}
-		for _, c := range []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapKMS, lab.CapEtcd, lab.CapRegistryAuth, lab.CapKillSyncer, lab.CapRestartAPIServer} {
+		for _, c := range []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapKMS, lab.CapEtcd, lab.CapRegistryAuth, lab.CapKillSyncer, lab.CapRestartAPIServer, lab.CapKPPublicNames} {
 			if !e.Has(c) {
 				t.Errorf("capability %s missing: %v", c, e.Capabilities)
 			}
@@ -312,6 +312,9 @@ func TestEnvDescribesTheNodeLab(t *testing.T) {
 		if e.KillSyncerCmd == "" || e.RestartAPIServerCmd == "" {
 			t.Errorf("disrupt commands missing: %+v", e)
 		}
+		if e.KPPublicURL != "https://us-south.kms.cloud.ibm.com" || e.KPCAFile != filepath.Join(work, "lab-ca", "ca.crt") {
+			t.Errorf("public names: KP_PUBLIC_URL %q, KP_CA_FILE %q", e.KPPublicURL, e.KPCAFile)
+		}
 		if e.SyncSubdir != "synced" || e.SyncerNamespace != "image-key-synchronizer" || e.KeysRoot != filepath.Join(work, "keys") {
 			t.Errorf("env: %+v", e)
 		}
@@ -320,7 +323,7 @@ func TestEnvDescribesTheNodeLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range []string{"NODE_ACCESS=host\n", "CAPABILITIES=isolated,mockkp,run-image,kms,etcd,registry-auth,kill-syncer,restart-apiserver\n",
+	for _, line := range []string{"NODE_ACCESS=host\n", "CAPABILITIES=isolated,mockkp,run-image,kms,etcd,registry-auth,kp-public-names,kill-syncer,restart-apiserver\n",
 		"REGISTRY_AUTH_FILE=" + filepath.Join(work, "registry", "auth.json") + "\n", "ETCD_ENDPOINTS=http://127.0.0.1:2379\n", "REGISTRY=127.0.0.1:5000\n"} {
 		if !strings.Contains(string(data), line) {
 			t.Errorf("env file lacks %q:\n%s", line, data)

@@ -65,6 +65,14 @@ func (r *runner) startMockKP(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	tlsAddr, err := r.publicAddr(&r.st.MockKPTLS, ours)
+	if err != nil {
+		return "", err
+	}
+	ca, cert, err := r.publicNames(tlsAddr)
+	if err != nil {
+		return "", err
+	}
 	data, err := labconfig.MockKPSeedJSON(labconfig.MockKPIdentity{InstanceID: KPInstanceID, APIKey: KPAPIKey, RootKeyID: KPRootKeyID,
 		KMSRootKeyID: KPKMSRootKeyID})
 	if err != nil {
@@ -76,9 +84,14 @@ func (r *runner) startMockKP(ctx context.Context) (string, error) {
 	}
 	p.Path = filepath.Join(r.opts.BinDir, "mockkp")
 	p.Args = []string{"--addr", addr, "--admin-addr", admin, "--seed", seedPath,
-		"--state", filepath.Join(r.l.MockKPDir(), "state.json")}
-	p.Fingerprint = fingerprint(append([]string{p.Path, string(data)}, p.Args...)...)
-	return ensure(ctx, p)
+		"--state", filepath.Join(r.l.MockKPDir(), "state.json"),
+		"--tls-addr", tlsAddr, "--tls-cert", ca.Cert, "--tls-key", ca.Key}
+	p.Fingerprint = fingerprint(append([]string{p.Path, string(data), string(cert)}, p.Args...)...)
+	note, err := ensure(ctx, p)
+	if err != nil {
+		return "", err
+	}
+	return note + ", public names at " + tlsAddr, nil
 }
 
 func (r *runner) startCRIO(ctx context.Context) (string, error) {
@@ -139,12 +152,16 @@ func (r *runner) startSyncer(ctx context.Context) (string, error) {
 	if foreign(r.opts.Synchronizer) {
 		return r.startForeign(ctx, p, kubeconfig)
 	}
+	public, err := r.publicNamesFor(p)
+	if err != nil {
+		return "", err
+	}
 	p.Path = filepath.Join(r.opts.BinDir, "keysync-syncer")
 	p.Args = []string{"--kubeconfig", r.l.Kubeconfig(), "--keys-dir", r.l.SyncedDir(), "--staging-dir", r.l.StagingDir(),
 		"--node-name", NodeName, "--namespace", Namespace, "--metrics-addr", metrics, "--probe-addr", probe,
 		// The lab's mockkp serves plain HTTP on loopback with its own token endpoint.
 		"--allow-insecure-kp"}
 	// A new control plane (address, token) means a new syncer.
-	p.Fingerprint = fingerprint(append([]string{p.Path, string(kubeconfig)}, p.Args...)...)
+	p.Fingerprint = fingerprint(append([]string{p.Path, string(kubeconfig), public}, p.Args...)...)
 	return ensure(ctx, p)
 }

@@ -2,6 +2,7 @@ package nodelab
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,11 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/internal/registry"
 	"github.com/keysync-dev/keysync/internal/runtimewrap"
+	"github.com/keysync-dev/keysync/lab/labconfig"
 )
 
 // state is what later ups reuse: the loopback addresses chosen on the first up.
@@ -21,10 +24,13 @@ type state struct {
 	Registry    string `json:"registry"`
 	MockKP      string `json:"mockkp"`
 	MockKPAdmin string `json:"mockkpAdmin"`
-	Etcd        string `json:"etcd,omitempty"`
-	EtcdPeer    string `json:"etcdPeer,omitempty"`
-	APIServer   string `json:"apiServer,omitempty"`
-	KMSHealth   string `json:"kmsHealth,omitempty"`
+	// MockKPTLS is mockkp's TLS address for the public names: a loopback address of this lab's
+	// own (127.a.b.c) on port 443, which the synchronizer's hosts file names.
+	MockKPTLS string `json:"mockkpTLS,omitempty"`
+	Etcd      string `json:"etcd,omitempty"`
+	EtcdPeer  string `json:"etcdPeer,omitempty"`
+	APIServer string `json:"apiServer,omitempty"`
+	KMSHealth string `json:"kmsHealth,omitempty"`
 	// SecretsEncryptedFor is the fingerprint of the encryption config every Secret was last
 	// rewritten for (encryptSecrets).
 	SecretsEncryptedFor string `json:"secretsEncryptedFor,omitempty"`
@@ -80,6 +86,27 @@ func (r *runner) port(addr *string, ours bool) (string, error) {
 	*addr = l.Addr().String()
 	l.Close()
 	return *addr, r.saveState()
+}
+
+// publicAddr returns *addr when it is set and ours or free, else a new free address on port
+// labconfig.KPPublicPort of a random loopback IP (each lab its own, so two labs never clash on
+// port 443); it records the choice.
+func (r *runner) publicAddr(addr *string, ours bool) (string, error) {
+	if *addr != "" && (ours || portFree(*addr)) {
+		return *addr, nil
+	}
+	for range 20 {
+		b := make([]byte, 3)
+		if _, err := rand.Read(b); err != nil {
+			return "", fmt.Errorf("failed to pick a loopback address: %w", err)
+		}
+		a := net.JoinHostPort(fmt.Sprintf("127.%d.%d.%d", 1+int(b[0])%254, b[1], 1+int(b[2])%254), strconv.Itoa(labconfig.KPPublicPort))
+		if portFree(a) {
+			*addr = a
+			return a, r.saveState()
+		}
+	}
+	return "", fmt.Errorf("found no free loopback address with port %d for mockkp's public names", labconfig.KPPublicPort)
 }
 
 func portFree(addr string) bool {

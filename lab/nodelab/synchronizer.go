@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/keysync-dev/keysync/lab"
+	"github.com/keysync-dev/keysync/lab/labca"
 )
 
 // SynchronizerNone is the Synchronizer option for a lab without a synchronizer process: the
@@ -25,7 +26,8 @@ var placeholderRE = regexp.MustCompile(`\{[a-z-]+\}`)
 
 // SynchronizerHelp documents the command line of --synchronizer.
 const SynchronizerHelp = `node: the synchronizer under test: a command line (split on spaces, no quoting; ` +
-	`{kubeconfig}, {keys-dir}, {staging-dir}, {namespace} and {node-name} are expanded), "none" (run yours yourself), ` +
+	`{kubeconfig}, {keys-dir}, {staging-dir}, {namespace}, {node-name} and {ca-file} are expanded; it runs with IAM's and Key Protect's ` +
+	`public names resolving to the lab's mockkp and SSL_CERT_FILE={ca-file}, the lab CA), "none" (run yours yourself), ` +
 	`or empty for the reference keysync-syncer`
 
 // placeholders are the values a synchronizer command line may use.
@@ -36,6 +38,7 @@ func (r *runner) placeholders() map[string]string {
 		"{staging-dir}": r.l.StagingDir(),
 		"{namespace}":   Namespace,
 		"{node-name}":   NodeName,
+		"{ca-file}":     labca.FilesIn(r.l.LabCADir()).CA,
 	}
 }
 
@@ -85,8 +88,12 @@ func (r *runner) startForeign(ctx context.Context, p *lab.Process, kubeconfig []
 	if err != nil {
 		return "", fmt.Errorf("failed to find the synchronizer %s: %w", args[0], err)
 	}
+	public, err := r.publicNamesFor(p)
+	if err != nil {
+		return "", err
+	}
 	p.Path, p.Args, p.Health = path, args[1:], nil
-	p.Fingerprint = fingerprint(append([]string{string(kubeconfig)}, args...)...)
+	p.Fingerprint = fingerprint(append([]string{string(kubeconfig), public}, args...)...)
 	note, err := ensure(ctx, p)
 	if err != nil {
 		return "", err

@@ -15,7 +15,13 @@ import (
 )
 
 // kpConfig is the keyprotect-config the synchronizer uses (mockkp as the cluster reaches it).
+// Where the lab makes IAM's and Key Protect's public names reach mockkp (capability
+// kp-public-names) it holds the runbook's fields only: Key Protect's public URL and no
+// token-url, so the synchronizer uses its client's default IAM endpoint.
 func (c *Context) kpConfig() kpkey.Config {
+	if c.Lab.Has(lab.CapKPPublicNames) && c.Lab.KPPublicURL != "" {
+		return kpkey.Config{URL: c.Lab.KPPublicURL, InstanceID: c.Lab.KPInstanceID, APIKey: c.Lab.KPAPIKey}
+	}
 	url, tokenURL := c.Lab.MockKPClusterURL, c.Lab.MockKPClusterTokenURL
 	if url == "" {
 		url = c.Lab.MockKPURL

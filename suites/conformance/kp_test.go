@@ -135,3 +135,33 @@ func TestKPNeverChangesLiveConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestKPConfigForTheSynchronizer: with kp-public-names the keyprotect-config holds the
+// runbook's fields only (the public URL, no token-url); otherwise mockkp's cluster URLs.
+func TestKPConfigForTheSynchronizer(t *testing.T) {
+	base := lab.Env{MockKPURL: "http://127.0.0.1:1", MockKPTokenURL: "http://127.0.0.1:1/identity/token",
+		MockKPClusterURL: "http://10.0.0.5:8080", MockKPClusterTokenURL: "http://10.0.0.5:8080/identity/token",
+		KPInstanceID: "inst", KPAPIKey: "key", Capabilities: []lab.Capability{lab.CapMockKP}}
+	public := base
+	public.Capabilities = append(public.Capabilities, lab.CapKPPublicNames)
+	public.KPPublicURL = "https://us-south.kms.cloud.ibm.com"
+	noCluster := base
+	noCluster.MockKPClusterURL, noCluster.MockKPClusterTokenURL = "", ""
+	cases := []struct {
+		name          string
+		env           lab.Env
+		url, tokenURL string
+	}{
+		{"mockkp as the cluster reaches it", base, "http://10.0.0.5:8080", "http://10.0.0.5:8080/identity/token"},
+		{"public names: the runbook's fields only", public, "https://us-south.kms.cloud.ibm.com", ""},
+		{"no cluster URL: mockkp as the runner reaches it", noCluster, "http://127.0.0.1:1", "http://127.0.0.1:1/identity/token"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := (&Context{Lab: tc.env}).kpConfig()
+			if cfg.URL != tc.url || cfg.TokenURL != tc.tokenURL || cfg.InstanceID != "inst" || cfg.APIKey != "key" {
+				t.Errorf("kpConfig = URL %q token-url %q instance %q, want %q %q inst", cfg.URL, cfg.TokenURL, cfg.InstanceID, tc.url, tc.tokenURL)
+			}
+		})
+	}
+}
