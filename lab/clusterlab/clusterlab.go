@@ -192,6 +192,11 @@ func (l *Lab) Up(ctx context.Context, out io.Writer) (lab.Env, error) {
 		env.MockKPClusterURL, env.MockKPClusterTokenURL = from.MockKPClusterURL, from.MockKPClusterTokenURL
 		env.KPInstanceID, env.KPAPIKey, env.KPRootKeyID = from.KPInstanceID, from.KPAPIKey, from.KPRootKeyID
 		env.Capabilities = append(env.Capabilities, lab.CapMockKP)
+		// The synchronizer is the other lab's, which reaches mockkp by the public names.
+		if from.Has(lab.CapKPPublicNames) {
+			env.KPPublicURL, env.KPCAFile = from.KPPublicURL, from.KPCAFile
+			env.Capabilities = append(env.Capabilities, lab.CapKPPublicNames)
+		}
 	}
 	steps := []lab.Step{
 		{Name: "Writing the registry settings", Run: func(context.Context) (string, error) {

@@ -17,7 +17,6 @@ import (
 	"github.com/keysync-dev/keysync/fixtures"
 	"github.com/keysync-dev/keysync/fixtures/manifest"
 	"github.com/keysync-dev/keysync/internal/atomicfile"
-	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/lab/labconfig"
 	"github.com/keysync-dev/keysync/mockkp"
@@ -82,9 +81,26 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 		return lab.Step{Name: "Starting mockkp", Run: func(ctx context.Context) (string, error) {
 			seedPath := filepath.Join(l.Opts.OutDir, "mockkp-seed.json")
 			note := "reused"
-			if ok, err := containerExists(ctx, MockKPContainer); err != nil {
+			ca, newCA, err := l.ensureLabCA()
+			if err != nil {
 				return "", err
-			} else if !ok {
+			}
+			ok, err := containerExists(ctx, MockKPContainer)
+			if err != nil {
+				return "", err
+			}
+			if ok {
+				// A mockkp from before the public names has no TLS listener: make it anew.
+				if serves, err := mockkpServesPublicNames(ctx); err != nil {
+					return "", err
+				} else if !serves {
+					if _, err := docker(ctx, nil, "rm", "-f", MockKPContainer); err != nil {
+						return "", err
+					}
+					ok = false
+				}
+			}
+			if !ok {
 				note = ""
 				bin := filepath.Join(l.Opts.OutDir, "bin", "mockkp")
 				if err := buildStatic(ctx, p.Root, "cmd/mockkp", bin); err != nil {
@@ -113,13 +129,20 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 				}
 				svc := service{Name: MockKPContainer, Image: tag,
 					Ports: map[string]string{"8080/tcp": MockKPHostAddr, "8081/tcp": MockKPAdminAddr},
-					Binds: []string{seedPath + ":/seed.json:ro"},
-					Cmd:   []string{"--addr", ":8080", "--admin-addr", ":8081", "--seed", "/seed.json"}, Ready: "/healthz"}
+					Binds: []string{seedPath + ":/seed.json:ro", ca.Dir + ":/tls:ro"},
+					Cmd: append([]string{"--addr", ":8080", "--admin-addr", ":8081", "--seed", "/seed.json"}, mockkpTLSArgs()...),
+					Ready: "/healthz"}
 				if err := svc.start(ctx, l.Opts.Logger); err != nil {
 					return "", fmt.Errorf("failed to start mockkp: %w", err)
 				}
 			} else if _, err := docker(ctx, nil, "start", MockKPContainer); err != nil {
 				return "", err
+			} else if newCA {
+				// mockkp reads its certificate once, at start.
+				if _, err := docker(ctx, nil, "restart", MockKPContainer); err != nil {
+					return "", err
+				}
+				note = "restarted for a new lab CA"
 			}
 			seed, err := mockkp.LoadSeed(seedPath)
 			var id labconfig.MockKPIdentity
@@ -142,8 +165,16 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 			l.Env.KPAPIKey = id.APIKey
 			l.Env.KPRootKeyID = id.RootKeyID
 			l.Env.KMSRootKeyID = id.KMSRootKeyID
-			if !l.Env.Has(lab.CapMockKP) {
-				l.Env.Capabilities = append(l.Env.Capabilities, lab.CapMockKP)
+			l.Env.KPPublicURL, l.Env.KPCAFile = labconfig.KPPublicURL, ca.CA
+			if l.Env.Extra == nil {
+				l.Env.Extra = map[string]string{}
+			}
+			// Where the public names must resolve, for a synchronizer deployed by hand (none).
+			l.Env.Extra["KP_PUBLIC_ADDRESS"] = ip
+			for _, c := range []lab.Capability{lab.CapMockKP, lab.CapKPPublicNames} {
+				if !l.Env.Has(c) {
+					l.Env.Capabilities = append(l.Env.Capabilities, c)
+				}
 			}
 			if err := waitHTTP(ctx, l.Env.MockKPAdminURL+"/healthz", 30*time.Second); err != nil {
 				// The admin API's health path is mockkp's; a 404 still proves it listens.
@@ -214,11 +245,11 @@ func SyncerStep(p Parts) func(*Lab) lab.Step {
 			if err != nil {
 				return "", fmt.Errorf("failed to locate syncer/deploy: %w", err)
 			}
-			k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel + "\n" +
-				"images:\n  - name: " + SyncerImageName + "\n    newName: " + RegistryHostAddr + "/" + syncerRepo + "\n    newTag: \"" + newTag + "\"\n" +
-				// The lab's mockkp serves plain HTTP on the kind network with its own token endpoint.
-				"patches:\n  - target: {kind: DaemonSet, name: " + names.Addon + "}\n" +
-				"    patch: '[{\"op\":\"add\",\"path\":\"/spec/template/spec/containers/0/args/-\",\"value\":\"--allow-insecure-kp\"}]'\n"
+			mockkpIP, err := l.publicNamesFor(ctx, overlay)
+			if err != nil {
+				return "", err
+			}
+			k := referenceOverlay(rel, RegistryHostAddr+"/"+syncerRepo, newTag, mockkpIP)
 			if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 				return "", fmt.Errorf("failed to write the syncer overlay: %w", err)
 			}

@@ -33,11 +33,38 @@ func ForeignSyncerStep(p Parts, dir string) func(*Lab) lab.Step {
 			if _, err := os.Stat(filepath.Join(abs, "kustomization.yaml")); err != nil {
 				return "", fmt.Errorf("--synchronizer %s is not a kustomize directory: %w", dir, err)
 			}
-			cmd := exec.CommandContext(ctx, p.Kubectl, "--kubeconfig", l.KubeconfigPath(), "apply", "-k", abs)
+			// Applied through an overlay of the lab's: the public names' hostAliases in every
+			// DaemonSet and the lab CA's ConfigMap beside it (lab/kindlab/publicnames.go).
+			overlay := filepath.Join(l.Opts.OutDir, "synchronizer-overlay")
+			if err := os.RemoveAll(overlay); err != nil {
+				return "", fmt.Errorf("failed to clean %s: %w", overlay, err)
+			}
+			if err := os.MkdirAll(overlay, 0o755); err != nil {
+				return "", fmt.Errorf("failed to create %s: %w", overlay, err)
+			}
+			target := abs
+			mockkpIP, err := l.publicNamesFor(ctx, overlay)
+			if err != nil {
+				return "", err
+			}
+			if mockkpIP != "" {
+				rel, err := filepath.Rel(overlay, abs)
+				if err != nil {
+					return "", fmt.Errorf("failed to locate %s: %w", abs, err)
+				}
+				if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(foreignOverlay(rel, mockkpIP)), 0o644); err != nil {
+					return "", fmt.Errorf("failed to write the synchronizer overlay: %w", err)
+				}
+				target = overlay
+			}
+			cmd := exec.CommandContext(ctx, p.Kubectl, "--kubeconfig", l.KubeconfigPath(), "apply", "-k", target)
 			if b, err := cmd.CombinedOutput(); err != nil {
 				return "", fmt.Errorf("failed to apply %s: %w: %s", abs, err, lab.LastLines(b, 20))
 			}
 			l.Env.Synchronizer = abs
+			if mockkpIP != "" {
+				return abs + " (+ hostAliases for IAM's and Key Protect's names, ConfigMap " + LabCAConfigMap + ")", nil
+			}
 			return abs, nil
 		}}
 	}

@@ -83,6 +83,15 @@ func TestClusterLab(t *testing.T) {
 				}
 			}
 		}, args: append(base, "--registry", reg.Addr(), "--lab-env", filepath.Join(dir, "cluster.env"), "--out", filepath.Join(dir, "out"))},
+		{name: "mockkp from another lab, with its public names", prepare: func(t *testing.T) {
+			from := lab.Env{Lab: lab.KindKind, Kubeconfig: srv.KubeconfigPath, Nodes: []string{"kind-worker"}, Capabilities: []lab.Capability{lab.CapMockKP, lab.CapKPPublicNames},
+				MockKPURL: "http://127.0.0.1:5080", MockKPAdminURL: "http://127.0.0.1:5081", KPInstanceID: "inst", KPAPIKey: "key", KPRootKeyID: "root",
+				KPPublicURL: "https://kms.example.test", KPCAFile: filepath.Join(dir, "ca.crt")}
+			if err := lab.WriteEnv(filepath.Join(dir, "kind.env"), from); err != nil {
+				t.Fatal(err)
+			}
+		}, args: append(base, "--registry", reg.Addr(), "--mockkp-from", filepath.Join(dir, "kind.env"),
+			"--lab-env", filepath.Join(dir, "mockkp.env"), "--out", filepath.Join(dir, "mockkp-out"))},
 		{name: "dynamically linked agent binary", args: append(base, "--registry", reg.Addr(), "--agent-binary", "/bin/ls",
 			"--lab-env", filepath.Join(dir, "other.env"), "--out", filepath.Join(dir, "other")), wantErr: "dynamically linked"},
 	}
@@ -114,6 +123,14 @@ func TestClusterLab(t *testing.T) {
 	}
 	if env.Access() != lab.AccessPod || !env.Has(lab.CapCluster) || !env.Has(lab.CapRunImage) || env.Has(lab.CapMockKP) || env.Has(lab.CapIsolated) {
 		t.Errorf("env file: node access %q, capabilities %v; want pod and cluster,run-image only", env.Access(), env.Capabilities)
+	}
+	withKP, err := lab.LoadEnv(filepath.Join(dir, "mockkp.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !withKP.Has(lab.CapMockKP) || !withKP.Has(lab.CapKPPublicNames) || withKP.KPPublicURL != "https://kms.example.test" ||
+		withKP.KPCAFile != filepath.Join(dir, "ca.crt") || withKP.KPInstanceID != "inst" {
+		t.Errorf("--mockkp-from did not carry mockkp and its public names: %v %q %q", withKP.Capabilities, withKP.KPPublicURL, withKP.KPCAFile)
 	}
 	if _, err := os.Stat(env.FixturesManifest); err != nil {
 		t.Errorf("fixtures manifest: %v", err)
