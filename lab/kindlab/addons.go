@@ -130,7 +130,7 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 				svc := service{Name: MockKPContainer, Image: tag,
 					Ports: map[string]string{"8080/tcp": MockKPHostAddr, "8081/tcp": MockKPAdminAddr},
 					Binds: []string{seedPath + ":/seed.json:ro", ca.Dir + ":/tls:ro"},
-					Cmd: append([]string{"--addr", ":8080", "--admin-addr", ":8081", "--seed", "/seed.json"}, mockkpTLSArgs()...),
+					Cmd:   append([]string{"--addr", ":8080", "--admin-addr", ":8081", "--seed", "/seed.json"}, mockkpTLSArgs()...),
 					Ready: "/healthz"}
 				if err := svc.start(ctx, l.Opts.Logger); err != nil {
 					return "", fmt.Errorf("failed to start mockkp: %w", err)
