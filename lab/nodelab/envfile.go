@@ -2,6 +2,7 @@ package nodelab
 
 import (
 	"fmt"
+	"net"
 
 	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/lab"
@@ -39,7 +40,9 @@ func (r *runner) env(kill, restart string) lab.Env {
 		FixturesManifest: r.l.FixturesManifest(), SyncerNamespace: Namespace,
 		EtcdEndpoints: []string{"http://" + r.st.Etcd}, KMSRootKeyID: KPKMSRootKeyID, KMSHealthURL: "http://" + r.st.KMSHealth + "/readyz",
 		Extra: map[string]string{"NODE_LAB_WORK_DIR": r.l.Dir, "NODE_LAB_LOGS": r.l.LogDir(),
-			"CRICTL_CONFIG": r.l.CrictlConfig(), "PAUSE_IMAGE": r.pauseImage(), "SYNCER_LOG": r.l.Log("syncer")},
+			"CRICTL_CONFIG": r.l.CrictlConfig(), "PAUSE_IMAGE": r.pauseImage(), "SYNCER_LOG": r.l.Log("syncer"),
+			// Where the public names must resolve, for a synchronizer run by hand (none).
+			"KP_PUBLIC_ADDRESS": hostOf(r.st.MockKPTLS)},
 	}
 }
 
@@ -62,4 +65,13 @@ func (r *runner) removeEnv(path string) (string, error) {
 	return lab.RemoveEnvIf(path, func(env lab.Env) bool {
 		return env.Lab == lab.KindNode && env.Extra["NODE_LAB_WORK_DIR"] == r.l.Dir
 	})
+}
+
+// hostOf is addr's host ("" when addr is not host:port).
+func hostOf(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return h
 }
