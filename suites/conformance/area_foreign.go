@@ -176,15 +176,7 @@ func featureForeignSymlink() Feature {
 							continue
 						}
 						if target != targets[n].Want {
-							what := "other bytes"
-							switch target.SHA256 {
-							case digestB:
-								what = "the rotated key"
-							case digestA:
-								what = "the Secret's key from before the rotation (written on a resync)"
-							}
-							return false, fmt.Errorf("node %s: the synchronizer wrote through the symlink planted at %s: its target %s, outside the keys tree, now holds %s "+
-								"(a synchronizer must never follow a symlink: rename a staged file over it)", n, l.Path, targets[n].Path, what)
+							return false, c.wroteThrough(ctx, n, l, targets[n], digestA, digestB)
 						}
 						if msg := c.symlinkState(ctx, n, l, digestB); msg != "" {
 							state[n] = msg
@@ -234,4 +226,24 @@ func (c *Context) symlinkState(ctx context.Context, node string, l plant.Planted
 		return "the rotated key is not in the keys tree as a file"
 	}
 	return ""
+}
+
+// wroteThrough describes a symlink target that no longer holds what was planted. The target is
+// read again after a moment: a synchronizer writing through the link truncates the target
+// before it writes, and the first look may fall in between.
+func (c *Context) wroteThrough(ctx context.Context, node string, link, target plant.Planted, digestA, digestB string) error {
+	time.Sleep(500 * time.Millisecond)
+	what := "other bytes"
+	if info, err := c.Planter.Stat(ctx, node, target.Path); err == nil {
+		switch info.SHA256 {
+		case digestB:
+			what = "the rotated key"
+		case digestA:
+			what = "the Secret's key from before the rotation (written on a resync)"
+		case plant.Digest(nil):
+			what = "nothing (truncated)"
+		}
+	}
+	return fmt.Errorf("node %s: the synchronizer wrote through the symlink planted at %s: its target %s, outside the keys tree, now holds %s "+
+		"(a synchronizer must never follow a symlink: rename a staged file over it)", node, link.Path, target.Path, what)
 }
