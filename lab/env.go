@@ -70,11 +70,17 @@ const (
 	// runbook's fields only), so a synchronizer with no token URL setting is judged too.
 	// Needs CapMockKP.
 	CapKPPublicNames Capability = "kp-public-names"
+	// CapPlant: the runner writes into a node's keys tree itself (NODE_ACCESS host: file
+	// operations on this host; docker: docker exec and docker cp into the node container), so
+	// the foreign area can put there what a synchronizer did not write (a key, a symlink). The
+	// node agent stays read-only on the tree (least privilege): with agent pods (pod) nothing
+	// can plant.
+	CapPlant Capability = "plant"
 )
 
 // Capabilities lists every capability in a stable order.
 var Capabilities = []Capability{CapCluster, CapIsolated, CapAddNode, CapMockKP, CapRunImage, CapKMS, CapEtcd, CapRegistryAuth,
-	CapKillSyncer, CapRestartAPIServer, CapKPPublicNames}
+	CapKillSyncer, CapRestartAPIServer, CapKPPublicNames, CapPlant}
 
 // ParseCapability validates s against the closed set.
 func ParseCapability(s string) (Capability, error) {
@@ -346,6 +352,10 @@ func (e Env) Validate() error {
 	}
 	if e.Has(CapRestartAPIServer) && e.RestartAPIServerCmd == "" {
 		errs = append(errs, errors.New("capability restart-apiserver needs RESTART_APISERVER_CMD"))
+	}
+	if e.Has(CapPlant) && e.Access() != AccessHost && e.Access() != AccessDocker {
+		errs = append(errs, fmt.Errorf("capability plant needs NODE_ACCESS %s or %s (the node agent is read-only on the keys tree), not %s",
+			AccessHost, AccessDocker, e.Access()))
 	}
 	switch e.Lab {
 	case KindNode, KindKind, KindCluster:

@@ -220,6 +220,8 @@ func TestEnvCapabilities(t *testing.T) {
 		{name: "add-node with commands", extra: "CAPABILITIES=add-node\nADD_NODE_CMD=bin/keysync lab add-node --kind kind\nREMOVE_NODE_CMD=bin/keysync lab remove-node --kind kind\n",
 			has: []Capability{CapAddNode}, access: AccessDocker},
 		{name: "kill-syncer without its command", extra: "CAPABILITIES=kill-syncer\n", wantErr: "KILL_SYNCER_CMD"},
+		{name: "plant through docker", extra: "CAPABILITIES=plant\n", has: []Capability{CapPlant}, access: AccessDocker},
+		{name: "plant through agent pods", extra: "CAPABILITIES=plant\nNODE_ACCESS=pod\n", wantErr: "capability plant needs NODE_ACCESS host or docker"},
 		{name: "restart-apiserver without its command", extra: "CAPABILITIES=restart-apiserver\n", wantErr: "RESTART_APISERVER_CMD"},
 		{name: "kp-public-names without mockkp", extra: "CAPABILITIES=kp-public-names\nKP_PUBLIC_URL=https://kms.example.test\n", wantErr: "capability kp-public-names needs"},
 		{name: "kp-public-names with an http URL", extra: "CAPABILITIES=mockkp,kp-public-names\nKP_PUBLIC_URL=http://kms.example.test\n", wantErr: "an https KP_PUBLIC_URL"},

@@ -12,7 +12,7 @@
 //
 // Flags: --lab-env (else $KEYSYNC_LAB_ENV, else <checkout>/_out/lab.env), --kubeconfig
 // (overrides the env file's), the node hooks of package nodedriver (--hook-pull-image, ...),
-// --sync-timeout, and e2e-framework's own (--labels, --skip-labels, --feature,
+// --sync-timeout, --p99-sync-latency, --profile, and e2e-framework's own (--labels, --skip-labels, --feature,
 // --skip-features, --assess, --fail-fast, ...). $KEYSYNC_SUITE_ARGS adds flags (make
 // conformance passes SUITE_ARGS through it).
 package suites

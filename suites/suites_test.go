@@ -24,6 +24,7 @@ func TestMain(m *testing.M) {
 	opts.Hooks.FromEnv(os.Getenv)
 	flag.StringVar(&opts.LabEnv, "lab-env", "", "lab env file (default $"+conformance.EnvLabEnv+", else <checkout>/_out/lab.env)")
 	flag.DurationVar(&opts.SyncTimeout, "sync-timeout", conformance.DefaultSyncTimeout, "how long to wait for the synchronizer (file appears or goes, Event recorded)")
+	flag.DurationVar(&opts.P99SyncLatency, "p99-sync-latency", conformance.DefaultP99SyncLatency, "the latency area's bound (recommended) on the p99 time from a key Secret's creation to its file on every node")
 	flag.Var(&opts.Profile, "profile", "profile the run is judged by: required (failed recommended checks are logged as warnings) or recommended (both fail; the default)")
 	opts.Hooks.RegisterFlags(flag.CommandLine)
 	opts.RegisterFlags(flag.CommandLine, os.Getenv)

@@ -29,6 +29,9 @@ const (
 	featRotation   = "rotating a key Secret replaces the key file"
 	featBadInput   = "bad Secrets are rejected, write nothing and break no other key"
 	featNoKey      = "without its key an encrypted image does not pull"
+	featForeign    = "key files the synchronizer did not write stay in the keys tree"
+	featSymlink    = "a symlink planted at a key file's path is replaced, never followed"
+	featLatency    = "key Secrets land on every node within the p99 sync latency"
 )
 
 // Table lists every mutant, in run order.
@@ -39,7 +42,7 @@ var Table = []Mutant{
 	{Name: "keep-on-delete", Defect: "never removes a deleted Secret's key", Areas: areas(conformance.AreaRevocation), Expect: []string{featRevocation}},
 	{Name: "ignore-kp-key", Defect: "ignores kp-key Secrets", Areas: areas(conformance.AreaKP), Expect: []string{featKP}},
 	{Name: "unwrap-every-sync", Defect: "unwraps kp-keys again on every resync", Areas: areas(conformance.AreaKP), Expect: []string{featKP}},
-	{Name: "poll-60s", Defect: "picks changes up 60 s late (polls)", Areas: areas(conformance.AreaPlain), Expect: []string{featKeySecret, featMultiKey}},
+	{Name: "poll-60s", Defect: "picks changes up 60 s late (polls)", Areas: areas(conformance.AreaPlain, conformance.AreaLatency), Expect: []string{featKeySecret, featMultiKey, featLatency}},
 	{Name: "no-events", Defect: "records no Events", Areas: areas(conformance.AreaPlain), Expect: []string{featKeySecret}},
 	{Name: "ignore-updates", Defect: "ignores Secret updates: a rotated key never lands", Areas: areas(conformance.AreaRotation), Expect: []string{featRotation}},
 	{Name: "reject-wipes", Defect: "a rejected Secret removes every other key", Areas: areas(conformance.AreaBadInput), Expect: []string{featBadInput}},
@@ -47,6 +50,8 @@ var Table = []Mutant{
 	{Name: "drop-second-key", Defect: "drops the second key of a two-key Secret", Areas: areas(conformance.AreaPlain), Expect: []string{featMultiKey}},
 	{Name: "in-place", Defect: "writes the key file in place, no staging (a partial key is visible)", Areas: areas(conformance.AreaRotation), Expect: []string{featRotation}},
 	{Name: "delete-on-outage", Defect: "removes a synced key when Key Protect fails transiently", Areas: areas(conformance.AreaKP), Expect: []string{featKPOutage}},
+	{Name: "remove-foreign", Defect: "removes files it did not write from its keys directory", Areas: areas(conformance.AreaForeign), Expect: []string{featForeign}},
+	{Name: "follow-symlink", Defect: "writes a key through a symlink planted at its file's path (to the link's target, outside the tree)", Areas: areas(conformance.AreaForeign), Expect: []string{featSymlink}},
 }
 
 func areas(a ...conformance.Area) []conformance.Area { return a }

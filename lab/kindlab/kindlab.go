@@ -114,9 +114,10 @@ func New(opts Options) (*Lab, error) {
 	}
 	p := cluster.NewProvider(cluster.ProviderWithDocker(), cluster.ProviderWithLogger(kindLogger{l: opts.Logger}))
 	return &Lab{Opts: opts, Provider: p, Env: lab.Env{
-		Lab:             lab.KindKind,
-		NodeAccess:      lab.AccessDocker,
-		Capabilities:    []lab.Capability{lab.CapCluster, lab.CapIsolated, lab.CapRunImage},
+		Lab:        lab.KindKind,
+		NodeAccess: lab.AccessDocker,
+		// plant: the runner reaches each node container with docker exec and docker cp.
+		Capabilities:    []lab.Capability{lab.CapCluster, lab.CapIsolated, lab.CapRunImage, lab.CapPlant},
 		SyncSubdir:      names.SyncSubdir,
 		Registry:        RegistryHostAddr, // nodes map it to the registry container too
 		SyncerNamespace: names.Namespace,

@@ -13,10 +13,11 @@ import (
 // capabilities are what the node lab can do: it blocks every outside registry, runs a mockkp
 // whose admin API the runner reaches, its node access (CRI-O's socket on this host) runs
 // containers, its kube-apiserver encrypts Secrets through keysync's KMS plug-in, its etcd
-// serves plain HTTP on loopback, its registry requires credentials and its synchronizer
-// reaches mockkp by IAM's and Key Protect's public names.
+// serves plain HTTP on loopback, its registry requires credentials, its synchronizer reaches
+// mockkp by IAM's and Key Protect's public names and its keys tree is a directory of this host
+// (the runner plants files there).
 func capabilities() []lab.Capability {
-	return []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapKMS, lab.CapEtcd, lab.CapRegistryAuth, lab.CapKPPublicNames}
+	return []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapKMS, lab.CapEtcd, lab.CapRegistryAuth, lab.CapKPPublicNames, lab.CapPlant}
 }
 
 // env is the lab's description; kill and restart are the disrupt commands ("" when the lab

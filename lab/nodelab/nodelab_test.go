@@ -295,7 +295,7 @@ func TestEnvDescribesTheNodeLab(t *testing.T) {
 		if e.Access() != lab.AccessHost || e.NodeAccess != lab.AccessHost {
 			t.Errorf("node access %q, want host", e.NodeAccess)
 		}
-		for _, c := range []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapKMS, lab.CapEtcd, lab.CapRegistryAuth, lab.CapKillSyncer, lab.CapRestartAPIServer, lab.CapKPPublicNames} {
+		for _, c := range []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapKMS, lab.CapEtcd, lab.CapRegistryAuth, lab.CapKillSyncer, lab.CapRestartAPIServer, lab.CapKPPublicNames, lab.CapPlant} {
 			if !e.Has(c) {
 				t.Errorf("capability %s missing: %v", c, e.Capabilities)
 			}
@@ -323,7 +323,7 @@ func TestEnvDescribesTheNodeLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range []string{"NODE_ACCESS=host\n", "CAPABILITIES=isolated,mockkp,run-image,kms,etcd,registry-auth,kp-public-names,kill-syncer,restart-apiserver\n",
+	for _, line := range []string{"NODE_ACCESS=host\n", "CAPABILITIES=isolated,mockkp,run-image,kms,etcd,registry-auth,kp-public-names,plant,kill-syncer,restart-apiserver\n",
 		"REGISTRY_AUTH_FILE=" + filepath.Join(work, "registry", "auth.json") + "\n", "ETCD_ENDPOINTS=http://127.0.0.1:2379\n", "REGISTRY=127.0.0.1:5000\n"} {
 		if !strings.Contains(string(data), line) {
 			t.Errorf("env file lacks %q:\n%s", line, data)

@@ -20,6 +20,8 @@ var whoHas = map[lab.Capability]string{
 	lab.CapRegistryAuth:     "a lab whose registry requires credentials has it",
 	lab.CapKillSyncer:       "the node and kind labs have it (KILL_SYNCER_CMD); on any cluster (capability cluster) the synchronizer's DaemonSet pods are deleted with grace period 0 instead",
 	lab.CapRestartAPIServer: "the node and kind labs have it (RESTART_APISERVER_CMD)",
+	lab.CapPlant: "the node lab (NODE_ACCESS=host) and the kind lab (NODE_ACCESS=docker) have it; on any cluster the suites reach nodes " +
+		"only through agent pods, which are read-only on the keys tree (least privilege), so nothing can be planted there",
 }
 
 // require skips t, naming the missing capability and which lab has it, unless the lab has
@@ -60,10 +62,10 @@ func withDefaultCapabilities(env lab.Env) lab.Env {
 	}
 	switch env.Lab {
 	case lab.KindNode:
-		env.Capabilities = []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage}
+		env.Capabilities = []lab.Capability{lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapPlant}
 	case lab.KindKind:
 		// Without ADD_NODE_CMD an old kind lab cannot add nodes through the suites.
-		env.Capabilities = []lab.Capability{lab.CapCluster, lab.CapIsolated, lab.CapMockKP, lab.CapRunImage}
+		env.Capabilities = []lab.Capability{lab.CapCluster, lab.CapIsolated, lab.CapMockKP, lab.CapRunImage, lab.CapPlant}
 	default:
 		env.Capabilities = []lab.Capability{lab.CapCluster, lab.CapRunImage}
 		// Any cluster has a mockkp only when its env file describes one (--mockkp-from).

@@ -4,8 +4,8 @@
 // e2e-framework, see E2E) and `keysync conformance` (through Run, with JUnit output) execute
 // the same bodies.
 //
-// Every feature carries one label area=plain|kp|revocation|rotation|hygiene|bad-input|addon|
-// pod|network|isolation|at-rest|resilience|fixtures|faults (features that disrupt the lab also disruptive=true) and ends
+// Every feature carries one label area=plain|kp|revocation|rotation|hygiene|bad-input|foreign|
+// latency|addon|pod|network|isolation|at-rest|registry|resilience|fixtures|faults (features that disrupt the lab also disruptive=true) and ends
 // with the hygiene assessments (required: the keys tree holds only usable private keys, no
 // symlink or temp file, and a plain image still pulls; recommended: key files are 0600). Every
 // assessment belongs to a Profile (required or recommended, see profile.go). Features create their Secrets in the
@@ -23,6 +23,7 @@ import (
 
 	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/lab"
+	"github.com/keysync-dev/keysync/suites/internal/plant"
 	"github.com/keysync-dev/keysync/suites/nodedriver"
 )
 
@@ -57,13 +58,18 @@ const (
 	// AreaRegistry: registry credentials and image keys are two independent locks
 	// (capability registry-auth; its Pod steps need cluster).
 	AreaRegistry Area = "registry"
+	// AreaForeign: what others put in the keys tree (a key, a symlink) is left alone and
+	// never followed (capability plant, area_foreign.go).
+	AreaForeign Area = "foreign"
+	// AreaLatency: how fast keys land (recommended: p99 ≤ 1 s, area_latency.go).
+	AreaLatency Area = "latency"
 )
 
 // LabelDisruptive marks features that restart or add lab components ("true").
 const LabelDisruptive = "disruptive"
 
 // Areas lists every area in suite order.
-var Areas = []Area{AreaPlain, AreaKP, AreaRevocation, AreaRotation, AreaHygiene, AreaBadInput,
+var Areas = []Area{AreaPlain, AreaKP, AreaRevocation, AreaRotation, AreaHygiene, AreaBadInput, AreaForeign, AreaLatency,
 	AreaAddon, AreaPod, AreaNetwork, AreaIsolation, AreaAtRest, AreaRegistry, AreaResilience, AreaFixtures, AreaFaults}
 
 // Event reasons a synchronizer records on Secrets.
@@ -123,6 +129,9 @@ type Context struct {
 	// SyncTimeout bounds every wait for the synchronizer (file appears/goes, Event recorded);
 	// default DefaultSyncTimeout.
 	SyncTimeout time.Duration
+	// P99SyncLatency bounds the latency area's p99 (recommended); default
+	// DefaultP99SyncLatency.
+	P99SyncLatency time.Duration
 	// Profile is the profile the run is judged by (default DefaultProfile): under
 	// ProfileRequired a failed recommended check is a warning.
 	Profile Profile
@@ -133,6 +142,9 @@ type Context struct {
 	// NodeAdder adds nodes to the lab's cluster; nil when the lab cannot (the feature that
 	// needs it skips that part and says so).
 	NodeAdder NodeAdder
+	// Planter writes into the nodes' keys trees (lab capability plant, see planter.go); nil
+	// when the lab's node access cannot (agent pods are read-only on the tree).
+	Planter *plant.Planter
 	// authPuller pulls with explicit registry credentials (or none) on the lab's node access;
 	// nil when the base driver cannot send credentials (command hooks).
 	authPuller AuthPuller

@@ -22,7 +22,11 @@ func TestFeaturesSkipWithoutCapability(t *testing.T) {
 	}{
 		{"no cluster (an old node lab env file)", withDefaultCapabilities(lab.Env{Lab: lab.KindNode}),
 			[]Feature{featureAddon(), featurePod(), featureNetwork(), featureIsolation(), featureResilience()},
-			[]string{"capability cluster", "the kind lab", "KEYSYNC_LAB=node", "CAPABILITIES=isolated,mockkp,run-image"}},
+			[]string{"capability cluster", "the kind lab", "KEYSYNC_LAB=node", "CAPABILITIES=isolated,mockkp,run-image,plant"}},
+		{"nothing to plant with on any cluster", withDefaultCapabilities(lab.Env{Lab: lab.KindCluster}),
+			[]Feature{featureForeignFiles(), featureForeignSymlink()}, []string{"capability plant", "read-only on the keys tree", "CAPABILITIES=cluster,run-image"}},
+		{"plant claimed without a node access that can", lab.Env{Lab: lab.KindCluster, NodeAccess: lab.AccessPod, Capabilities: []lab.Capability{lab.CapPlant}},
+			[]Feature{featureForeignFiles(), featureForeignSymlink()}, []string{"planting needs NODE_ACCESS host or docker", "by pod"}},
 		{"a cluster that is not isolated", lab.Env{Lab: lab.KindCluster, Capabilities: []lab.Capability{lab.CapCluster}},
 			[]Feature{featureIsolation()}, []string{"capability isolated", "the node and kind labs"}},
 		{"no mockkp (an old cluster env file without Key Protect)", withDefaultCapabilities(lab.Env{Lab: lab.KindCluster}),
@@ -73,9 +77,9 @@ func TestWithDefaultCapabilities(t *testing.T) {
 		env  lab.Env
 		want string
 	}{
-		{"node lab", lab.Env{Lab: lab.KindNode}, "isolated,mockkp,run-image"},
-		{"kind lab", lab.Env{Lab: lab.KindKind}, "cluster,isolated,mockkp,run-image"},
-		{"kind lab with node commands", lab.Env{Lab: lab.KindKind, AddNodeCmd: "add", RemoveNodeCmd: "rm"}, "cluster,isolated,mockkp,run-image,add-node"},
+		{"node lab", lab.Env{Lab: lab.KindNode}, "isolated,mockkp,run-image,plant"},
+		{"kind lab", lab.Env{Lab: lab.KindKind}, "cluster,isolated,mockkp,run-image,plant"},
+		{"kind lab with node commands", lab.Env{Lab: lab.KindKind, AddNodeCmd: "add", RemoveNodeCmd: "rm"}, "cluster,isolated,mockkp,run-image,plant,add-node"},
 		{"cluster", lab.Env{Lab: lab.KindCluster}, "cluster,run-image"},
 		{"cluster with a mockkp", with(kp, lab.KindCluster), "cluster,run-image,mockkp"},
 		{"cluster with part of a mockkp", lab.Env{Lab: lab.KindCluster, MockKPURL: "u"}, "cluster,run-image"},

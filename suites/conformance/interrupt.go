@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keysync-dev/keysync/internal/leftovers"
+	"github.com/keysync-dev/keysync/suites/internal/plant"
 )
 
 // Guard makes a run interrupt-safe: whatever stops it (Ctrl-C, SIGTERM, SIGHUP, the end of
@@ -42,6 +43,8 @@ type Guard struct {
 	// namespaces are where the run creates objects (its sweep looks only there).
 	namespaces []string
 	closeFn    func() error
+	// planter holds what the run planted in the nodes' keys trees (nil: nothing can be).
+	planter *plant.Planter
 
 	closeOnce sync.Once
 	closeErr  error
@@ -67,6 +70,13 @@ func (g *Guard) arm(client kubernetes.Interface, runID string, namespaces ...str
 	g.client, g.runID, g.namespaces = client, runID, namespaces
 }
 
+// armPlanter records the run's planter: Cleanup undoes what it still has planted.
+func (g *Guard) armPlanter(p *plant.Planter) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.planter = p
+}
+
 // wrapClose records the node driver's Close and returns it wrapped so that it runs at most
 // once, whoever calls it first (FinishEnv or the guard).
 func (g *Guard) wrapClose(closeFn func() error) func() error {
@@ -87,7 +97,9 @@ func (g *Guard) RunID() string {
 	return g.runID
 }
 
-// Cleanup removes everything the run created: what carries its run ID, then the node driver.
+// Cleanup removes everything the run created: what it planted in the nodes' keys trees
+// (first: a planted symlink fails every pull on its node), what carries its run ID, then the
+// node driver.
 // It runs on its own context (ctx's values, not its cancellation: the run's context is
 // usually the cancelled one), bounded by two minutes, and may be called more than once.
 func (g *Guard) Cleanup(ctx context.Context) ([]leftovers.Object, error) {
@@ -98,10 +110,19 @@ func (g *Guard) Cleanup(ctx context.Context) ([]leftovers.Object, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
 	defer cancel()
 	g.mu.Lock()
-	client, runID, namespaces, closeFn := g.client, g.runID, g.namespaces, g.closeFn
+	client, runID, namespaces, closeFn, planter := g.client, g.runID, g.namespaces, g.closeFn, g.planter
 	g.mu.Unlock()
 	var errs []error
 	var removed []leftovers.Object
+	if planter != nil {
+		pending := planter.Pending()
+		if err := planter.UndoAll(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("failed to remove what run %s planted in the keys trees: %w", runID, err))
+		}
+		for _, p := range pending {
+			fmt.Fprintf(g.stderr, "keysync: removed planted %s\n", p)
+		}
+	}
 	if client != nil && runID != "" {
 		r, err := leftovers.Sweep(ctx, client, leftovers.Options{RunID: runID, Namespaces: namespaces})
 		removed = r

@@ -3,7 +3,10 @@ package conformance
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/keysync-dev/keysync/internal/names"
+	"github.com/keysync-dev/keysync/suites/internal/plant"
 )
 
 // syncBuffer is a bytes.Buffer safe for the guard's goroutines.
@@ -69,6 +73,17 @@ func TestGuardInterrupt(t *testing.T) {
 			exited := make(chan int, 1)
 			g.exit = func(code int) { exited <- code }
 			g.arm(cs, "run1")
+			// What the run planted in a keys tree goes too: a key file and a symlink.
+			root := t.TempDir()
+			pl := plant.New(plant.Host{Stage: root})
+			plantedFile, plantedLink := filepath.Join(root, "foreign.pem"), filepath.Join(root, "key.pem")
+			if _, err := pl.File(context.Background(), "n", plantedFile, []byte("k")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := pl.Symlink(context.Background(), "n", "../target", plantedLink); err != nil {
+				t.Fatal(err)
+			}
+			g.armPlanter(pl)
 			closed := 0
 			closeFn := g.wrapClose(func() error { closed++; return nil })
 
@@ -101,8 +116,13 @@ func TestGuardInterrupt(t *testing.T) {
 			if strings.Join(sorted(left), ",") != strings.Join(sorted(want), ",") {
 				t.Errorf("after the interrupt the cluster holds %v, want %v (only run1's objects removed)", left, want)
 			}
+			for _, p := range []string{plantedFile, plantedLink} {
+				if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("planted %s after the interrupt: %v, want it removed", p, err)
+				}
+			}
 			out := stderr.String()
-			for _, w := range []string{tt.wantMsg, "removed Secret default/ks-run1-b", "FAIL: "} {
+			for _, w := range []string{tt.wantMsg, "removed Secret default/ks-run1-b", "removed planted node n: symlink " + plantedLink, "FAIL: "} {
 				if !strings.Contains(out, w) {
 					t.Errorf("stderr lacks %q:\n%s", w, out)
 				}

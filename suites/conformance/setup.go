@@ -62,6 +62,9 @@ type Options struct {
 	// interrupt removes what the run created (interrupt.go).
 	Guard       *Guard
 	SyncTimeout time.Duration
+	// P99SyncLatency bounds the latency area's p99 (--p99-sync-latency; default
+	// DefaultP99SyncLatency).
+	P99SyncLatency time.Duration
 	// KP reaches the cluster's own Key Protect where keyprotect-config exists (--kp-*).
 	KP LiveKP
 	// AgentSELinuxType is the SELinux type of the node agent pods on any cluster
@@ -248,10 +251,12 @@ func NewContext(ctx context.Context, o Options) (c *Context, closeFn func() erro
 			return nodedriver.Guard(d, owned), nil
 		})
 	}
+	planter := newPlanter(env)
 	if o.Guard != nil {
 		closeFn = o.Guard.wrapClose(closeFn)
+		o.Guard.armPlanter(planter)
 	}
-	c = &Context{Lab: env, Client: cs, Driver: driver, Owned: owned, KP: o.KP, Fixtures: fx, RunID: runID,
-		Namespace: ns, SyncTimeout: o.SyncTimeout, Profile: o.Profile, Logger: o.Logger, NodeAdder: adder, authPuller: authPuller}
+	c = &Context{Planter: planter, Lab: env, Client: cs, Driver: driver, Owned: owned, KP: o.KP, Fixtures: fx, RunID: runID,
+		Namespace: ns, SyncTimeout: o.SyncTimeout, P99SyncLatency: o.P99SyncLatency, Profile: o.Profile, Logger: o.Logger, NodeAdder: adder, authPuller: authPuller}
 	return c, closeFn, nil
 }

@@ -18,7 +18,10 @@ import (
 type treeWatch struct {
 	mu     sync.Mutex
 	events map[string][]nodedriver.WatchEvent
-	errs   map[string]error
+	// ready is, per node, when its ready line arrived (runner's clock) and its time on the
+	// node's watch clock: it maps the node's event times onto the runner's (seenAt).
+	ready map[string]readyMark
+	errs  map[string]error
 	// unsupported says why the lab's node driver cannot watch ("" when it can).
 	unsupported string
 	cancel      context.CancelFunc
@@ -29,7 +32,7 @@ type treeWatch struct {
 // ready. A driver without a watch yields a treeWatch whose checks log that and pass.
 func (c *Context) startTreeWatch(ctx context.Context, t T, max time.Duration) *treeWatch {
 	t.Helper()
-	w := &treeWatch{events: map[string][]nodedriver.WatchEvent{}, errs: map[string]error{}}
+	w := &treeWatch{events: map[string][]nodedriver.WatchEvent{}, errs: map[string]error{}, ready: map[string]readyMark{}}
 	if _, ok := c.Driver.(nodedriver.Watcher); !ok {
 		w.unsupported = fmt.Sprintf("node driver %s has no tree watch", c.Driver.Name())
 		t.Logf("tree watch: %s; transient files are not checked", w.unsupported)
@@ -45,8 +48,12 @@ func (c *Context) startTreeWatch(ctx context.Context, t T, max time.Duration) *t
 			defer w.wg.Done()
 			once := sync.OnceFunc(func() { ready <- n })
 			err := nodedriver.WatchKeys(wctx, c.Driver, n, max, func(e nodedriver.WatchEvent) {
+				received := time.Now()
 				w.mu.Lock()
 				w.events[n] = append(w.events[n], e)
+				if e.Kind == nodedriver.WatchReady {
+					w.ready[n] = readyMark{local: received, at: e.At}
+				}
 				w.mu.Unlock()
 				if e.Kind == nodedriver.WatchReady {
 					once()
@@ -153,4 +160,34 @@ func (w *treeWatch) checkNotRemoved(t T, what string, digests ...string) {
 			}
 		}
 	}
+}
+
+// readyMark pairs a node's ready line's watch time with when the runner received it.
+type readyMark struct {
+	local time.Time
+	at    time.Duration
+}
+
+// seenAt returns, per node, when a regular file with digest (SHA-256 hex) that CRI-O can use
+// first appeared in the tree, on the runner's clock: the node's watch time mapped through its
+// ready line (the delay of that line makes the times later, never earlier). Nodes where it was
+// not seen (yet) are absent.
+func (w *treeWatch) seenAt(digest string) map[string]time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string]time.Time{}
+	for n, evs := range w.events {
+		r, ok := w.ready[n]
+		if !ok {
+			continue
+		}
+		for _, e := range evs {
+			if (e.Kind == nodedriver.WatchVersion || e.Kind == nodedriver.WatchInitial) && e.Entry.Type == nodedriver.TypeFile &&
+				e.Entry.SHA256 == digest && e.Entry.Verdict == nodedriver.VerdictOK {
+				out[n] = r.local.Add(e.At - r.at)
+				break
+			}
+		}
+	}
+	return out
 }

@@ -34,3 +34,29 @@ func writeInPlace(final string, data []byte) error {
 func leaveCrashedTemp(final string, data []byte) {
 	_ = os.WriteFile(filepath.Join(filepath.Dir(final), filepath.Base(final)+".tmp-crashed"), data[:len(data)/2], 0o600)
 }
+
+// writeThroughSymlink is mutant follow-symlink: a symlink someone put at the key file's path is
+// followed, so the key lands in the link's target (wherever it points, outside the tree too)
+// and the symlink stays in the tree (CRI-O fails every pull while it is there).
+func writeThroughSymlink(final string, data []byte) error {
+	if err := os.WriteFile(final, data, 0o600); err != nil {
+		return fmt.Errorf("failed to write key file: %w", err)
+	}
+	return nil
+}
+
+// removeForeign is mutant remove-foreign: like the prior art's reconcile pass, every file in the
+// keys directory that no record owns is deleted — keys another tool or a person put there too.
+func (s *Store) removeForeign() {
+	owned := s.Owned()
+	entries, err := os.ReadDir(s.opts.Dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if _, ok := owned[e.Name()]; ok || e.IsDir() {
+			continue
+		}
+		_ = os.Remove(filepath.Join(s.opts.Dir, e.Name()))
+	}
+}

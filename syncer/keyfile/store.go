@@ -331,6 +331,9 @@ func (s *Store) Put(name string, rec Record, data []byte) (bool, error) {
 	if !IsName(name) {
 		return false, fmt.Errorf("refusing to write %q: not a generated key file name", name)
 	}
+	if mutant.On(mutant.RemoveForeign) {
+		s.removeForeign()
+	}
 	final := filepath.Join(s.opts.Dir, name)
 	if s.matches(final, data) {
 		return false, s.record(name, rec)
@@ -354,6 +357,11 @@ func (s *Store) Put(name string, rec Record, data []byte) (bool, error) {
 func (s *Store) stageAndRename(final string, data []byte) error {
 	if mutant.On(mutant.InPlace) {
 		return writeInPlace(final, data)
+	}
+	if mutant.On(mutant.FollowSymlink) {
+		if fi, err := os.Lstat(final); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return writeThroughSymlink(final, data)
+		}
 	}
 	stagingDir := s.opts.StagingDir
 	if mutant.On(mutant.TempLeftInTree) {
@@ -435,6 +443,9 @@ func (s *Store) Remove(name string) (bool, error) {
 	s.mu.Unlock()
 	if !owned {
 		return false, nil
+	}
+	if mutant.On(mutant.RemoveForeign) {
+		s.removeForeign()
 	}
 	removed := true
 	if err := os.Remove(filepath.Join(s.opts.Dir, name)); errors.Is(err, fs.ErrNotExist) {

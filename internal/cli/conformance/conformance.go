@@ -35,6 +35,7 @@ type flagpole struct {
 	labels, skipLabels           []string
 	feature, skipFeatures, runID string
 	syncTimeout                  time.Duration
+	p99SyncLatency               time.Duration
 	hooks                        nodedriver.Config
 	opts                         conformance.Options
 }
@@ -69,6 +70,7 @@ Exit status 1 when any step failed.`,
 	f.StringVar(&fp.skipFeatures, "skip-features", "", "skip features whose name matches this regexp")
 	f.StringVar(&fp.runID, "run-id", "", "object name prefix of this run (default random)")
 	f.DurationVar(&fp.syncTimeout, "sync-timeout", conformance.DefaultSyncTimeout, "how long to wait for the synchronizer (file appears or goes, Event recorded)")
+	f.DurationVar(&fp.p99SyncLatency, "p99-sync-latency", conformance.DefaultP99SyncLatency, "the latency area's bound (recommended) on the p99 time from a key Secret's creation to its file on every node")
 	gofs := flag.NewFlagSet("hooks", flag.ContinueOnError)
 	fp.hooks.RegisterFlags(gofs)
 	fp.opts.RegisterFlags(gofs, os.Getenv)
@@ -127,7 +129,7 @@ func runE(cmd *cobra.Command, s *cli.Streams, fp *flagpole) error {
 	guard, runCtx := conformance.NewGuard(ctx, s.ErrOut)
 	o := fp.opts // the --kp-* and --agent-selinux-type flags
 	o.LabEnv, o.Kubeconfig, o.Hooks, o.RunID, o.SyncTimeout, o.Logger = fp.labEnv, fp.kubeconfig, fp.hooks, fp.runID, fp.syncTimeout, s.Logger
-	o.Profile, o.Guard = fp.profile, guard
+	o.Profile, o.Guard, o.P99SyncLatency = fp.profile, guard, fp.p99SyncLatency
 	c, _, err := conformance.NewContext(runCtx, o)
 	if err != nil {
 		if _, cerr := guard.Cleanup(ctx); cerr != nil {

@@ -24,4 +24,6 @@ const (
 	InPlace         Name = "in-place"          // writes the final file in place, in two halves, no staging
 	DropSecondKey   Name = "drop-second-key"   // only the first key of a multi-key Secret is written
 	DeleteOnOutage  Name = "delete-on-outage"  // a transient unwrap failure removes the synced key
+	RemoveForeign   Name = "remove-foreign"    // every write or removal deletes the files in the keys directory it did not write
+	FollowSymlink   Name = "follow-symlink"    // a symlink at a key file's path is followed: the key is written to its target
 )

@@ -15,7 +15,7 @@ const Enabled = true
 
 // All lists every defect.
 var All = []Name{Mode0644, NoValidation, SEC1AsIs, KeepOnDelete, IgnoreKPKey, UnwrapEverySync, Poll60s,
-	NoEvents, IgnoreUpdates, RejectWipes, TempLeftInTree, InPlace, DropSecondKey, DeleteOnOutage}
+	NoEvents, IgnoreUpdates, RejectWipes, TempLeftInTree, InPlace, DropSecondKey, DeleteOnOutage, RemoveForeign, FollowSymlink}
 
 // active is the one defect of this process, set once by the --mutant flag before anything runs.
 var active atomic.Value
@@ -39,3 +39,6 @@ func On(n Name) bool {
 	v, _ := active.Load().(Name)
 	return v == n
 }
+
+// Reset switches every defect off again (tests that set one).
+func Reset() { active.Store(Name("")) }
