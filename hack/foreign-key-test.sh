@@ -67,7 +67,7 @@ check)
   remove() {
     for n in "${NODES[@]}"; do
       # shellcheck disable=SC2016
-      on "$n" 'rm -f "$1/$2"' _ "$ROOT" "$name" || echo "foreign-key: failed to remove $ROOT/$name from $n" >&2
+      on "$n" 'rm -f "$1/$2"' _ "$ROOT" "$name" </dev/null || echo "foreign-key: failed to remove $ROOT/$name from $n" >&2
     done
     rm -rf "$STATE"
   }
