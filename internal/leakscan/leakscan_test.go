@@ -2,10 +2,10 @@ package leakscan
 
 import (
 	"encoding/base64"
-	"fmt"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
