@@ -5,7 +5,7 @@
 # the process group (Ctrl-C), SIGTERM (to the group, or to the parent alone), the
 # -test.timeout watchdog, or SIGKILL followed by `keysync conformance cleanup`, and show that
 # nothing labelled by the suites remains:
-#   kubectl get all,secrets,configmaps,ns -A -l app.kubernetes.io/managed-by=keysync-suites
+#   kubectl get all,secrets,configmaps,leases,ns -A -l app.kubernetes.io/managed-by=keysync-suites
 # is empty, and no process of the run is left.
 #
 #   hack/interrupt-test.sh [LAB_ENV] [CASE...]    # LAB_ENV default _out/cluster.env
@@ -36,7 +36,7 @@ go build -trimpath -o bin/ ./cmd/keysync
 go test -count=1 -c -o "$OUT/suites.test" ./suites >/dev/null # warms the build cache for go test
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-labelled() { kubectl get all,secrets,configmaps,ns -A -l "$SEL" -o name 2>/dev/null || true; }
+labelled() { kubectl get all,secrets,configmaps,leases,ns -A -l "$SEL" -o name 2>/dev/null || true; }
 secrets() { kubectl get secrets -n "$NS" -l "$SEL" -o name 2>/dev/null | wc -l; }
 alive() { pgrep -g "$1" >/dev/null 2>&1; }
 

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -77,6 +78,7 @@ type (
 	serviceT   = corev1.Service
 	daemonSetT = appsv1.DaemonSet
 	secretT    = corev1.Secret
+	leaseT     = coordinationv1.Lease
 	namespaceT = corev1.Namespace
 )
 
@@ -133,6 +135,15 @@ var kinds = []kind{
 		return metas(l.Items, func(o *secretT) metav1.ObjectMeta { return o.ObjectMeta }), nil
 	}, func(ctx context.Context, cs kubernetes.Interface, ns, name string, do metav1.DeleteOptions) error {
 		return cs.CoreV1().Secrets(ns).Delete(ctx, name, do)
+	}},
+	{"Lease", func(ctx context.Context, cs kubernetes.Interface, ns string, lo metav1.ListOptions) ([]metav1.ObjectMeta, error) {
+		l, err := cs.CoordinationV1().Leases(ns).List(ctx, lo)
+		if err != nil {
+			return nil, err
+		}
+		return metas(l.Items, func(o *leaseT) metav1.ObjectMeta { return o.ObjectMeta }), nil
+	}, func(ctx context.Context, cs kubernetes.Interface, ns, name string, do metav1.DeleteOptions) error {
+		return cs.CoordinationV1().Leases(ns).Delete(ctx, name, do)
 	}},
 	{"Namespace", func(ctx context.Context, cs kubernetes.Interface, ns string, lo metav1.ListOptions) ([]metav1.ObjectMeta, error) {
 		l, err := cs.CoreV1().Namespaces().List(ctx, lo)

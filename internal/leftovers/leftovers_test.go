@@ -8,6 +8,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -80,6 +81,8 @@ func (w world) mustCreate(t *testing.T, obj any) {
 		_, err = w.cs.CoreV1().Services(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
 	case *appsv1.DaemonSet:
 		_, err = w.cs.AppsV1().DaemonSets(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+	case *coordinationv1.Lease:
+		_, err = w.cs.CoordinationV1().Leases(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
 	default:
 		t.Fatalf("unknown object %T", obj)
 	}
@@ -115,6 +118,12 @@ func daemonSet(namespace, name string, l map[string]string) *appsv1.DaemonSet {
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "example.invalid/x"}}}}}}
 }
 
+func lease(namespace, name string, l map[string]string) *coordinationv1.Lease {
+	holder := "r5@host/1/abcd"
+	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Labels: l},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder}}
+}
+
 // gone reports whether the object no longer exists or is being deleted (a namespace without a
 // namespace controller stays Terminating).
 func gone(t *testing.T, cs kubernetes.Interface, o leftovers.Object) bool {
@@ -133,6 +142,8 @@ func gone(t *testing.T, cs kubernetes.Interface, o leftovers.Object) bool {
 		m, err = cs.CoreV1().Services(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{})
 	case "DaemonSet":
 		m, err = cs.AppsV1().DaemonSets(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{})
+	case "Lease":
+		m, err = cs.CoordinationV1().Leases(o.Namespace).Get(ctx, o.Name, metav1.GetOptions{})
 	default:
 		t.Fatalf("unknown kind %s", o.Kind)
 	}
@@ -175,6 +186,22 @@ func TestSweep(t *testing.T) {
 				{Kind: "Secret", Namespace: sys, Name: "ks-r1-key-a"}, {Kind: "Pod", Namespace: "default", Name: "run"},
 				{Kind: "Service", Namespace: "default", Name: "svc"},
 			},
+		},
+		{
+			name:  "killed run in the shipped agent namespace: its DaemonSet, pull Secret and Lease go, the namespace stays",
+			runID: "r5",
+			make: func(w world, p string) {
+				w.mustCreate(t, ns(p+"shipped", map[string]string{"pod-security.kubernetes.io/enforce": "privileged"}))
+				w.mustCreate(t, daemonSet(p+"shipped", "keysync-node-agent", labels("r5")))
+				w.mustCreate(t, secret(p+"shipped", "keysync-node-agent-pull", labels("r5")))
+				w.mustCreate(t, lease(p+"shipped", "keysync-node-agent", labels("r5")))
+			},
+			want: []leftovers.Object{
+				{Kind: "DaemonSet", Namespace: "shipped", Name: "keysync-node-agent"},
+				{Kind: "Secret", Namespace: "shipped", Name: "keysync-node-agent-pull"},
+				{Kind: "Lease", Namespace: "shipped", Name: "keysync-node-agent"},
+			},
+			keep: []leftovers.Object{{Kind: "Namespace", Name: "shipped"}},
 		},
 		{
 			name:  "the customer's own objects stay: unlabelled keyprotect-config, key Secret, namespace",

@@ -38,6 +38,7 @@ func featurePod() Feature {
 			{Name: "before the key is synced the Pod shows ErrImagePull/ImagePullBackOff with the missing-key message in its Events", Profile: ProfileRequired, Fn: func(ctx context.Context, t T, c *Context) {
 				var reason string
 				var msgs []string
+				want := c.noKeyMessages(ctx, t, node)
 				_, err := c.waitPod(ctx, pod.Name, 2*c.syncTimeout(), func(p *corev1.Pod) (bool, error) {
 					if p.Status.Phase == corev1.PodRunning || p.Status.Phase == corev1.PodSucceeded {
 						return false, fmt.Errorf("pod %s reached %s without the key: the node decrypted %s without its private key", p.Name, p.Status.Phase, img.Ref)
@@ -51,11 +52,11 @@ func featurePod() Feature {
 					if msgs, err = c.podEventMessages(ctx, p); err != nil {
 						return false, err
 					}
-					return reason != "" && slices.ContainsFunc(msgs, func(m string) bool { return strings.Contains(m, MissingKeyMessage) }), nil
+					return reason != "" && slices.ContainsFunc(msgs, func(m string) bool { return containsAny(m, want) }), nil
 				})
 				if err != nil {
 					t.Fatalf("pod %s on node %s: waiting reason %q, Events %q: want ErrImagePull/ImagePullBackOff and %q: %v",
-						pod.Name, node, reason, msgs, MissingKeyMessage, err)
+						pod.Name, node, reason, msgs, want, err)
 				}
 				t.Logf("pod %s on node %s: %s", pod.Name, node, reason)
 			}},

@@ -40,14 +40,18 @@ func (c *Context) requireAuthPuller(t T) {
 func (c *Context) pullAs(ctx context.Context, t T, ref string, authDoc []byte, want string) {
 	t.Helper()
 	for _, n := range c.nodes(ctx, t) {
+		wants := []string{want}
+		if want == MissingKeyMessage { // or that no key on the node fits (noKeyMessages)
+			wants = c.noKeyMessages(ctx, t, n)
+		}
 		err := c.authPuller.PullImageAuth(ctx, n, ref, authDoc)
 		switch {
 		case want == "" && err != nil:
 			t.Fatalf("node %s: pulling %s failed: %v", n, ref, err)
 		case want != "" && err == nil:
-			t.Fatalf("node %s: pulling %s succeeded, want it to fail with %q", n, ref, want)
-		case want != "" && !strings.Contains(err.Error(), want):
-			t.Fatalf("node %s: pulling %s failed with %v, want %q", n, ref, err, want)
+			t.Fatalf("node %s: pulling %s succeeded, want it to fail with %q", n, ref, wants)
+		case want != "" && !containsAny(err.Error(), wants):
+			t.Fatalf("node %s: pulling %s failed with %v, want %q", n, ref, err, wants)
 		}
 	}
 }

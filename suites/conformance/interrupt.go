@@ -20,9 +20,9 @@ import (
 
 // Guard makes a run interrupt-safe: whatever stops it (Ctrl-C, SIGTERM, SIGHUP, the end of
 // `go test -timeout`, or the run simply ending), everything it created in the cluster is
-// removed: what carries its run ID (Secrets, Pods, Services, the node agent's DaemonSet and
-// namespace, a keyprotect-config it made; see package internal/leftovers) and the node driver
-// (Close). A SIGKILL cannot be caught: `keysync conformance cleanup` removes what such a run
+// removed: what carries its run ID (Secrets, Pods, Services, the node agent's DaemonSet, pull
+// Secret and Lease, the agent's namespace only when the run created it, a keyprotect-config it
+// made; see package internal/leftovers) and the node driver (Close). A SIGKILL cannot be caught: `keysync conformance cleanup` removes what such a run
 // left.
 //
 // Build it with NewGuard, pass it in Options.Guard (NewContext arms it with the run's client,

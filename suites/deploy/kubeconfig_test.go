@@ -2,16 +2,20 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -20,7 +24,9 @@ import (
 )
 
 // hack/runner-kubeconfig.sh against a real kube-apiserver (RBAC): the kubeconfig it writes
-// authenticates as the runner's ServiceAccount, which may do what a run does and nothing else.
+// authenticates as the runner's ServiceAccount, which may do what a run does and nothing else:
+// it works in the node agent's namespace the manifest ships, and creates nothing (no Secret,
+// Pod, DaemonSet, exec session, namespace) elsewhere.
 func TestRunnerKubeconfig(t *testing.T) {
 	srv := kubetest.StartT(t)
 	ctx := context.Background()
@@ -53,7 +59,22 @@ func TestRunnerKubeconfig(t *testing.T) {
 	secret := func(ns string) *corev1.Secret {
 		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "ks-t-key", Namespace: ns}}
 	}
-	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "keysync-node-agent", Namespace: "keysync-suites"},
+	const agentNS = "keysync-suites" // shipped by the manifest
+	// canI asks the API server whether the runner may verb resource/sub in ns (a Forbidden
+	// error when not): for exec, which needs a running pod to call.
+	canI := func(ns, resource, sub, verb string) error {
+		r, err := runner.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: ns, Verb: verb, Resource: resource, Subresource: sub}}}, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		if !r.Status.Allowed {
+			return apierrors.NewForbidden(schema.GroupResource{Resource: resource + "/" + sub}, "", errors.New(r.Status.Reason))
+		}
+		return nil
+	}
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "keysync-node-agent", Namespace: agentNS},
 		Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"a": "b"}},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "i"}}}}}}
@@ -70,13 +91,46 @@ func TestRunnerKubeconfig(t *testing.T) {
 			return runner.CoreV1().Secrets(names.Namespace).Delete(ctx, "ks-t-key", metav1.DeleteOptions{})
 		}, true},
 		{"list nodes", func() error { _, err := runner.CoreV1().Nodes().List(ctx, metav1.ListOptions{}); return err }, true},
-		{"create the agent's namespace and DaemonSet", func() error {
-			if _, err := runner.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keysync-suites"}}, metav1.CreateOptions{}); err != nil {
-				return err
-			}
-			_, err := runner.AppsV1().DaemonSets("keysync-suites").Create(ctx, ds, metav1.CreateOptions{})
+		{"the agent's DaemonSet in the shipped namespace keysync-suites", func() error {
+			_, err := runner.AppsV1().DaemonSets(agentNS).Create(ctx, ds, metav1.CreateOptions{})
 			return err
 		}, true},
+		{"the agent's pull Secret there", func() error {
+			_, err := runner.CoreV1().Secrets(agentNS).Create(ctx, secret(agentNS), metav1.CreateOptions{})
+			return err
+		}, true},
+		{"the Lease there", func() error {
+			_, err := runner.CoordinationV1().Leases(agentNS).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "keysync-node-agent"}}, metav1.CreateOptions{})
+			return err
+		}, true},
+		{"exec in the agent pods", func() error { return canI(agentNS, "pods", "exec", "create") }, true},
+		{"no namespace created", func() error {
+			_, err := runner.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "keysync-other"}}, metav1.CreateOptions{})
+			return err
+		}, false},
+		{"no namespace deleted", func() error {
+			return runner.CoreV1().Namespaces().Delete(ctx, agentNS, metav1.DeleteOptions{})
+		}, false},
+		{"no service-account-token Secret in kube-system (it would hand over the account's token)", func() error {
+			s := secret("kube-system")
+			s.Type = corev1.SecretTypeServiceAccountToken
+			s.Annotations = map[string]string{corev1.ServiceAccountNameKey: "default"}
+			_, err := runner.CoreV1().Secrets("kube-system").Create(ctx, s, metav1.CreateOptions{})
+			return err
+		}, false},
+		{"no Pod in kube-system", func() error {
+			_, err := runner.CoreV1().Pods("kube-system").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "x"},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "i"}}}}, metav1.CreateOptions{})
+			return err
+		}, false},
+		{"no DaemonSet in kube-system", func() error {
+			d := ds.DeepCopy()
+			d.Namespace = "kube-system"
+			_, err := runner.AppsV1().DaemonSets("kube-system").Create(ctx, d, metav1.CreateOptions{})
+			return err
+		}, false},
+		{"no exec in kube-system's pods", func() error { return canI("kube-system", "pods", "exec", "create") }, false},
+		{"no exec in the run's Pods' namespace", func() error { return canI("default", "pods", "exec", "create") }, false},
 		{"list RoleBindings everywhere (the addon feature)", func() error {
 			_, err := runner.RbacV1().RoleBindings("").List(ctx, metav1.ListOptions{})
 			return err

@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -67,8 +68,9 @@ type Options struct {
 	Config *rest.Config
 	// Image is the agent image, pullable by every node. Required.
 	Image string
-	// Namespace holds the DaemonSet (default keysync-suites; created if missing, and then
-	// removed by Close).
+	// Namespace holds the DaemonSet (default keysync-suites, which suites/deploy/runner-rbac.yaml
+	// ships; created if missing and this identity may, and then removed by Close). One run at
+	// a time uses it (its Lease: see claim).
 	Namespace string
 	// KeysRoot and CRISocket are the host paths on the nodes (CRI-O's defaults when empty; a
 	// unix:// prefix is dropped).
@@ -100,6 +102,10 @@ type Options struct {
 	// CRIOConfigDir, when set, is the node's CRI-O configuration directory (/etc/crio),
 	// mounted read-only at CRIOConfigMount for the crio-keys-path operation (keysync doctor).
 	CRIOConfigDir string
+	// LeaseDuration and LeaseRenew time the namespace's Lease (DefaultLeaseDuration,
+	// DefaultLeaseRenew when zero).
+	LeaseDuration time.Duration
+	LeaseRenew    time.Duration
 }
 
 // CRIOConfigMount is where the agent pod sees Options.CRIOConfigDir.
@@ -110,6 +116,12 @@ type Driver struct {
 	*nodedriver.Agent
 	opts      Options
 	createdNS bool
+	// holder is this run's identity in the namespace's Lease, leased says it took the Lease
+	// (leaseUID), stopRenew stops the renewals.
+	holder    string
+	leased    bool
+	leaseUID  types.UID
+	stopRenew func()
 }
 
 var (
@@ -136,7 +148,8 @@ func (o *Options) defaults() error {
 	for _, d := range []struct {
 		p   *time.Duration
 		def time.Duration
-	}{{&o.ReadyTimeout, 3 * time.Minute}, {&o.RunTimeout, 3 * time.Minute}, {&o.CmdTimeout, 5 * time.Minute}} {
+	}{{&o.ReadyTimeout, 3 * time.Minute}, {&o.RunTimeout, 3 * time.Minute}, {&o.CmdTimeout, 5 * time.Minute},
+		{&o.LeaseDuration, DefaultLeaseDuration}, {&o.LeaseRenew, DefaultLeaseRenew}} {
 		if *d.p <= 0 {
 			*d.p = d.def
 		}
@@ -244,17 +257,18 @@ func DaemonSet(o Options) *appsv1.DaemonSet {
 	}
 }
 
-// Deploy applies the agent DaemonSet (replacing one left by an earlier run) and waits until
-// every Ready node it is scheduled to has a ready agent pod of this template. NotReady nodes
-// are left out (and logged). On failure nothing is left behind.
+// Deploy claims the agent's namespace (claim: ErrBusy while another run uses it), applies the
+// agent DaemonSet (replacing one a killed run left) and waits until every Ready node it is
+// scheduled to has a ready agent pod of this template. NotReady nodes are left out (and
+// logged). On failure nothing is left behind.
 func Deploy(ctx context.Context, opts Options) (_ *Driver, err error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
-	d := &Driver{opts: opts}
+	d := &Driver{opts: opts, holder: holderIdentity(opts.Labels)}
 	d.Agent = &nodedriver.Agent{Transport: &PodExec{Pod: d.agentPod, Exec: d.streamExec, ExecStdin: d.streamExecStdin,
 		KeysRoot: opts.KeysRoot, CRISocket: opts.CRISocket, Timeout: opts.CmdTimeout, Logger: opts.Logger}}
-	if err := d.ensureNamespace(ctx); err != nil {
+	if err := d.claim(ctx); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -360,28 +374,41 @@ func (d *Driver) failedCreates(ctx context.Context) string {
 	return "; FailedCreate: " + evs.Items[len(evs.Items)-1].Message
 }
 
-// Close removes the DaemonSet (and the namespace, when Deploy created it).
+// Close removes what Deploy made (the namespace when Deploy created or adopted it, else the
+// DaemonSet and the pull Secret) and releases the namespace's Lease. A run that lost its Lease
+// to another run leaves everything to that run.
 func (d *Driver) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	held, err := d.stillHeld(ctx)
+	if err != nil {
+		return err
+	}
+	if held == nil {
+		return nil // never claimed, or taken over: nothing here is this run's
+	}
 	cs := d.opts.Client
 	if d.createdNS {
 		if err := cs.CoreV1().Namespaces().Delete(ctx, d.opts.Namespace, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("failed to delete namespace %s: %w", d.opts.Namespace, err)
 		}
-		return nil
+		return nil // the Lease goes with it
 	}
-	err := cs.AppsV1().DaemonSets(d.opts.Namespace).Delete(ctx, AgentName, metav1.DeleteOptions{})
+	var errs []error
+	err = cs.AppsV1().DaemonSets(d.opts.Namespace).Delete(ctx, AgentName, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("failed to delete DaemonSet %s/%s: %w", d.opts.Namespace, AgentName, err)
+		errs = append(errs, fmt.Errorf("failed to delete DaemonSet %s/%s: %w", d.opts.Namespace, AgentName, err))
 	}
 	if d.opts.PullSecret != nil {
 		err := cs.CoreV1().Secrets(d.opts.Namespace).Delete(ctx, PullSecretName, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("failed to delete Secret %s/%s: %w", d.opts.Namespace, PullSecretName, err)
+			errs = append(errs, fmt.Errorf("failed to delete Secret %s/%s: %w", d.opts.Namespace, PullSecretName, err))
 		}
 	}
-	return nil
+	if len(errs) > 0 {
+		return errors.Join(errs...) // the Lease stays until it expires: the next run takes over
+	}
+	return d.releaseLease(ctx, held)
 }
 
 // Name implements nodedriver.Driver.

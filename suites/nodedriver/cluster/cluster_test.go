@@ -11,7 +11,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
@@ -165,39 +164,6 @@ func TestState(t *testing.T) {
 	}
 }
 
-// The namespace Deploy creates enforces the lowest Pod Security level a hostPath pod passes.
-func TestEnsureNamespacePSA(t *testing.T) {
-	cs := fake.NewClientset()
-	d := &Driver{opts: Options{Client: cs, Namespace: DefaultNamespace}}
-	if err := d.ensureNamespace(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	ns, err := cs.CoreV1().Namespaces().Get(context.Background(), DefaultNamespace, metav1.GetOptions{})
-	if err != nil || ns.Labels["pod-security.kubernetes.io/enforce"] != "privileged" || !d.createdNS {
-		t.Fatalf("namespace %+v, %v; want enforce=privileged, created", ns, err)
-	}
-}
-
-// Close removes what Deploy made: the namespace it created, else only the DaemonSet.
-func TestClose(t *testing.T) {
-	for _, created := range []bool{true, false} {
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: DefaultNamespace}}
-		cs := fake.NewClientset(ns, DaemonSet(Options{Namespace: DefaultNamespace, Image: "i"}))
-		d := &Driver{opts: Options{Client: cs, Namespace: DefaultNamespace}, createdNS: created}
-		if err := d.Close(); err != nil {
-			t.Fatal(err)
-		}
-		_, nsErr := cs.CoreV1().Namespaces().Get(context.Background(), DefaultNamespace, metav1.GetOptions{})
-		_, dsErr := cs.AppsV1().DaemonSets(DefaultNamespace).Get(context.Background(), AgentName, metav1.GetOptions{})
-		if created != apierrors.IsNotFound(nsErr) {
-			t.Errorf("created %v: namespace deleted = %v", created, apierrors.IsNotFound(nsErr))
-		}
-		if !created && !apierrors.IsNotFound(dsErr) {
-			t.Errorf("the DaemonSet is still there: %v", dsErr)
-		}
-	}
-}
-
 func TestDeployNeedsClientAndImage(t *testing.T) {
 	tests := []struct {
 		name string
@@ -246,45 +212,9 @@ func TestAgentImage(t *testing.T) {
 	}
 }
 
-// ensureNamespace creates the namespace with the run's labels, adopts one an earlier keysync
-// run left (Close then removes it), and leaves anyone else's alone.
-func TestEnsureNamespace(t *testing.T) {
+// The agent DaemonSet carries the run's labels and mounts CRI-O's configuration when asked.
+func TestDaemonSetRunLabels(t *testing.T) {
 	runLabels := map[string]string{"keysync.dev/run-id": "r2"}
-	tests := []struct {
-		name        string
-		existing    map[string]string // labels of an existing namespace; nil: none exists
-		wantCreated bool
-		wantRunID   string
-	}{
-		{"none: created with the run's labels", nil, true, "r2"},
-		{"left by a killed run: adopted", map[string]string{labelManaged: managedBy, "keysync.dev/run-id": "r1"}, true, "r2"},
-		{"someone else's: left alone", map[string]string{"team": "x"}, false, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cs := fake.NewClientset()
-			if tt.existing != nil {
-				cs = fake.NewClientset(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: DefaultNamespace, Labels: tt.existing}})
-			}
-			d := &Driver{opts: Options{Client: cs, Namespace: DefaultNamespace, Labels: runLabels}}
-			if err := d.ensureNamespace(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			if d.createdNS != tt.wantCreated {
-				t.Errorf("createdNS = %v, want %v (Close removes the namespace only then)", d.createdNS, tt.wantCreated)
-			}
-			ns, err := cs.CoreV1().Namespaces().Get(context.Background(), DefaultNamespace, metav1.GetOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := ns.Labels["keysync.dev/run-id"]; got != tt.wantRunID {
-				t.Errorf("run-id label %q, want %q", got, tt.wantRunID)
-			}
-			if tt.wantCreated && ns.Labels[labelManaged] != managedBy {
-				t.Errorf("namespace lacks %s=%s: %v", labelManaged, managedBy, ns.Labels)
-			}
-		})
-	}
 	ds := DaemonSet(Options{Namespace: DefaultNamespace, Image: "i", Labels: runLabels, CRIOConfigDir: "/etc/crio"})
 	if ds.Labels["keysync.dev/run-id"] != "r2" || ds.Spec.Template.Labels["keysync.dev/run-id"] != "r2" {
 		t.Errorf("DaemonSet labels %v, template %v: want the run ID", ds.Labels, ds.Spec.Template.Labels)
