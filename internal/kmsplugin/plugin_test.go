@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,34 +17,17 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	kmsapi "k8s.io/kms/apis/v2"
 
+	"github.com/keysync-dev/keysync/internal/syncbuf"
 	"github.com/keysync-dev/keysync/mockkp"
 	"github.com/keysync-dev/keysync/mockkp/mockkptest"
 )
-
-// syncBuffer is a log sink safe for the plug-in's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // plugin is a running plug-in against a mockkp.
 type plugin struct {
 	kp     *mockkptest.Env
 	client kmsapi.KeyManagementServiceClient
 	health string
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	socket string
 }
 
@@ -86,7 +68,7 @@ func startPlugin(t testing.TB, extraYAML map[string]string, args ...string) *plu
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	listening := make(chan string, 1)
 	done := make(chan error, 1)

@@ -1,14 +1,12 @@
 package conformance
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,26 +15,9 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/keysync-dev/keysync/internal/names"
+	"github.com/keysync-dev/keysync/internal/syncbuf"
 	"github.com/keysync-dev/keysync/suites/internal/plant"
 )
-
-// syncBuffer is a bytes.Buffer safe for the guard's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func labelled(ns, name, runID string) *corev1.Secret {
 	l := map[string]string{names.LabelManagedBy: names.ManagedBy}
@@ -67,7 +48,7 @@ func TestGuardInterrupt(t *testing.T) {
 				labelled(names.Namespace, "unlabelled-run", ""),
 				&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: names.Namespace, Name: names.KPConfigSecret}},
 			)
-			var stderr syncBuffer
+			var stderr syncbuf.Buffer
 			g, ctx := NewGuard(context.Background(), &stderr)
 			g.settle = 10 * time.Millisecond
 			exited := make(chan int, 1)

@@ -11,30 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/keysync-dev/keysync/internal/syncbuf"
 	"github.com/keysync-dev/keysync/suites/nodedriver"
 )
-
-// syncBuffer is a bytes.Buffer safe for the watch's writes and the test's reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestWatch: a file written in place is seen empty first (the partial version a staging
 // writer never shows), a renamed-in file only complete, a chmod is a new version, removals
@@ -50,7 +32,7 @@ func TestWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- Serve(context.Background(), n, []string{nodedriver.OpWatch, "3s"}, &out, os.Stderr)
@@ -143,7 +125,7 @@ func TestWatchCancel(t *testing.T) {
 	}
 	defer n.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() { done <- n.Watch(ctx, 10*time.Minute, &out) }()
 	for !strings.Contains(out.String(), "ready ") {
