@@ -133,6 +133,7 @@ func run(ctx context.Context, s *cli.Streams, f flagpole, newInspector Inspector
 		}
 	}
 	rep := doctor.Run(ctx, env, doctor.Checks())
+	interrupted := parent.Err() != nil // a signal during the cleanup below leaves the results whole
 	if f.output == "json" {
 		err = doctor.WriteJSON(s.Out, rep)
 	} else {
@@ -153,10 +154,10 @@ func run(ctx context.Context, s *cli.Streams, f flagpole, newInspector Inspector
 			logger.Info("doctor's node agent removed", "took", time.Since(start).Round(100*time.Millisecond))
 		}
 	}
-	if parent.Err() != nil { // first: its exit code wins
+	if interrupted { // first: its exit code wins
 		errs = append([]error{cannotRun(fmt.Errorf("interrupted, the results are incomplete: %w", context.Cause(parent)))}, errs...)
 	}
-	if rep.Failed() && parent.Err() == nil {
+	if rep.Failed() && !interrupted {
 		errs = append(errs, &cli.ExitError{Code: ExitFailed, Err: fmt.Errorf("%d check result(s) failed", rep.Summary.Fail)})
 	}
 	return firstCode(errs)

@@ -151,31 +151,56 @@ current-context: c
 			}
 		})
 	}
-	t.Run("interrupted (Ctrl-C, SIGTERM) while the agent runs: removed, exit 2", func(t *testing.T) {
-		runCtx, interrupt := context.WithCancel(ctx)
-		defer interrupt()
-		var removed bool
-		interrupted := func(context.Context, *rest.Config, kubernetes.Interface) (doctor.NodeInspector, func(context.Context) error, error) {
-			interrupt() // the signal arrives once the agent runs
-			return &dt.Inspector{}, func(ctx context.Context) error {
-				if ctx.Err() != nil {
-					return ctx.Err()
+	// Ctrl-C or SIGTERM (main cancels the context) while the agent runs, or once the report is
+	// out and doctor removes the agent.
+	for _, tc := range []struct {
+		name       string
+		inCleanup  bool // the signal arrives during the cleanup
+		code       int
+		errOut     string
+		notErrText string
+	}{
+		{name: "interrupted while the agent runs: removed, exit 2", code: doctorcmd.ExitCannotRun,
+			errOut: "ERROR: interrupted, the results are incomplete: context canceled"},
+		{name: "interrupted while the agent is removed: removed, results whole, exit 0", inCleanup: true, code: 0, notErrText: "interrupted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			runCtx, interrupt := context.WithCancel(ctx)
+			defer interrupt()
+			var removed bool
+			interrupted := func(context.Context, *rest.Config, kubernetes.Interface) (doctor.NodeInspector, func(context.Context) error, error) {
+				if !tc.inCleanup {
+					interrupt()
 				}
-				removed = true
-				return nil
-			}, nil
-		}
-		var out, errOut bytes.Buffer
-		code := cli.Run(runCtx, &cli.Streams{Out: &out, ErrOut: &errOut}, []string{"doctor", "--kubeconfig", kc, "--namespace", "healthy"},
-			func(s *cli.Streams) *cobra.Command { return doctorcmd.NewCommandWith(s, interrupted) })
-		t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
-		if code != doctorcmd.ExitCannotRun || !strings.Contains(errOut.String(), "ERROR: interrupted, the results are incomplete") {
-			t.Errorf("exit code %d, want %d and an interrupted message", code, doctorcmd.ExitCannotRun)
-		}
-		if !removed {
-			t.Error("the agent was not removed (or with a cancelled context)")
-		}
-	})
+				return &dt.Inspector{}, func(ctx context.Context) error {
+					if tc.inCleanup {
+						interrupt()
+					}
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					removed = true
+					return nil
+				}, nil
+			}
+			var out, errOut bytes.Buffer
+			code := cli.Run(runCtx, &cli.Streams{Out: &out, ErrOut: &errOut}, []string{"doctor", "--kubeconfig", kc, "--namespace", "healthy"},
+				func(s *cli.Streams) *cobra.Command { return doctorcmd.NewCommandWith(s, interrupted) })
+			t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d", code, tc.code)
+			}
+			if !strings.Contains(errOut.String(), tc.errOut) {
+				t.Errorf("stderr lacks %q", tc.errOut)
+			}
+			if tc.notErrText != "" && strings.Contains(errOut.String(), tc.notErrText) {
+				t.Errorf("stderr has %q", tc.notErrText)
+			}
+			if !removed {
+				t.Error("the agent was not removed (or with a cancelled context)")
+			}
+		})
+	}
 	if !cleaned || !cleanedAfterFailure {
 		t.Errorf("the inspector's cleanup did not run (after a run %v, after a failed start %v)", cleaned, cleanedAfterFailure)
 	}
