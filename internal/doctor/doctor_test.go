@@ -245,28 +245,52 @@ func TestChecks(t *testing.T) {
 				{check: "secret-events", subject: "Secret gone", status: doctor.Warn, found: "UnwrapFailed ×1 on node(s) n1, last"},
 				{check: "secret-events", subject: "Secret gone", status: doctor.Warn, found: "unwrap with apikey [REDACTED] failed (the Secret has since been deleted or replaced)"},
 			}},
-		{name: "pulls failing for a missing decryption key",
+		{name: "pulls failing for a missing decryption key: pods that exist",
 			break_: func(ctx context.Context, t *testing.T, c *tc) {
-				const img = "localhost:5000/enc/app:1"
-				p, err := c.cs.CoreV1().Pods(c.ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "app", Namespace: c.ns},
-					Spec: corev1.PodSpec{NodeName: "n1", Containers: []corev1.Container{{Name: "app", Image: img}}}}, metav1.CreateOptions{})
-				must(t, err)
-				p.Status = corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: img,
-					State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull",
-						Message: "rpc error: code = Unknown desc = decrypting layer sha256:0123: missing private key needed for decryption"}}}}}
-				_, err = c.cs.CoreV1().Pods(c.ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-				must(t, err)
-				ev := dt.Event(ctx, t, c.cs, c.ns, "Pod", "app2", "", "Failed", "n2",
-					`Failed to pull image "`+img+`": rpc error: code = Unknown desc = decrypting layer sha256:0123: missing private key needed for decryption`)
-				t.Cleanup(func() { // decrypt-failures looks at every namespace
-					_ = c.cs.CoreV1().Pods(c.ns).Delete(context.Background(), "app", metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
-					_ = c.cs.CoreV1().Events(c.ns).Delete(context.Background(), ev.Name, metav1.DeleteOptions{})
-				})
+				appPod(ctx, t, c, "app", "n1", "rpc error: code = Unknown desc = decrypting layer sha256:0123: "+missingKey)
+				uid := appPod(ctx, t, c, "app2", "n2", "")
+				pullEvent(ctx, t, c, "app2", uid, "n2", missingKey)
 			},
 			wants: []want{
 				{check: "decrypt-failures", subject: "node n1", found: `image localhost:5000/enc/app:1: pulls fail with "missing private key needed for decryption" (1 pod(s): {ns}/app)`,
 					fix: "the node has no private key for this image"},
 				{check: "decrypt-failures", subject: "node n2", found: `image localhost:5000/enc/app:1: pulls fail with "missing private key needed for decryption" (1 pod(s): {ns}/app2)`},
+			}},
+		{name: "pulls failing with the wrong key: a pod that exists",
+			break_: func(ctx context.Context, t *testing.T, c *tc) {
+				uid := appPod(ctx, t, c, "app", "n1", "")
+				pullEvent(ctx, t, c, "app", uid, "", "none of the private keys could be used for decryption")
+			},
+			wants: []want{
+				{check: "decrypt-failures", subject: "node n1", found: `pulls fail with "none of the private keys could be used for decryption" (1 pod(s): {ns}/app)`,
+					fix: "wrong key"},
+			}},
+		{name: "missing-key Events of a deleted pod: a warning",
+			break_: func(ctx context.Context, t *testing.T, c *tc) {
+				pullEvent(ctx, t, c, "gone", "uid-of-a-deleted-pod", "n2", missingKey)
+				pullEvent(ctx, t, c, "gone2", "", "n2", missingKey)
+			},
+			wants: []want{
+				{check: "decrypt-failures", subject: "node n2", status: doctor.Warn,
+					found: `image localhost:5000/enc/app:1: pulls failed with "missing private key needed for decryption" (2 pod(s), since deleted or replaced: {ns}/gone, {ns}/gone2)`},
+			}},
+		{name: "missing-key Events of a replaced pod: a warning",
+			break_: func(ctx context.Context, t *testing.T, c *tc) {
+				appPod(ctx, t, c, "app", "n1", "")
+				pullEvent(ctx, t, c, "app", "uid-of-the-pod-before", "n1", missingKey)
+			},
+			wants: []want{
+				{check: "decrypt-failures", subject: "node n1", status: doctor.Warn, found: "(1 pod(s), since deleted or replaced: {ns}/app)"},
+			}},
+		{name: "missing-key Events of a deleted and of a live pod on one node",
+			break_: func(ctx context.Context, t *testing.T, c *tc) {
+				uid := appPod(ctx, t, c, "app", "n1", "")
+				pullEvent(ctx, t, c, "app", uid, "n1", missingKey)
+				pullEvent(ctx, t, c, "gone", "uid-of-a-deleted-pod", "n1", missingKey)
+			},
+			wants: []want{
+				{check: "decrypt-failures", subject: "node n1", found: `pulls fail with "missing private key needed for decryption" (1 pod(s): {ns}/app)`},
+				{check: "decrypt-failures", subject: "node n1", status: doctor.Warn, found: "(1 pod(s), since deleted or replaced: {ns}/gone)"},
 			}},
 		{name: "Key Protect reachable (--check-kp)",
 			cfg: func(kp *mockkptest.Env) kpkey.Config { return kp.Config() },
@@ -371,6 +395,39 @@ func assertReport(t *testing.T, rep doctor.Report, ns string, wants []want) {
 			}
 		}
 	}
+}
+
+const (
+	appImage   = "localhost:5000/enc/app:1"
+	missingKey = "missing private key needed for decryption"
+)
+
+// appPod creates a pod of appImage on node until the test ends (decrypt-failures looks at every
+// namespace), its container waiting with waitMsg when set, and returns its UID.
+func appPod(ctx context.Context, t *testing.T, c *tc, name, node, waitMsg string) string {
+	t.Helper()
+	p, err := c.cs.CoreV1().Pods(c.ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: c.ns},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Image: appImage}}}}, metav1.CreateOptions{})
+	must(t, err)
+	t.Cleanup(func() {
+		_ = c.cs.CoreV1().Pods(c.ns).Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: new(int64)})
+	})
+	if waitMsg != "" {
+		p.Status = corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{{Name: "app", Image: appImage,
+			State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ErrImagePull", Message: waitMsg}}}}}
+		_, err = c.cs.CoreV1().Pods(c.ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+		must(t, err)
+	}
+	return string(p.UID)
+}
+
+// pullEvent records, until the test ends, a kubelet's Failed Event for a pull of appImage by
+// pod name (uid: the pod's, or another's for a pod since deleted or replaced) failing with why.
+func pullEvent(ctx context.Context, t *testing.T, c *tc, name, uid, node, why string) {
+	t.Helper()
+	ev := dt.Event(ctx, t, c.cs, c.ns, "Pod", name, uid, "Failed", node,
+		`Failed to pull image "`+appImage+`": rpc error: code = Unknown desc = decrypting layer sha256:0123: `+why)
+	t.Cleanup(func() { _ = c.cs.CoreV1().Events(c.ns).Delete(context.Background(), ev.Name, metav1.DeleteOptions{}) })
 }
 
 func must(t *testing.T, err error) {

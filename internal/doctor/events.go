@@ -159,23 +159,26 @@ var pullImageRE = regexp.MustCompile(`image "([^"]+)"`)
 
 // checkDecryptFailures summarises, by node and image, pulls that failed because the node had
 // no key (or no right key) for an encrypted image: pod Events and pod statuses, all namespaces.
+// Pulls of pods that still exist fail; Events of pods since deleted or replaced (a test's
+// expected failure, an old rollout) are warnings, as secret-events does for deleted Secrets.
 func checkDecryptFailures(ctx context.Context, e *Env) []Result {
 	type group struct {
 		node, image, kind string
+		gone              bool
 		pods              []string
 	}
 	groups := map[string]*group{}
-	add := func(node, image, kind, pod string) {
+	add := func(node, image, kind, pod string, gone bool) {
 		if node == "" {
 			node = "(unknown node)"
 		}
 		if image == "" {
 			image = "(unknown image)"
 		}
-		k := node + "\x00" + image + "\x00" + kind
+		k := fmt.Sprintf("%s\x00%s\x00%s\x00%t", node, image, kind, gone)
 		g := groups[k]
 		if g == nil {
-			g = &group{node: node, image: image, kind: kind}
+			g = &group{node: node, image: image, kind: kind, gone: gone}
 			groups[k] = g
 		}
 		if !containsString(g.pods, pod) {
@@ -187,18 +190,18 @@ func checkDecryptFailures(ctx context.Context, e *Env) []Result {
 	if err != nil {
 		return []Result{apiFail("", "pod Events", err, "")}
 	}
-	podNodes := map[string]string{}
 	pods, err := e.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return []Result{apiFail("", "pods", err, "")}
 	}
+	live := map[string]*corev1.Pod{} // namespace/name → the pod as it is now
 	for i := range pods.Items {
 		p := &pods.Items[i]
-		podNodes[p.Namespace+"/"+p.Name] = p.Spec.NodeName
+		live[p.Namespace+"/"+p.Name] = p
 		for _, cs := range append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...) {
 			if w := cs.State.Waiting; w != nil {
 				if kind := decryptKind(w.Message); kind != "" {
-					add(p.Spec.NodeName, cs.Image, kind, p.Namespace+"/"+p.Name)
+					add(p.Spec.NodeName, cs.Image, kind, p.Namespace+"/"+p.Name, false)
 				}
 			}
 		}
@@ -210,15 +213,17 @@ func checkDecryptFailures(ctx context.Context, e *Env) []Result {
 			continue
 		}
 		pod := ev.InvolvedObject.Namespace + "/" + ev.InvolvedObject.Name
+		p := live[pod]
+		gone := p == nil || (ev.InvolvedObject.UID != "" && ev.InvolvedObject.UID != p.UID)
 		node := eventNode(ev)
-		if node == "" {
-			node = podNodes[pod]
+		if node == "" && !gone {
+			node = p.Spec.NodeName
 		}
 		image := ""
 		if m := pullImageRE.FindStringSubmatch(ev.Message); m != nil {
 			image = m[1]
 		}
-		add(node, image, kind, pod)
+		add(node, image, kind, pod, gone)
 	}
 	if len(groups) == 0 {
 		return []Result{ok("", fmt.Sprintf("no pulls failing with %q in pod statuses or in Events of the last %s", msgMissingKey, e.window()))}
@@ -235,6 +240,11 @@ func checkDecryptFailures(ctx context.Context, e *Env) []Result {
 		shown := g.pods
 		if len(shown) > 5 {
 			shown = append(append([]string{}, shown[:5]...), fmt.Sprintf("and %d more", len(g.pods)-5))
+		}
+		if g.gone {
+			out = append(out, warn("node "+g.node, fmt.Sprintf("image %s: pulls failed with %q (%d pod(s), since deleted or replaced: %s)",
+				g.image, g.kind, len(g.pods), strings.Join(shown, ", ")), ""))
+			continue
 		}
 		found := fmt.Sprintf("image %s: pulls fail with %q (%d pod(s): %s)", g.image, g.kind, len(g.pods), strings.Join(shown, ", "))
 		fix := fmt.Sprintf("the node has no private key for this image: create its key or kp-key Secret in %s, then check the Secret's Events and the synchronizer pod on %s", e.Namespace, g.node)

@@ -35,24 +35,26 @@ const AgentNamespace = "keysync-doctor"
 // --kind cluster` pushes it); without one the node-side checks say skipped.
 func NewAgentCommand(s *cli.Streams) *cobra.Command {
 	var image, labEnv string
-	var readyTimeout time.Duration
+	var readyTimeout, cleanupTimeout time.Duration
 	newInspector := func(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface) (doctor.NodeInspector, func(context.Context) error, error) {
 		if image == "" {
 			return nil, nil, fmt.Errorf("%w: no node agent image (pass --agent-image, or --lab-env with NODE_AGENT_IMAGE: `keysync lab up --kind cluster` pushes one)", ErrSkipNodeChecks)
 		}
-		return StartAgentInspector(ctx, cfg, cs, image, readyTimeout)
+		return StartAgentInspector(ctx, cfg, cs, image, readyTimeout, cleanupTimeout)
 	}
 	cmd := NewCommandWith(s, newInspector)
 	cmd.Long += `
 
 The node-side checks run a short-lived node agent DaemonSet (namespace ` + AgentNamespace + `, every
-taint tolerated, the keys tree and /etc/crio read-only), removed when doctor ends, Ctrl-C
-included. They need the agent image: --agent-image, or NODE_AGENT_IMAGE of --lab-env's file
+taint tolerated, the keys tree and /etc/crio read-only), removed when doctor ends, Ctrl-C and
+SIGTERM included: doctor waits until its namespace is gone (--cleanup-timeout) and fails if it
+is not. They need the agent image: --agent-image, or NODE_AGENT_IMAGE of --lab-env's file
 (` + "`keysync lab up --kind cluster`" + ` pushes one); without it they are skipped.`
 	f := cmd.Flags()
 	f.StringVar(&image, "agent-image", "", "node agent image every node can pull (keysync-node-agent), for the node-side checks")
 	f.StringVar(&labEnv, "lab-env", "", "lab env file: its NODE_AGENT_IMAGE and KUBECONFIG are the defaults of --agent-image and --kubeconfig")
 	f.DurationVar(&readyTimeout, "agent-ready-timeout", 2*time.Minute, "how long to wait for the node agent pods")
+	f.DurationVar(&cleanupTimeout, "cleanup-timeout", DefaultCleanupTimeout, "how long to wait, when doctor ends, until the node agent and its namespace are gone")
 	cmd.PreRunE = func(c *cobra.Command, _ []string) error {
 		if labEnv == "" {
 			return nil
@@ -76,16 +78,25 @@ included. They need the agent image: --agent-image, or NODE_AGENT_IMAGE of --lab
 
 // StartAgentInspector deploys the node agent DaemonSet on every node (every taint tolerated:
 // doctor looks at every node, also those the synchronizer misses) and returns the inspector
-// and the function that removes the DaemonSet and its namespace.
-func StartAgentInspector(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, image string, readyTimeout time.Duration) (doctor.NodeInspector, func(context.Context) error, error) {
+// and the function that removes the DaemonSet and its namespace and waits, up to
+// cleanupTimeout, until they are gone. When the agent does not get ready it returns the error
+// and that function too (the namespace may be terminating): call it whenever it is not nil.
+func StartAgentInspector(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, image string, readyTimeout, cleanupTimeout time.Duration) (doctor.NodeInspector, func(context.Context) error, error) {
 	runID := "doctor-" + time.Now().UTC().Format("150405")
 	d, err := cluster.Deploy(ctx, cluster.Options{Client: cs, Config: cfg, Image: image, Namespace: AgentNamespace,
 		KeysRoot: names.KeysRoot, CRIOConfigDir: agent.DefaultCRIOConfigDir, ReadyTimeout: readyTimeout,
 		CmdTimeout: time.Minute, Labels: map[string]string{names.LabelManagedBy: names.ManagedBy, names.LabelRunID: runID}})
 	if err != nil {
-		return nil, nil, err
+		// Deploy removed what it had created; wait until it is gone.
+		return nil, func(ctx context.Context) error { return WaitAgentGone(ctx, cs, cleanupTimeout) }, err
 	}
-	return AgentInspector{Agent: d.Agent}, func(context.Context) error { return d.Close() }, nil
+	remove := func(ctx context.Context) error {
+		if err := d.Close(); err != nil {
+			return fmt.Errorf("failed to remove the node agent: %w", err)
+		}
+		return WaitAgentGone(ctx, cs, cleanupTimeout)
+	}
+	return AgentInspector{Agent: d.Agent}, remove, nil
 }
 
 // AgentInspector is doctor.NodeInspector over the node agent protocol: the audit runs on the

@@ -28,7 +28,9 @@ const (
 )
 
 // InspectorFunc starts what reaches the nodes (e.g. short-lived agent pods) for one run and
-// returns the inspector and a function that removes what it started.
+// returns the inspector and a function that removes what it started and waits until it is
+// gone. That function may come with an error too (a start that failed half-way): doctor calls
+// it whenever it is not nil, also when interrupted.
 type InspectorFunc func(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface) (doctor.NodeInspector, func(context.Context) error, error)
 
 type flagpole struct {
@@ -63,8 +65,10 @@ keys tree and CRI-O's decryption_keys_path.
 One line per result: ✓ ok, ! warning, ✗ failed, - skipped; each says what was found and what
 to do. -o json prints one document (schema ` + doctor.Schema + `).
 
-Exit codes: 0 clean (warnings and skipped checks allowed), 1 a check failed, 2 doctor could
-not run (bad flags, unreadable kubeconfig, API server unreachable).`,
+Exit codes: 0 clean (warnings and skipped checks allowed), 1 a check failed or doctor could
+not remove what it started on the nodes, 2 doctor could not run (bad flags, unreadable
+kubeconfig, API server unreachable) or was interrupted (Ctrl-C, SIGTERM: it still removes what
+it started).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error { return run(c.Context(), s, f, newInspector) },
 	}
@@ -94,6 +98,7 @@ func run(ctx context.Context, s *cli.Streams, f flagpole, newInspector Inspector
 	if f.kubeconfig == "" {
 		return cannotRun(errors.New("no --kubeconfig (and $KUBECONFIG is empty)"))
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	cfg, err := clientcmd.BuildConfigFromFlags("", f.kubeconfig)
@@ -109,13 +114,15 @@ func run(ctx context.Context, s *cli.Streams, f flagpole, newInspector Inspector
 		return cannotRun(err)
 	}
 	env := doctor.Env{Client: cs, Namespace: f.namespace, CheckKP: f.checkKP, AllowHTTPKP: f.allowHTTPKP, EventWindow: f.eventWindow}
+	var cleanup func(context.Context) error
 	switch {
 	case f.noNodeChecks:
 		env.NoInspectorReason = "--no-node-checks"
 	case newInspector == nil:
 		env.NoInspectorReason = "this keysync has no node agent for doctor yet"
 	default:
-		insp, cleanup, err := newInspector(ctx, cfg, cs)
+		var insp doctor.NodeInspector
+		insp, cleanup, err = newInspector(ctx, cfg, cs)
 		switch {
 		case errors.Is(err, ErrSkipNodeChecks):
 			env.NoInspectorReason = err.Error()
@@ -123,29 +130,49 @@ func run(ctx context.Context, s *cli.Streams, f flagpole, newInspector Inspector
 			env.Inspector = failedInspector{fmt.Errorf("failed to start the node agent: %w", err)}
 		default:
 			env.Inspector = insp
-			defer func() {
-				// Clean up even when the run was interrupted.
-				cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-				defer ccancel()
-				if err := cleanup(cctx); err != nil {
-					logger.Error("failed to remove the node agent", "err", err)
-				}
-			}()
 		}
 	}
 	rep := doctor.Run(ctx, env, doctor.Checks())
+	interrupted := parent.Err() != nil // a signal during the cleanup below leaves the results whole
 	if f.output == "json" {
 		err = doctor.WriteJSON(s.Out, rep)
 	} else {
 		err = doctor.WriteText(s.Out, rep)
 	}
+	var errs []error
 	if err != nil {
-		return cannotRun(err)
+		errs = append(errs, cannotRun(err))
 	}
-	if rep.Failed() {
-		return &cli.ExitError{Code: ExitFailed, Err: fmt.Errorf("%d check result(s) failed", rep.Summary.Fail)}
+	if cleanup != nil {
+		// Also when interrupted or past --timeout: a context of its own, bounded by the
+		// inspector's cleanup timeout.
+		start := time.Now()
+		logger.Info("removing doctor's node agent")
+		if err := cleanup(context.WithoutCancel(ctx)); err != nil {
+			errs = append(errs, &cli.ExitError{Code: ExitFailed, Err: err})
+		} else {
+			logger.Info("doctor's node agent removed", "took", time.Since(start).Round(100*time.Millisecond))
+		}
 	}
-	return nil
+	if interrupted { // first: its exit code wins
+		errs = append([]error{cannotRun(fmt.Errorf("interrupted, the results are incomplete: %w", context.Cause(parent)))}, errs...)
+	}
+	if rep.Failed() && !interrupted {
+		errs = append(errs, &cli.ExitError{Code: ExitFailed, Err: fmt.Errorf("%d check result(s) failed", rep.Summary.Fail)})
+	}
+	return firstCode(errs)
+}
+
+// firstCode joins errs (one line each) into one error with the exit code of the first.
+func firstCode(errs []error) error {
+	var ee *cli.ExitError
+	switch {
+	case len(errs) == 0:
+		return nil
+	case len(errs) == 1 || !errors.As(errs[0], &ee):
+		return errs[0]
+	}
+	return &cli.ExitError{Code: ee.Code, Err: errors.Join(errs...)}
 }
 
 // failedInspector reports, for every node, why the node side could not be reached.

@@ -8,9 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -58,9 +61,17 @@ current-context: c
 	withFake := func(context.Context, *rest.Config, kubernetes.Interface) (doctor.NodeInspector, func(context.Context) error, error) {
 		return fake, func(context.Context) error { cleaned = true; return nil }, nil
 	}
+	var cleanedAfterFailure bool
 	failing := func(context.Context, *rest.Config, kubernetes.Interface) (doctor.NodeInspector, func(context.Context) error, error) {
-		return nil, nil, errors.New("image pull refused")
+		return nil, func(context.Context) error { cleanedAfterFailure = true; return nil }, errors.New("image pull refused")
 	}
+	leaving := func(context.Context, *rest.Config, kubernetes.Interface) (doctor.NodeInspector, func(context.Context) error, error) {
+		return &dt.Inspector{}, func(context.Context) error { return errors.New("namespace keysync-doctor still there") }, nil
+	}
+	// kubetest runs no namespace controller: finalize the agent's namespace as it would.
+	var controller atomic.Bool
+	controller.Store(true)
+	namespaceController(ctx, t, cs, &controller)
 	kc := srv.KubeconfigPath
 	// A lab env file naming an agent image no node can run (kube-apiserver alone schedules no
 	// pods): the agent never gets ready, doctor says so per node and removes it again.
@@ -93,6 +104,8 @@ current-context: c
 			code: doctorcmd.ExitFailed, out: []string{"✗ node-keys-path: node n2: CRI-O's decryption_keys_path is /var/lib/keys", "✓ node-keys-tree: node n1"}},
 		{name: "inspector cannot start", args: []string{"--kubeconfig", kc, "--namespace", "healthy"}, inspector: failing,
 			code: doctorcmd.ExitFailed, out: []string{"✗ node-keys-tree: node n1: cannot audit the keys tree: failed to start the node agent: image pull refused"}},
+		{name: "inspector cannot remove what it started: exit 1 although every check passed", args: []string{"--kubeconfig", kc, "--namespace", "healthy"},
+			inspector: leaving, code: doctorcmd.ExitFailed, out: []string{"0 failed"}, errOut: "ERROR: namespace keysync-doctor still there"},
 		{name: "agent command without an agent image: node checks skipped", cmd: agentCmd,
 			args: []string{"--kubeconfig", kc, "--namespace", "healthy"}, code: 0,
 			out: []string{"- node-keys-tree: skipped: node-side checks skipped: no node agent image (pass --agent-image"}},
@@ -138,11 +151,96 @@ current-context: c
 			}
 		})
 	}
-	if !cleaned {
-		t.Error("the inspector's cleanup did not run")
+	// Ctrl-C or SIGTERM (main cancels the context) while the agent runs, or once the report is
+	// out and doctor removes the agent.
+	for _, tc := range []struct {
+		name       string
+		inCleanup  bool // the signal arrives during the cleanup
+		code       int
+		errOut     string
+		notErrText string
+	}{
+		{name: "interrupted while the agent runs: removed, exit 2", code: doctorcmd.ExitCannotRun,
+			errOut: "ERROR: interrupted, the results are incomplete: context canceled"},
+		{name: "interrupted while the agent is removed: removed, results whole, exit 0", inCleanup: true, code: 0, notErrText: "interrupted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			runCtx, interrupt := context.WithCancel(ctx)
+			defer interrupt()
+			var removed bool
+			interrupted := func(context.Context, *rest.Config, kubernetes.Interface) (doctor.NodeInspector, func(context.Context) error, error) {
+				if !tc.inCleanup {
+					interrupt()
+				}
+				return &dt.Inspector{}, func(ctx context.Context) error {
+					if tc.inCleanup {
+						interrupt()
+					}
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					removed = true
+					return nil
+				}, nil
+			}
+			var out, errOut bytes.Buffer
+			code := cli.Run(runCtx, &cli.Streams{Out: &out, ErrOut: &errOut}, []string{"doctor", "--kubeconfig", kc, "--namespace", "healthy"},
+				func(s *cli.Streams) *cobra.Command { return doctorcmd.NewCommandWith(s, interrupted) })
+			t.Logf("stdout:\n%s\nstderr:\n%s", out.String(), errOut.String())
+			if code != tc.code {
+				t.Errorf("exit code %d, want %d", code, tc.code)
+			}
+			if !strings.Contains(errOut.String(), tc.errOut) {
+				t.Errorf("stderr lacks %q", tc.errOut)
+			}
+			if tc.notErrText != "" && strings.Contains(errOut.String(), tc.notErrText) {
+				t.Errorf("stderr has %q", tc.notErrText)
+			}
+			if !removed {
+				t.Error("the agent was not removed (or with a cancelled context)")
+			}
+		})
 	}
-	// The agent that never got ready was removed with its namespace.
-	if n, err := cs.CoreV1().Namespaces().Get(ctx, doctorcmd.AgentNamespace, metav1.GetOptions{}); err == nil && n.DeletionTimestamp == nil {
-		t.Errorf("namespace %s still there after doctor", doctorcmd.AgentNamespace)
+	if !cleaned || !cleanedAfterFailure {
+		t.Errorf("the inspector's cleanup did not run (after a run %v, after a failed start %v)", cleaned, cleanedAfterFailure)
+	}
+	// The agent that never got ready was removed with its namespace, and doctor waited until
+	// the namespace was gone.
+	if _, err := cs.CoreV1().Namespaces().Get(ctx, doctorcmd.AgentNamespace, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("namespace %s still there after doctor (%v)", doctorcmd.AgentNamespace, err)
+	}
+}
+
+func TestDoctorCommandCleanupTimeout(t *testing.T) {
+	ctx := t.Context()
+	srv := kubetest.StartT(t)
+	cs, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt.CreateNodes(ctx, t, cs)
+	dt.Deploy(ctx, t, cs, "healthy", dt.Config())
+	labEnv := filepath.Join(t.TempDir(), "cluster.env")
+	if err := lab.WriteEnv(labEnv, lab.Env{Lab: lab.KindCluster, Kubeconfig: srv.KubeconfigPath, Nodes: []string{"n1"},
+		NodeAccess: lab.AccessPod, NodeAgentImage: "registry.invalid/keysync-node-agent:test"}); err != nil {
+		t.Fatal(err)
+	}
+	// No namespace controller: the agent's namespace stays Terminating.
+	var out, errOut bytes.Buffer
+	start := time.Now()
+	code := cli.Run(ctx, &cli.Streams{Out: &out, ErrOut: &errOut}, []string{"doctor", "--lab-env", labEnv, "--namespace", "healthy",
+		"--agent-ready-timeout", "1s", "--cleanup-timeout", "2s"}, doctorcmd.NewAgentCommand)
+	took := time.Since(start)
+	t.Logf("took %s\nstdout:\n%s\nstderr:\n%s", took, out.String(), errOut.String())
+	if code != doctorcmd.ExitFailed {
+		t.Errorf("exit code %d, want %d", code, doctorcmd.ExitFailed)
+	}
+	for _, want := range []string{"doctor's node agent not gone within 2s (namespace keysync-doctor still there, phase Terminating", "keysync conformance cleanup"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("stderr lacks %q", want)
+		}
+	}
+	if took < 3*time.Second || took > time.Minute {
+		t.Errorf("took %s: want the ready timeout, then the cleanup timeout", took)
 	}
 }
