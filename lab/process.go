@@ -48,11 +48,12 @@ type Process struct {
 	StopTimeout time.Duration
 	// PollInterval is the health poll period (default 100 ms).
 	PollInterval time.Duration
-	// Hosts, when set, is a hosts file the process sees as /etc/hosts: it runs in a mount
-	// namespace of its own (private propagation, so nothing leaks to the host) where Hosts is
-	// bind-mounted over /etc/hosts before the program starts. Labs use it to make public names
-	// resolve to their own servers for one process only. Needs root and mount(8).
-	Hosts string
+	// Binds, when set, are files the process sees in place of others (a lab's own /etc/hosts
+	// and /etc/resolv.conf): it runs in a mount namespace of its own (private propagation, so
+	// nothing leaks to the host) where each Source is bind-mounted over its Target before the
+	// program starts. Labs use it to make public names resolve to their own servers for one
+	// process only. Needs root and mount(8).
+	Binds []Bind
 	// Fingerprint identifies the configuration the process runs with (e.g. a hash of its
 	// config files); it is recorded in the pid file and Ensure restarts a running process whose
 	// fingerprint differs. Empty means a hash of Path, Args and Env.
@@ -64,12 +65,22 @@ func (p *Process) fingerprint() string {
 		return p.Fingerprint
 	}
 	h := sha256.New()
-	for _, s := range append(append([]string{p.Path, p.Hosts}, p.Args...), p.Env...) {
+	words := []string{p.Path}
+	for _, b := range p.Binds {
+		words = append(words, b.Source+"="+b.Target)
+	}
+	for _, s := range append(append(words, p.Args...), p.Env...) {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
+
+// Bind is one file of Process.Binds: Source seen at Target.
+type Bind struct{ Source, Target string }
+
+// bindScript bind-mounts its argument pairs up to "--", then execs the rest.
+const bindScript = `while [ "$1" != -- ]; do mount --bind "$1" "$2" || exit 111; shift 2; done; shift; exec "$@"`
 
 // ExitError says a process exited before it became healthy. It carries the exit code, the log
 // file and the log's last lines from this start.
@@ -138,10 +149,14 @@ func (p *Process) Start(ctx context.Context) error {
 	cmd := exec.Command(p.Path, p.Args...)
 	// Own session and process group: not killed with the starting terminal, stoppable as a group.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if p.Hosts != "" {
-		// sh binds the file and execs the program: the pid (and its start time) stay the
+	if len(p.Binds) > 0 {
+		// sh binds the files and execs the program: the pid (and its start time) stay the
 		// program's. Go makes the new mount namespace's propagation private itself.
-		cmd = exec.Command("/bin/sh", append([]string{"-c", `mount --bind "$0" /etc/hosts && exec "$@"`, p.Hosts, p.Path}, p.Args...)...)
+		args := []string{"-c", bindScript, "keysync-binds"}
+		for _, b := range p.Binds {
+			args = append(args, b.Source, b.Target)
+		}
+		cmd = exec.Command("/bin/sh", append(append(args, "--", p.Path), p.Args...)...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Unshareflags: syscall.CLONE_NEWNS}
 	}
 	cmd.Env, cmd.Dir = p.Env, p.Dir

@@ -295,15 +295,18 @@ func TestProcessCheck(t *testing.T) {
 	}
 }
 
-// TestProcessHosts: a process with Hosts sees that file as /etc/hosts, the host does not, and
-// the pid file names the program itself (sh execs it).
-func TestProcessHosts(t *testing.T) {
+// TestProcessBinds: a process with Binds sees its files as /etc/hosts and /etc/resolv.conf,
+// the host does not, and the pid file names the program itself (sh execs it).
+func TestProcessBinds(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this test needs root (a mount namespace): run it as make test does")
 	}
-	p, dir := newProc(t, "cat /etc/hosts > seen; touch ready; exec sleep 60", ready)
-	p.Hosts = filepath.Join(dir, "hosts")
-	if err := os.WriteFile(p.Hosts, []byte("127.9.9.9 iam.example.test\n"), 0o644); err != nil {
+	p, dir := newProc(t, "cat /etc/hosts /etc/resolv.conf > seen; touch ready; exec sleep 60", ready)
+	p.Binds = []Bind{{Source: filepath.Join(dir, "hosts"), Target: "/etc/hosts"}, {Source: filepath.Join(dir, "resolv"), Target: "/etc/resolv.conf"}}
+	if err := os.WriteFile(p.Binds[0].Source, []byte("127.9.9.9 iam.example.test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.Binds[1].Source, []byte("nameserver 127.9.9.9\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Start(t.Context()); err != nil {
@@ -311,8 +314,8 @@ func TestProcessHosts(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = p.Stop(context.Background()) })
 	seen, err := os.ReadFile(filepath.Join(dir, "seen"))
-	if err != nil || string(seen) != "127.9.9.9 iam.example.test\n" {
-		t.Errorf("the process saw /etc/hosts = %q (%v), want the Hosts file", seen, err)
+	if err != nil || string(seen) != "127.9.9.9 iam.example.test\nnameserver 127.9.9.9\n" {
+		t.Errorf("the process saw /etc/hosts + /etc/resolv.conf = %q (%v), want the Binds' files", seen, err)
 	}
 	host, err := os.ReadFile("/etc/hosts")
 	if err != nil || bytes.Contains(host, []byte("iam.example.test")) {
@@ -328,11 +331,11 @@ func TestProcessHosts(t *testing.T) {
 	}
 	// A hosts file that cannot be mounted: the start fails and says why.
 	q, qdir := newProc(t, "touch ready; exec sleep 60", ready)
-	q.Hosts = filepath.Join(qdir, "missing")
+	q.Binds = []Bind{{Source: filepath.Join(qdir, "missing"), Target: "/etc/hosts"}}
 	if err := q.Start(t.Context()); err == nil {
 		_ = q.Stop(context.Background())
-		t.Fatal("Start with a missing Hosts file succeeded")
+		t.Fatal("Start with a missing bind source succeeded")
 	} else if !strings.Contains(err.Error(), "exited early") {
-		t.Errorf("Start with a missing Hosts file: %v, want an early exit with the log's tail", err)
+		t.Errorf("Start with a missing bind source: %v, want an early exit with the log's tail", err)
 	}
 }

@@ -171,10 +171,10 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 			}
 			// Where the public names must resolve, for a synchronizer deployed by hand (none).
 			l.Env.Extra["KP_PUBLIC_ADDRESS"] = ip
-			for _, c := range []lab.Capability{lab.CapMockKP, lab.CapKPPublicNames} {
-				if !l.Env.Has(c) {
-					l.Env.Capabilities = append(l.Env.Capabilities, c)
-				}
+			// kp-public-names comes with a synchronizer the lab maps the names for
+			// (publicNamesFor), not with mockkp alone.
+			if !l.Env.Has(lab.CapMockKP) {
+				l.Env.Capabilities = append(l.Env.Capabilities, lab.CapMockKP)
 			}
 			if err := waitHTTP(ctx, l.Env.MockKPAdminURL+"/healthz", 30*time.Second); err != nil {
 				// The admin API's health path is mockkp's; a 404 still proves it listens.
@@ -245,11 +245,11 @@ func SyncerStep(p Parts) func(*Lab) lab.Step {
 			if err != nil {
 				return "", fmt.Errorf("failed to locate syncer/deploy: %w", err)
 			}
-			mockkpIP, err := l.publicNamesFor(ctx, overlay)
+			mockkpIP, caSum, err := l.publicNamesFor(ctx, overlay)
 			if err != nil {
 				return "", err
 			}
-			k := referenceOverlay(rel, RegistryHostAddr+"/"+syncerRepo, newTag, mockkpIP)
+			k := referenceOverlay(rel, RegistryHostAddr+"/"+syncerRepo, newTag, mockkpIP, caSum)
 			if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 				return "", fmt.Errorf("failed to write the syncer overlay: %w", err)
 			}

@@ -43,7 +43,7 @@ func ForeignSyncerStep(p Parts, dir string) func(*Lab) lab.Step {
 				return "", fmt.Errorf("failed to create %s: %w", overlay, err)
 			}
 			target := abs
-			mockkpIP, err := l.publicNamesFor(ctx, overlay)
+			mockkpIP, caSum, err := l.publicNamesFor(ctx, overlay)
 			if err != nil {
 				return "", err
 			}
@@ -52,7 +52,7 @@ func ForeignSyncerStep(p Parts, dir string) func(*Lab) lab.Step {
 				if err != nil {
 					return "", fmt.Errorf("failed to locate %s: %w", abs, err)
 				}
-				if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(foreignOverlay(rel, mockkpIP)), 0o644); err != nil {
+				if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(foreignOverlay(rel, mockkpIP, caSum)), 0o644); err != nil {
 					return "", fmt.Errorf("failed to write the synchronizer overlay: %w", err)
 				}
 				target = overlay

@@ -2,6 +2,8 @@ package kindlab
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/keysync-dev/keysync/internal/names"
+	"github.com/keysync-dev/keysync/lab"
 	"github.com/keysync-dev/keysync/lab/labca"
 	"github.com/keysync-dev/keysync/lab/labconfig"
 )
@@ -80,16 +83,17 @@ func labCAGenerator() string {
 }
 
 // copyLabCA puts the lab CA's certificate into an overlay directory (a kustomization reads
-// generator files from its own directory only).
-func copyLabCA(caFile, overlay string) error {
+// generator files from its own directory only) and returns its sha256 (hex).
+func copyLabCA(caFile, overlay string) (string, error) {
 	data, err := os.ReadFile(caFile)
 	if err != nil {
-		return fmt.Errorf("failed to read the lab CA: %w", err)
+		return "", fmt.Errorf("failed to read the lab CA: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(overlay, labca.CAFile), data, 0o644); err != nil {
-		return fmt.Errorf("failed to copy the lab CA into %s: %w", overlay, err)
+		return "", fmt.Errorf("failed to copy the lab CA into %s: %w", overlay, err)
 	}
-	return nil
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:]), nil
 }
 
 func quoteAll(ss []string) []string {
@@ -104,7 +108,7 @@ func quoteAll(ss []string) []string {
 // lab's image, --allow-insecure-kp (the faults point keyprotect-config at plain-HTTP
 // addresses) and, when mockkpIP is set (a lab with mockkp), the lab CA and the public names'
 // hostAliases.
-func referenceOverlay(base, image, tag, mockkpIP string) string {
+func referenceOverlay(base, image, tag, mockkpIP, caSum string) string {
 	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + base + "\n" +
 		"images:\n  - name: " + SyncerImageName + "\n    newName: " + image + "\n    newTag: \"" + tag + "\"\n"
 	patch := "- op: add\n  path: /spec/template/spec/containers/0/args/-\n  value: --allow-insecure-kp\n"
@@ -112,18 +116,33 @@ func referenceOverlay(base, image, tag, mockkpIP string) string {
 		k += labCAGenerator()
 		patch += labCATrustPatch() + publicNamesPatch(mockkpIP)
 	}
-	return k + "patches:\n  - target: {kind: DaemonSet, name: " + names.Addon + "}\n    patch: |-\n" + indent(patch, 6)
+	k += "patches:\n  - target: {kind: DaemonSet, name: " + names.Addon + "}\n    patch: |-\n" + indent(patch, 6)
+	if mockkpIP != "" {
+		k += "  - target: {kind: DaemonSet, name: " + names.Addon + "}\n    patch: |-\n" + indent(caAnnotationPatch(caSum), 6)
+	}
+	return k
+}
+
+// LabCAAnnotation is the pod-template annotation holding the lab CA's sha256: a new CA rolls
+// the synchronizer's pods (they read their trusted roots once, at start).
+const LabCAAnnotation = "keysync.dev/lab-ca-sha256"
+
+// caAnnotationPatch is a strategic-merge patch putting the CA's sum on a pod template.
+func caAnnotationPatch(caSum string) string {
+	return "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: any}\nspec:\n  template:\n    metadata:\n      annotations:\n" +
+		"        " + LabCAAnnotation + ": \"" + caSum + "\"\n"
 }
 
 // foreignOverlay wraps a synchronizer's kustomize directory (base, relative): the lab CA's
 // ConfigMap beside it and the public names' hostAliases in every DaemonSet (a strategic merge,
 // so hostAliases of its own stay). Trusting the CA is the synchronizer's own business (mount
 // LabCAConfigMap).
-func foreignOverlay(base, mockkpIP string) string {
+func foreignOverlay(base, mockkpIP, caSum string) string {
 	return "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + base + "\n" +
 		labCAGenerator() +
 		"patches:\n  - target: {kind: DaemonSet}\n    patch: |-\n" +
-		indent("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: any}\nspec:\n  template:\n    spec:\n      hostAliases:\n"+
+		indent("apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: any}\nspec:\n  template:\n"+
+			"    metadata:\n      annotations:\n        "+LabCAAnnotation+": \""+caSum+"\"\n    spec:\n      hostAliases:\n"+
 			"        - ip: \""+mockkpIP+"\"\n          hostnames: ["+strings.Join(quoteAll(labconfig.KPPublicHosts()), ", ")+"]\n", 6)
 }
 
@@ -137,14 +156,23 @@ func indent(s string, n int) string {
 }
 
 // publicNamesFor prepares an overlay directory for the public names: it copies the lab CA
-// into it and returns mockkp's kind-network address, or "" when the lab runs no mockkp (then
-// the overlay adds neither).
-func (l *Lab) publicNamesFor(ctx context.Context, overlay string) (string, error) {
+// into it, declares capability kp-public-names (the overlay maps the names for the
+// synchronizer it deploys) and returns mockkp's kind-network address, or "" when the lab runs
+// no mockkp (then the overlay adds neither), and the CA's sha256. Only a synchronizer deployed through such an
+// overlay gets the capability: with "none" nothing maps the names, and a keyprotect-config
+// naming the real hosts must never be given to it.
+func (l *Lab) publicNamesFor(ctx context.Context, overlay string) (ip, caSum string, err error) {
 	if l.Env.KPCAFile == "" {
-		return "", nil
+		return "", "", nil
 	}
-	if err := copyLabCA(l.Env.KPCAFile, overlay); err != nil {
-		return "", err
+	if caSum, err = copyLabCA(l.Env.KPCAFile, overlay); err != nil {
+		return "", "", err
 	}
-	return containerIP(ctx, MockKPContainer, KindNetwork)
+	if ip, err = containerIP(ctx, MockKPContainer, KindNetwork); err != nil {
+		return "", "", err
+	}
+	if !l.Env.Has(lab.CapKPPublicNames) {
+		l.Env.Capabilities = append(l.Env.Capabilities, lab.CapKPPublicNames)
+	}
+	return ip, caSum, nil
 }

@@ -74,10 +74,22 @@ func kustomize(t *testing.T, kubectl, dir string) ([]appsv1.DaemonSet, []corev1.
 	return dss, cms
 }
 
+// caSum is the test's stand-in CA sum ("" without mockkp).
+func caSum(ip string) string {
+	if ip == "" {
+		return ""
+	}
+	return "f00d"
+}
+
 // checkPublicNames: the pod template maps every public name to ip (besides the aliases in
-// keep), and the lab CA's ConfigMap holds ca.crt in the synchronizer's namespace.
+// keep) and carries the CA's sum (f00d), and the lab CA's ConfigMap holds ca.crt in the
+// synchronizer's namespace.
 func checkPublicNames(t *testing.T, ds appsv1.DaemonSet, cms []corev1.ConfigMap, ip, ca string, keep ...corev1.HostAlias) {
 	t.Helper()
+	if got := ds.Spec.Template.Annotations[LabCAAnnotation]; got != "f00d" {
+		t.Errorf("DaemonSet %s: pod template annotation %s = %q, want the CA's sum", ds.Name, LabCAAnnotation, got)
+	}
 	want := append([]string{ip + " " + strings.Join(labconfig.KPPublicHosts(), " ")}, aliasStrings(keep)...)
 	if got := aliasStrings(ds.Spec.Template.Spec.HostAliases); !slices.Equal(sorted(got), sorted(want)) {
 		t.Errorf("DaemonSet %s: hostAliases %q, want %q", ds.Name, got, want)
@@ -123,7 +135,7 @@ func TestReferenceOverlay(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(overlay, "ca.crt"), []byte(ca), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(referenceOverlay(rel, "r:5000/keysync/syncer", "abc", ip)), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(referenceOverlay(rel, "r:5000/keysync/syncer", "abc", ip, caSum(ip))), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			dss, cms := kustomize(t, kubectl, overlay)
@@ -194,7 +206,7 @@ func TestForeignOverlay(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(overlay, "ca.crt"), []byte(ca), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(foreignOverlay("../theirs", "172.18.0.9")), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(foreignOverlay("../theirs", "172.18.0.9", "f00d")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	dss, cms := kustomize(t, kubectl, overlay)

@@ -31,38 +31,49 @@ const KPPublicPort = 443
 // KPPublicHosts returns the host names the labs resolve to mockkp.
 func KPPublicHosts() []string { return append([]string(nil), kpPublicHosts...) }
 
-// HostsFile returns base (a hosts file, e.g. the host's /etc/hosts) with every line that names
-// one of KPPublicHosts removed and one line mapping them all to ip appended, so the public
-// names resolve to mockkp and to nothing else.
+// HostsFile returns base (a hosts file, e.g. the host's /etc/hosts) with the public names
+// taken out of its lines (a line left with no name goes) and one line mapping them all to ip
+// appended, so the public names resolve to mockkp and to nothing else.
 func HostsFile(base []byte, ip string) ([]byte, error) {
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
 		return nil, fmt.Errorf("invalid mockkp address %q for the hosts file: %w", ip, err)
 	}
 	var b strings.Builder
-	for _, line := range strings.SplitAfter(string(base), "\n") {
-		if line == "" || namesPublicHost(line) {
-			continue
-		}
-		b.WriteString(line)
-		if !strings.HasSuffix(line, "\n") {
-			b.WriteByte('\n')
+	for _, line := range strings.Split(strings.TrimSuffix(string(base), "\n"), "\n") {
+		if line, keep := withoutPublicHosts(line); keep {
+			b.WriteString(line + "\n")
 		}
 	}
 	fmt.Fprintf(&b, "# keysync lab: IAM's and Key Protect's public names are the lab's mockkp\n%s %s\n", addr, strings.Join(kpPublicHosts, " "))
 	return []byte(b.String()), nil
 }
 
-// namesPublicHost reports whether a hosts-file line maps one of the public names.
-func namesPublicHost(line string) bool {
-	content, _, _ := strings.Cut(line, "#")
+// withoutPublicHosts drops the public names from a hosts-file line; it keeps comments and
+// blank lines as they are, and a mapping only while it still names a host.
+func withoutPublicHosts(line string) (string, bool) {
+	content, comment, hasComment := strings.Cut(line, "#")
 	f := strings.Fields(content)
-	for _, name := range f[min(1, len(f)):] {
+	if len(f) < 2 {
+		return line, true
+	}
+	kept := []string{f[0]}
+	for _, name := range f[1:] {
+		public := false
 		for _, h := range kpPublicHosts {
-			if strings.EqualFold(strings.TrimSuffix(name, "."), h) {
-				return true
-			}
+			public = public || strings.EqualFold(strings.TrimSuffix(name, "."), h)
+		}
+		if !public {
+			kept = append(kept, name)
 		}
 	}
-	return false
+	switch {
+	case len(kept) == len(f):
+		return line, true
+	case len(kept) == 1:
+		return "", false
+	case hasComment:
+		return strings.Join(kept, " ") + " #" + comment, true
+	}
+	return strings.Join(kept, " "), true
 }

@@ -333,12 +333,12 @@ func TestRegistryNamesAsCRIOReadsThem(t *testing.T) {
 }
 
 func TestHostsFile(t *testing.T) {
-	base := "127.0.0.1\tlocalhost\n# comment iam.cloud.ibm.com\n10.0.0.9 iam.cloud.ibm.com other\n::1 localhost ip6-localhost"
+	base := "127.0.0.1\tlocalhost\n# comment iam.cloud.ibm.com\n10.0.0.9 iam.cloud.ibm.com other # theirs\n10.0.0.8 US-SOUTH.kms.cloud.ibm.com.\n\n::1 localhost ip6-localhost"
 	got, err := HostsFile([]byte(base), "127.44.0.7")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "127.0.0.1\tlocalhost\n# comment iam.cloud.ibm.com\n::1 localhost ip6-localhost\n" +
+	want := "127.0.0.1\tlocalhost\n# comment iam.cloud.ibm.com\n10.0.0.9 other # theirs\n\n::1 localhost ip6-localhost\n" +
 		"# keysync lab: IAM's and Key Protect's public names are the lab's mockkp\n" +
 		"127.44.0.7 iam.cloud.ibm.com private.iam.cloud.ibm.com us-south.kms.cloud.ibm.com private.us-south.kms.cloud.ibm.com\n"
 	if string(got) != want {

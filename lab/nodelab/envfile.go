@@ -3,6 +3,7 @@ package nodelab
 import (
 	"fmt"
 	"net"
+	"slices"
 
 	"github.com/keysync-dev/keysync/internal/atomicfile"
 	"github.com/keysync-dev/keysync/lab"
@@ -25,6 +26,11 @@ func capabilities() []lab.Capability {
 func (r *runner) env(kill, restart string) lab.Env {
 	kp := "http://" + r.st.MockKP
 	caps := capabilities()
+	if r.opts.Synchronizer == SynchronizerNone {
+		// Nothing maps the public names for a synchronizer the lab does not start: the Key
+		// Protect features must not give it a keyprotect-config naming the real hosts.
+		caps = slices.DeleteFunc(caps, func(c lab.Capability) bool { return c == lab.CapKPPublicNames })
+	}
 	if kill != "" && restart != "" {
 		caps = append(caps, lab.CapKillSyncer, lab.CapRestartAPIServer)
 	}

@@ -72,6 +72,10 @@ func (l Layout) LabCADir() string { return l.path("lab-ca") }
 // public names mapped to mockkp's TLS address.
 func (l Layout) SyncerHosts() string { return l.path("mockkp", "hosts") }
 
+// SyncerResolvConf is the resolv.conf the synchronizer sees: a name server where nothing
+// listens, so a name missing from its hosts file fails at once instead of being looked up.
+func (l Layout) SyncerResolvConf() string { return l.path("mockkp", "resolv.conf") }
+
 // KMSDir holds the KMS plug-in's config file (kmsplugin-config.yaml, the runbook's name).
 func (l Layout) KMSDir() string { return l.path("kms") }
 

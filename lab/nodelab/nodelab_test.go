@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -327,6 +328,69 @@ func TestEnvDescribesTheNodeLab(t *testing.T) {
 		"REGISTRY_AUTH_FILE=" + filepath.Join(work, "registry", "auth.json") + "\n", "ETCD_ENDPOINTS=http://127.0.0.1:2379\n", "REGISTRY=127.0.0.1:5000\n"} {
 		if !strings.Contains(string(data), line) {
 			t.Errorf("env file lacks %q:\n%s", line, data)
+		}
+	}
+}
+
+// TestPublicNamesFor: the synchronizer sees the lab's hosts file and resolv.conf, trusts the
+// lab CA, and gets no proxy settings (a proxy would look the public names up itself).
+func TestPublicNamesFor(t *testing.T) {
+	work := t.TempDir()
+	r := &runner{l: Layout{Dir: work}}
+	if err := os.MkdirAll(r.l.MockKPDir(), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.publicNames("127.44.0.7:443"); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HTTPS_PROXY", "http://proxy.example.test:3128")
+	t.Setenv("no_proxy", "localhost")
+	t.Setenv("SSL_CERT_FILE", "/elsewhere.pem")
+	p := &lab.Process{}
+	fp, err := r.publicNamesFor(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []lab.Bind{{Source: r.l.SyncerHosts(), Target: "/etc/hosts"}, {Source: r.l.SyncerResolvConf(), Target: "/etc/resolv.conf"}}
+	if !slices.Equal(p.Binds, want) {
+		t.Errorf("Binds = %+v, want %+v", p.Binds, want)
+	}
+	certs := 0
+	for _, kv := range p.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.Contains(strings.ToLower(k), "proxy"):
+			t.Errorf("the synchronizer gets %s", kv)
+		case k == "SSL_CERT_FILE":
+			certs++
+			if v != filepath.Join(work, "lab-ca", "ca.crt") {
+				t.Errorf("SSL_CERT_FILE = %s", v)
+			}
+		}
+	}
+	if certs != 1 {
+		t.Errorf("SSL_CERT_FILE set %d times", certs)
+	}
+	hosts, _ := os.ReadFile(r.l.SyncerHosts())
+	resolv, _ := os.ReadFile(r.l.SyncerResolvConf())
+	if !strings.Contains(string(hosts), "127.44.0.7 iam.cloud.ibm.com") || !strings.Contains(string(resolv), "nameserver 127.44.0.7\n") {
+		t.Errorf("hosts %q, resolv.conf %q: want the public names and the name server at mockkp's address", hosts, resolv)
+	}
+	if !strings.Contains(fp, string(resolv)) {
+		t.Errorf("the fingerprint does not cover resolv.conf")
+	}
+}
+
+// TestNoPublicNamesWithoutTheLabsSynchronizer: with "none" the lab maps nothing for the
+// synchronizer, so it does not claim kp-public-names.
+func TestNoPublicNamesWithoutTheLabsSynchronizer(t *testing.T) {
+	for _, tc := range []struct {
+		synchronizer string
+		want         bool
+	}{{"", true}, {"/opt/theirs --kubeconfig {kubeconfig}", true}, {SynchronizerNone, false}} {
+		r := &runner{l: Layout{Dir: t.TempDir()}, opts: Options{Synchronizer: tc.synchronizer}}
+		if got := r.env("", "").Has(lab.CapKPPublicNames); got != tc.want {
+			t.Errorf("synchronizer %q: kp-public-names %v, want %v", tc.synchronizer, got, tc.want)
 		}
 	}
 }

@@ -2,7 +2,6 @@ package app_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,13 +13,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/keysync-dev/keysync/internal/kpkey"
 	"github.com/keysync-dev/keysync/internal/kubetest"
+	"github.com/keysync-dev/keysync/internal/syncbuf"
 	"github.com/keysync-dev/keysync/mockkp/mockkptest"
 	"github.com/keysync-dev/keysync/syncer/app"
 	"github.com/keysync-dev/keysync/syncer/keyfile"
@@ -260,27 +259,10 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 type child struct {
 	t       testing.TB
 	cmd     *exec.Cmd
-	log     *lockedBuffer
+	log     *syncbuf.Buffer
 	done    chan struct{}
 	metrics string
 	probe   string
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // start runs the syncer (this test binary, re-executed) against e and waits until it is ready
@@ -307,7 +289,7 @@ func (e *env) start(t testing.TB, extraEnv ...string) *child {
 		}
 	}
 	cmd.Env = append(cmd.Env, extraEnv...)
-	c := &child{t: t, cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
+	c := &child{t: t, cmd: cmd, log: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = c.log, c.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

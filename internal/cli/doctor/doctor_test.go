@@ -137,7 +137,7 @@ current-context: c
 					t.Errorf("stdout lacks %q", want)
 				}
 			}
-			if !strings.Contains(errOut.String(), tc.errOut) {
+			if tc.errOut != "" && !strings.Contains(errOut.String(), tc.errOut) {
 				t.Errorf("stderr lacks %q", tc.errOut)
 			}
 			if strings.Contains(out.String()+errOut.String(), dt.APIKey) {
@@ -158,11 +158,13 @@ current-context: c
 		inCleanup  bool // the signal arrives during the cleanup
 		code       int
 		errOut     string
+		out        string // a line of the whole report
 		notErrText string
 	}{
 		{name: "interrupted while the agent runs: removed, exit 2", code: doctorcmd.ExitCannotRun,
 			errOut: "ERROR: interrupted, the results are incomplete: context canceled"},
-		{name: "interrupted while the agent is removed: removed, results whole, exit 0", inCleanup: true, code: 0, notErrText: "interrupted"},
+		{name: "interrupted while the agent is removed: removed, results whole, exit 0", inCleanup: true, code: 0, notErrText: "interrupted",
+			out: "doctor (namespace healthy): "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			runCtx, interrupt := context.WithCancel(ctx)
@@ -190,8 +192,14 @@ current-context: c
 			if code != tc.code {
 				t.Errorf("exit code %d, want %d", code, tc.code)
 			}
-			if !strings.Contains(errOut.String(), tc.errOut) {
+			if tc.errOut != "" && !strings.Contains(errOut.String(), tc.errOut) {
 				t.Errorf("stderr lacks %q", tc.errOut)
+			}
+			if tc.out != "" && !strings.Contains(out.String(), tc.out) {
+				t.Errorf("stdout lacks %q: the report is not whole", tc.out)
+			}
+			if tc.errOut == "" && tc.out == "" {
+				t.Fatal("the case asserts neither stdout nor stderr")
 			}
 			if tc.notErrText != "" && strings.Contains(errOut.String(), tc.notErrText) {
 				t.Errorf("stderr has %q", tc.notErrText)
