@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -116,11 +117,18 @@ func (g *Guard) Cleanup(ctx context.Context) ([]leftovers.Object, error) {
 	var removed []leftovers.Object
 	if planter != nil {
 		pending := planter.Pending()
-		if err := planter.UndoAll(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("failed to remove what run %s planted in the keys trees: %w", runID, err))
-		}
+		err := planter.UndoAll(ctx)
+		left := planter.Pending()
 		for _, p := range pending {
-			fmt.Fprintf(g.stderr, "keysync: removed planted %s\n", p)
+			if !slices.ContainsFunc(left, func(l plant.Planted) bool { return l.Node == p.Node && l.Path == p.Path }) {
+				fmt.Fprintf(g.stderr, "keysync: removed planted %s\n", p)
+			}
+		}
+		for _, p := range left {
+			fmt.Fprintf(g.stderr, "keysync: still planted %s\n", p)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("failed to remove what run %s planted in the keys trees: %w", runID, err))
 		}
 	}
 	if client != nil && runID != "" {
