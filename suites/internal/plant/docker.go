@@ -177,3 +177,19 @@ func (d Docker) Remove(ctx context.Context, node, p string) error {
 	}
 	return nil
 }
+
+// Rename implements Ops.
+func (d Docker) Rename(ctx context.Context, node, from, to string) error {
+	if _, err := d.exec(ctx, node, "mv", "-f", "-T", "--", from, to); err != nil {
+		return fmt.Errorf("failed to rename in node %s: %w", node, err)
+	}
+	return nil
+}
+
+// Link implements Ops: ln without -f, which never replaces.
+func (d Docker) Link(ctx context.Context, node, from, to string) error {
+	if _, err := d.exec(ctx, node, "ln", "-P", "-T", "--", from, to); err != nil {
+		return fmt.Errorf("failed to link in node %s: %w", node, err)
+	}
+	return nil
+}

@@ -110,3 +110,19 @@ func (h Host) Remove(_ context.Context, _, p string) error {
 	}
 	return nil
 }
+
+// Rename implements Ops.
+func (h Host) Rename(_ context.Context, _, from, to string) error {
+	if err := os.Rename(from, to); err != nil {
+		return fmt.Errorf("failed to rename: %w", err)
+	}
+	return nil
+}
+
+// Link implements Ops.
+func (h Host) Link(_ context.Context, _, from, to string) error {
+	if err := os.Link(from, to); err != nil {
+		return fmt.Errorf("failed to link: %w", err)
+	}
+	return nil
+}
