@@ -193,3 +193,12 @@ func (d Docker) Link(ctx context.Context, node, from, to string) error {
 	}
 	return nil
 }
+
+// List implements Ops.
+func (d Docker) List(ctx context.Context, node, dir string) ([]Entry, error) {
+	out, err := d.exec(ctx, node, "sh", "-c", `[ -d "$1" ] || exit 0; `+listScript, "sh", dir)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list in node %s: %w", node, err)
+	}
+	return parseList(out)
+}

@@ -60,6 +60,8 @@ type Ops interface {
 	// Link makes to a hard link of from (not following a symlink); it fails when something
 	// is at to: the one rename that never replaces.
 	Link(ctx context.Context, node, from, to string) error
+	// List lists directory dir's entries (nothing there is not an error).
+	List(ctx context.Context, node, dir string) ([]Entry, error)
 }
 
 // Planted is one thing a Planter put on a node.
