@@ -24,7 +24,7 @@ import (
 // removed: what carries its run ID (Secrets, Pods, Services, the node agent's DaemonSet, pull
 // Secret and Lease, the agent's namespace only when the run created it, a keyprotect-config it
 // made; see package internal/leftovers) and the node driver (Close). A SIGKILL cannot be caught: `keysync conformance cleanup` removes what such a run
-// left.
+// left (in the nodes' keys trees too with --lab-env of a lab with capability plant).
 //
 // Build it with NewGuard, pass it in Options.Guard (NewContext arms it with the run's client,
 // run ID and the node driver's Close), and either call Cleanup when the run ends (keysync
