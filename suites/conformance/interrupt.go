@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -23,7 +24,7 @@ import (
 // removed: what carries its run ID (Secrets, Pods, Services, the node agent's DaemonSet, pull
 // Secret and Lease, the agent's namespace only when the run created it, a keyprotect-config it
 // made; see package internal/leftovers) and the node driver (Close). A SIGKILL cannot be caught: `keysync conformance cleanup` removes what such a run
-// left.
+// left (in the nodes' keys trees too with --lab-env of a lab with capability plant).
 //
 // Build it with NewGuard, pass it in Options.Guard (NewContext arms it with the run's client,
 // run ID and the node driver's Close), and either call Cleanup when the run ends (keysync
@@ -116,11 +117,18 @@ func (g *Guard) Cleanup(ctx context.Context) ([]leftovers.Object, error) {
 	var removed []leftovers.Object
 	if planter != nil {
 		pending := planter.Pending()
-		if err := planter.UndoAll(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("failed to remove what run %s planted in the keys trees: %w", runID, err))
-		}
+		err := planter.UndoAll(ctx)
+		left := planter.Pending()
 		for _, p := range pending {
-			fmt.Fprintf(g.stderr, "keysync: removed planted %s\n", p)
+			if !slices.ContainsFunc(left, func(l plant.Planted) bool { return l.Node == p.Node && l.Path == p.Path }) {
+				fmt.Fprintf(g.stderr, "keysync: removed planted %s\n", p)
+			}
+		}
+		for _, p := range left {
+			fmt.Fprintf(g.stderr, "keysync: still planted %s\n", p)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("failed to remove what run %s planted in the keys trees: %w", runID, err))
 		}
 	}
 	if client != nil && runID != "" {

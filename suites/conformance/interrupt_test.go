@@ -180,3 +180,48 @@ func TestGuardFinish(t *testing.T) {
 		}
 	}
 }
+
+// removeFails is host ops whose Remove fails for one path.
+type removeFails struct {
+	plant.Host
+	path string
+}
+
+func (o removeFails) Remove(ctx context.Context, node, p string) error {
+	if p == o.path {
+		return errors.New("permission denied")
+	}
+	return o.Host.Remove(ctx, node, p)
+}
+
+// TestGuardCleanupPlantedReport: the guard reports as removed only what it removed, and what is
+// still planted as such, with the error.
+func TestGuardCleanupPlantedReport(t *testing.T) {
+	root := t.TempDir()
+	gone, stuck := filepath.Join(root, "gone.pem"), filepath.Join(root, "stuck.pem")
+	pl := plant.New(removeFails{Host: plant.Host{Stage: root}, path: stuck})
+	for _, p := range []string{gone, stuck} {
+		if _, err := pl.File(context.Background(), "n", p, []byte("k")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var stderr syncbuf.Buffer
+	g, _ := NewGuard(context.Background(), &stderr)
+	g.armPlanter(pl)
+	if _, err := g.Cleanup(context.Background()); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Errorf("Cleanup = %v, want the failed removal", err)
+	}
+	out := stderr.String()
+	if !strings.Contains(out, "removed planted node n: file "+gone) {
+		t.Errorf("stderr lacks the removal of %s:\n%s", gone, out)
+	}
+	if strings.Contains(out, "removed planted node n: file "+stuck) {
+		t.Errorf("stderr claims %s was removed:\n%s", stuck, out)
+	}
+	if !strings.Contains(out, "still planted node n: file "+stuck) {
+		t.Errorf("stderr does not say %s is still planted:\n%s", stuck, out)
+	}
+	if _, err := os.Lstat(gone); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s: %v, want it removed", gone, err)
+	}
+}

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"context"
+	"errors"
 	"path"
 
 	"github.com/keysync-dev/keysync/lab"
@@ -70,4 +71,32 @@ func (c *Context) plantSymlink(ctx context.Context, t T, s *scope, node, target,
 		t.Fatalf("%v", err)
 	}
 	return rec
+}
+
+// SweepPlanted removes from the nodes what killed runs left planted in their keys trees
+// (plant.Sweep: files under the planter's names, symlinks to them, staged files), for run
+// runID or every run, when env's lab can plant (else nothing: no run could have). nodes are
+// the node containers' names (NODE_ACCESS docker); on this host (host) they are not needed.
+// It returns one line per removed (with dryRun, removable) path.
+func SweepPlanted(ctx context.Context, env lab.Env, nodes []string, runID string, dryRun bool) ([]string, error) {
+	if !env.Has(lab.CapPlant) {
+		return nil, nil
+	}
+	o := plant.SweepOptions{KeysRoot: nodeKeysRoot(env), RunID: runID, DryRun: dryRun}
+	switch env.Access() {
+	case lab.AccessHost:
+		return plant.Sweep(ctx, plant.Host{Stage: path.Dir(o.KeysRoot)}, "", o)
+	case lab.AccessDocker:
+		var done []string
+		var errs []error
+		for _, n := range nodes {
+			d, err := plant.Sweep(ctx, plant.Docker{Stage: path.Dir(o.KeysRoot)}, n, o)
+			done = append(done, d...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return done, errors.Join(errs...)
+	}
+	return nil, nil
 }

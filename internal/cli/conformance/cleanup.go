@@ -29,7 +29,10 @@ func newCleanupCommand(s *cli.Streams) *cobra.Command {
 ConfigMaps, the node agent's DaemonSet and namespace, a keyprotect-config the run made.
 They are found by label across all namespaces: app.kubernetes.io/managed-by=keysync-suites,
 and with --run-id only those whose keysync.dev/run-id is that run's (or one of its tests').
-Nothing without the label is ever deleted. Prints one line per removed object on stdout.`,
+Nothing without the label is ever deleted. Prints one line per removed object on stdout.
+With --lab-env of a lab with capability plant, it also removes what runs planted in the
+nodes' keys trees (area foreign): key files named ks-<run>-foreign.pem, symlinks to
+<keys root>/../ks-<run>-symlink-target.pem and that file, and staged .keysync-plant-* files.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if kubeconfig == "" && labEnv != "" {
@@ -68,7 +71,7 @@ Nothing without the label is ever deleted. Prints one line per removed object on
 				scope = "run " + runID
 			}
 			fmt.Fprintf(s.ErrOut, "%s %d object(s) labelled %s (%s)\n", verb, len(removed), leftovers.Selector(), scope)
-			return err
+			return errors.Join(err, sweepPlanted(ctx, s, cs, labEnv, runID, dryRun))
 		},
 	}
 	f := cmd.Flags()

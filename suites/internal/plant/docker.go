@@ -82,15 +82,29 @@ func (d Docker) WriteFile(ctx context.Context, node, p string, data []byte, mode
 	if err := tw.Close(); err != nil {
 		return fmt.Errorf("failed to archive the file: %w", err)
 	}
+	staged := path.Join(d.Stage, name)
 	if _, err := d.run(ctx, archive.Bytes(), "cp", "-", node+":"+d.Stage); err != nil {
+		// A cp that failed or was cancelled may have extracted the file all the same.
+		d.removeStaged(ctx, node, staged)
 		return fmt.Errorf("failed to copy the file into node %s: %w", node, err)
 	}
-	staged := path.Join(d.Stage, name)
 	if _, err := d.exec(ctx, node, "mv", "-f", "-T", staged, p); err != nil {
-		_, _ = d.exec(context.WithoutCancel(ctx), node, "rm", "-f", staged)
+		d.removeStaged(ctx, node, staged)
 		return fmt.Errorf("failed to rename the file into place in node %s: %w", node, err)
 	}
 	return nil
+}
+
+// stagedRemoveTimeout bounds the removal of a staged file after a failed or cancelled step.
+const stagedRemoveTimeout = 10 * time.Second
+
+// removeStaged removes staged (a file of Stage) in node, best effort: on ctx's values but not
+// its cancellation (the step it follows may have failed because ctx was cancelled), bounded by
+// stagedRemoveTimeout.
+func (d Docker) removeStaged(ctx context.Context, node, staged string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stagedRemoveTimeout)
+	defer cancel()
+	_, _ = d.exec(ctx, node, "rm", "-f", "--", staged)
 }
 
 // Symlink implements Ops.
@@ -101,10 +115,11 @@ func (d Docker) Symlink(ctx context.Context, node, target, p string) error {
 	}
 	staged := path.Join(d.Stage, name)
 	if _, err := d.exec(ctx, node, "ln", "-s", "-T", target, staged); err != nil {
+		d.removeStaged(ctx, node, staged)
 		return fmt.Errorf("failed to create the symlink in node %s: %w", node, err)
 	}
 	if _, err := d.exec(ctx, node, "mv", "-f", "-T", staged, p); err != nil {
-		_, _ = d.exec(context.WithoutCancel(ctx), node, "rm", "-f", staged)
+		d.removeStaged(ctx, node, staged)
 		return fmt.Errorf("failed to rename the symlink into place in node %s: %w", node, err)
 	}
 	return nil
@@ -161,4 +176,29 @@ func (d Docker) Remove(ctx context.Context, node, p string) error {
 		return fmt.Errorf("failed to remove in node %s: %w", node, err)
 	}
 	return nil
+}
+
+// Rename implements Ops.
+func (d Docker) Rename(ctx context.Context, node, from, to string) error {
+	if _, err := d.exec(ctx, node, "mv", "-f", "-T", "--", from, to); err != nil {
+		return fmt.Errorf("failed to rename in node %s: %w", node, err)
+	}
+	return nil
+}
+
+// Link implements Ops: ln without -f, which never replaces.
+func (d Docker) Link(ctx context.Context, node, from, to string) error {
+	if _, err := d.exec(ctx, node, "ln", "-P", "-T", "--", from, to); err != nil {
+		return fmt.Errorf("failed to link in node %s: %w", node, err)
+	}
+	return nil
+}
+
+// List implements Ops.
+func (d Docker) List(ctx context.Context, node, dir string) ([]Entry, error) {
+	out, err := d.exec(ctx, node, "sh", "-c", `[ -d "$1" ] || exit 0; `+listScript, "sh", dir)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list in node %s: %w", node, err)
+	}
+	return parseList(out)
 }

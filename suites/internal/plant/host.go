@@ -110,3 +110,47 @@ func (h Host) Remove(_ context.Context, _, p string) error {
 	}
 	return nil
 }
+
+// Rename implements Ops.
+func (h Host) Rename(_ context.Context, _, from, to string) error {
+	if err := os.Rename(from, to); err != nil {
+		return fmt.Errorf("failed to rename: %w", err)
+	}
+	return nil
+}
+
+// Link implements Ops.
+func (h Host) Link(_ context.Context, _, from, to string) error {
+	if err := os.Link(from, to); err != nil {
+		return fmt.Errorf("failed to link: %w", err)
+	}
+	return nil
+}
+
+// List implements Ops.
+func (h Host) List(_ context.Context, _, dir string) ([]Entry, error) {
+	des, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to list: %w", err)
+	}
+	entries := make([]Entry, 0, len(des))
+	for _, de := range des {
+		e := Entry{Name: de.Name(), Kind: KindOther}
+		switch t := de.Type(); {
+		case t&fs.ModeSymlink != 0:
+			e.Kind = KindSymlink
+			if e.Target, err = os.Readlink(filepath.Join(dir, de.Name())); err != nil {
+				return nil, fmt.Errorf("failed to read symlink: %w", err)
+			}
+		case t.IsDir():
+			e.Kind = KindDir
+		case t.IsRegular():
+			e.Kind = KindFile
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}

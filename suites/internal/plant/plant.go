@@ -13,6 +13,7 @@ package plant
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -54,6 +55,13 @@ type Ops interface {
 	Stat(ctx context.Context, node, p string) (Info, error)
 	// Remove deletes p, not following a symlink; nothing there is not an error.
 	Remove(ctx context.Context, node, p string) error
+	// Rename moves from to to (in the same directory), replacing what is there.
+	Rename(ctx context.Context, node, from, to string) error
+	// Link makes to a hard link of from (not following a symlink); it fails when something
+	// is at to: the one rename that never replaces.
+	Link(ctx context.Context, node, from, to string) error
+	// List lists directory dir's entries (nothing there is not an error).
+	List(ctx context.Context, node, dir string) ([]Entry, error)
 }
 
 // Planted is one thing a Planter put on a node.
@@ -126,23 +134,65 @@ func (pl *Planter) Stat(ctx context.Context, node, p string) (Info, error) {
 
 // Undo removes what was planted and forgets it. A planted file goes whatever it holds now (it
 // is the run's, wherever it is). A planted symlink goes only while it is still a symlink: a
-// regular file at its path is what the synchronizer put there in its place, and stays.
+// regular file at its path is what the synchronizer put there in its place, and stays — also
+// when the synchronizer replaces the link while it is being removed (see removeSymlink).
 func (pl *Planter) Undo(ctx context.Context, rec Planted) error {
 	if rec.Want.Kind == KindSymlink {
 		info, err := pl.ops.Stat(ctx, rec.Node, rec.Path)
 		if err != nil {
 			return fmt.Errorf("failed to inspect planted %s: %w", rec, err)
 		}
-		if info.Kind != KindSymlink {
-			pl.forget(rec)
-			return nil
+		if info.Kind == KindSymlink {
+			if _, err := removeSymlink(ctx, pl.ops, rec.Node, rec.Path, func(string) bool { return true }); err != nil {
+				return fmt.Errorf("failed to remove planted %s: %w", rec, err)
+			}
 		}
+		pl.forget(rec)
+		return nil
 	}
 	if err := pl.ops.Remove(ctx, rec.Node, rec.Path); err != nil {
 		return fmt.Errorf("failed to remove planted %s: %w", rec, err)
 	}
 	pl.forget(rec)
 	return nil
+}
+
+// asidePrefix begins the private names symlinks are moved to before they are removed.
+const asidePrefix = ".keysync-plant-aside-"
+
+// removeSymlink removes the symlink at p when ours accepts its target, without a window in
+// which what replaced it is removed instead: p is renamed to a private name in its directory
+// first (atomically taking whatever is there at that moment), and what was moved is looked at
+// there. A symlink ours accepts is removed; anything else goes back to p with a hard link, which
+// never replaces what may have landed at p since (then it stays at the private name, and the
+// error names it). removed says whether a symlink was removed; nothing at p is not an error.
+func removeSymlink(ctx context.Context, ops Ops, node, p string, ours func(target string) bool) (removed bool, err error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return false, fmt.Errorf("failed to name a private file: %w", err)
+	}
+	aside := path.Join(path.Dir(p), asidePrefix+hex.EncodeToString(b[:]))
+	if err := ops.Rename(ctx, node, p, aside); err != nil {
+		if info, serr := ops.Stat(ctx, node, p); serr == nil && info.Kind == KindNone {
+			return false, nil // gone already
+		}
+		return false, fmt.Errorf("failed to move %s aside: %w", p, err)
+	}
+	info, err := ops.Stat(ctx, node, aside)
+	if err == nil && info.Kind == KindSymlink && ours(info.Target) {
+		if err := ops.Remove(ctx, node, aside); err != nil {
+			return false, fmt.Errorf("failed to remove %s (moved aside from %s): %w", aside, p, err)
+		}
+		return true, nil
+	}
+	// Not ours (the synchronizer replaced the link just now), or unknown: put it back.
+	if err := ops.Link(ctx, node, aside, p); err != nil {
+		return false, fmt.Errorf("failed to put back %s, moved aside to %s (it is still there): %w", p, aside, err)
+	}
+	if err := ops.Remove(ctx, node, aside); err != nil {
+		return false, fmt.Errorf("failed to remove %s, a second link of %s: %w", aside, p, err)
+	}
+	return false, nil
 }
 
 // UndoAll undoes everything still planted, last planted first; every undo runs, the errors

@@ -252,3 +252,111 @@ func TestParseStat(t *testing.T) {
 		})
 	}
 }
+
+// racingOps runs before(p) before the Rename or Link of the ops it wraps: what the
+// synchronizer does at the worst moment.
+type racingOps struct {
+	Ops
+	beforeRename, beforeLink func(to string) error
+}
+
+func (o racingOps) Rename(ctx context.Context, node, from, to string) error {
+	if o.beforeRename != nil {
+		if err := o.beforeRename(from); err != nil {
+			return err
+		}
+	}
+	return o.Ops.Rename(ctx, node, from, to)
+}
+
+func (o racingOps) Link(ctx context.Context, node, from, to string) error {
+	if o.beforeLink != nil {
+		if err := o.beforeLink(to); err != nil {
+			return err
+		}
+	}
+	return o.Ops.Link(ctx, node, from, to)
+}
+
+// replaceWith stands in for the synchronizer renaming its key file over p.
+func replaceWith(data string) func(p string) error {
+	return func(p string) error {
+		tmp := p + ".tmp"
+		if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
+			return err
+		}
+		return os.Rename(tmp, p)
+	}
+}
+
+// TestUndoSymlinkRace: a symlink the synchronizer replaces by its key while Undo removes it
+// leaves the key in place, and nothing of Undo's in the directory.
+func TestUndoSymlinkRace(t *testing.T) {
+	ctx := context.Background()
+	for access, ops := range opsUnderTest(t) {
+		t.Run(access+"/replaced after the check", func(t *testing.T) {
+			root := t.TempDir()
+			p := filepath.Join(root, "key.pem")
+			inner := ops(t, root)
+			pl := New(racingOps{Ops: inner, beforeRename: replaceWith("the synchronizer's key")})
+			rec, err := pl.Symlink(ctx, "node-1", "../target.pem", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pl.Undo(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := os.ReadFile(p); err != nil || string(got) != "the synchronizer's key" {
+				t.Errorf("after Undo %s holds %q, %v; want the synchronizer's key", p, got, err)
+			}
+			if n := len(pl.Pending()); n != 0 {
+				t.Errorf("%d pending after Undo", n)
+			}
+			assertOnly(t, root, "key.pem")
+		})
+		t.Run(access+"/replaced again while put back", func(t *testing.T) {
+			root := t.TempDir()
+			p := filepath.Join(root, "key.pem")
+			pl := New(racingOps{Ops: ops(t, root), beforeRename: replaceWith("old key"), beforeLink: replaceWith("new key")})
+			rec, err := pl.Symlink(ctx, "node-1", "../target.pem", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pl.Undo(ctx, rec); err == nil || !strings.Contains(err.Error(), asidePrefix) {
+				t.Errorf("Undo = %v, want an error naming the file moved aside", err)
+			}
+			if got, err := os.ReadFile(p); err != nil || string(got) != "new key" {
+				t.Errorf("after Undo %s holds %q, %v; want the newest key", p, got, err)
+			}
+		})
+		t.Run(access+"/still a symlink", func(t *testing.T) {
+			root := t.TempDir()
+			p := filepath.Join(root, "key.pem")
+			pl := New(ops(t, root))
+			rec, err := pl.Symlink(ctx, "node-1", "../target.pem", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pl.Undo(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+			assertOnly(t, root)
+		})
+	}
+}
+
+// assertOnly fails t unless dir holds exactly names.
+func assertOnly(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	if strings.Join(got, ",") != strings.Join(names, ",") {
+		t.Errorf("%s holds %v, want %v", dir, got, names)
+	}
+}
