@@ -61,6 +61,7 @@ func TestClaim(t *testing.T) {
 		name          string
 		objects       []runtime.Object
 		forbidCreate  bool
+		forbidUpdate  bool
 		wantErr       string // "" for none
 		wantBusy      bool
 		wantCreatedNS bool   // Close removes the namespace
@@ -69,6 +70,13 @@ func TestClaim(t *testing.T) {
 	}{
 		{name: "shipped namespace: used, never removed", objects: []runtime.Object{namespace(shipped)},
 			wantHolder: "r2"},
+		{name: "shipped namespace with the managed-by label: used, never adopted nor removed",
+			objects: []runtime.Object{namespace(map[string]string{labelPSA: PSALevel, ShippedLabel: ShippedName, labelManaged: managedBy}),
+				lease("r1@h/1/x", "r1", 2*DefaultLeaseDuration)},
+			wantHolder: "r2"},
+		{name: "left by a killed run, may not update namespaces: used as it is, not removed",
+			objects: []runtime.Object{namespace(leftByR1), lease("r1@h/1/x", "r1", 2*DefaultLeaseDuration)}, forbidUpdate: true,
+			wantNSRunID: "r1", wantHolder: "r2"},
 		{name: "none, may create: created with the run's labels", wantCreatedNS: true, wantNSRunID: "r2", wantHolder: "r2"},
 		{name: "none, may not create: says to apply the manifest", forbidCreate: true,
 			wantErr: "apply suites/deploy/runner-rbac.yaml"},
@@ -89,6 +97,11 @@ func TestClaim(t *testing.T) {
 			cs := fake.NewClientset(tt.objects...)
 			if tt.forbidCreate {
 				cs.PrependReactor("create", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
+					return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, DefaultNamespace, errors.New("RBAC"))
+				})
+			}
+			if tt.forbidUpdate {
+				cs.PrependReactor("update", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
 					return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, DefaultNamespace, errors.New("RBAC"))
 				})
 			}
