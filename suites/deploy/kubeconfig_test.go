@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keysync-dev/keysync/internal/kubetest"
+	"github.com/keysync-dev/keysync/internal/leftovers"
 	"github.com/keysync-dev/keysync/internal/names"
 )
 
@@ -130,6 +131,13 @@ func TestRunnerKubeconfig(t *testing.T) {
 			return err
 		}, false},
 		{"no exec in kube-system's pods", func() error { return canI("kube-system", "pods", "exec", "create") }, false},
+		{"no pod deleted in kube-system", func() error {
+			return runner.CoreV1().Pods("kube-system").Delete(ctx, "kube-apiserver-x", metav1.DeleteOptions{})
+		}, false},
+		{"no pod deleted in another namespace", func() error { return canI("elsewhere", "pods", "", "delete") }, false},
+		{"the synchronizer's pods deleted (resilience, faults)", func() error { return canI(names.Namespace, "pods", "", "delete") }, true},
+		{"the run's Pods deleted (its sweep)", func() error { return canI("default", "pods", "", "delete") }, true},
+		{"the agent's pods deleted (the run's sweep)", func() error { return canI(agentNS, "pods", "", "delete") }, true},
 		{"no exec in the run's Pods' namespace", func() error { return canI("default", "pods", "exec", "create") }, false},
 		{"list RoleBindings everywhere (the addon feature)", func() error {
 			_, err := runner.RbacV1().RoleBindings("").List(ctx, metav1.ListOptions{})
@@ -161,5 +169,32 @@ func TestRunnerKubeconfig(t *testing.T) {
 		case !tt.allowed && !apierrors.IsForbidden(err):
 			t.Errorf("%s: %v, want forbidden", tt.name, err)
 		}
+	}
+
+	// `keysync conformance cleanup` with the runner's identity: what it may not list
+	// cluster-wide (Secrets, Leases) it looks for in the namespaces runs work in, and says so.
+	lbl := map[string]string{names.LabelManagedBy: names.ManagedBy, names.LabelRunID: "dead"}
+	for _, ns := range []string{names.Namespace, "elsewhere"} {
+		s := secret(ns)
+		s.Name, s.Labels = "ks-dead-key", lbl
+		if _, err := admin.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := leftovers.SweepReport(ctx, runner, leftovers.Options{Fallback: []string{names.Namespace, "default", agentNS}})
+	if err != nil {
+		t.Fatalf("cleanup as the runner: %v", err)
+	}
+	if len(r.Removed) != 1 || r.Removed[0].String() != "Secret "+names.Namespace+"/ks-dead-key" {
+		t.Errorf("cleanup as the runner removed %v, want the Secret in %s", r.Removed, names.Namespace)
+	}
+	if len(r.Notes) == 0 {
+		t.Error("cleanup as the runner says nothing about where it did not look")
+	}
+	for _, n := range r.Notes {
+		t.Logf("note: %s", n)
+	}
+	if _, err := admin.CoreV1().Secrets("elsewhere").Get(ctx, "ks-dead-key", metav1.GetOptions{}); err != nil {
+		t.Errorf("the Secret outside the runner's namespaces: %v", err)
 	}
 }

@@ -4,21 +4,25 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/keysync-dev/keysync/internal/cli"
 	"github.com/keysync-dev/keysync/internal/leftovers"
+	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/lab"
+	"github.com/keysync-dev/keysync/suites/nodedriver/cluster"
 )
 
 // newCleanupCommand builds `keysync conformance cleanup`: what a killed run (SIGKILL, a lost
 // node, a crashed runner) left in the cluster, found by label and removed.
 func newCleanupCommand(s *cli.Streams) *cobra.Command {
-	var kubeconfig, labEnv, runID string
+	var kubeconfig, labEnv, runID, syncNS string
 	var dryRun bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
@@ -29,7 +33,12 @@ func newCleanupCommand(s *cli.Streams) *cobra.Command {
 ConfigMaps, the node agent's DaemonSet and namespace, a keyprotect-config the run made.
 They are found by label across all namespaces: app.kubernetes.io/managed-by=keysync-suites,
 and with --run-id only those whose keysync.dev/run-id is that run's (or one of its tests').
-Nothing without the label is ever deleted. Prints one line per removed object on stdout.
+Nothing without the label is ever deleted. Without --run-id, a run that is still going (its
+node agent Lease renewed within its duration) and what it made are left alone, and so is
+the keysync-suites namespace suites/deploy/runner-rbac.yaml ships; stderr says what was
+skipped and why. An identity that may not list a kind in every namespace (the runner's
+role) looks in the synchronizer's namespace (--namespace), default and keysync-suites only,
+and says so. Prints one line per removed object on stdout.
 With --lab-env of a lab with capability plant, it also removes what runs planted in the
 nodes' keys trees (area foreign): key files named ks-<run>-foreign.pem, symlinks to
 <keys root>/../ks-<run>-symlink-target.pem and that file, and staged .keysync-plant-* files.`,
@@ -41,6 +50,12 @@ nodes' keys trees (area foreign): key files named ks-<run>-foreign.pem, symlinks
 					return fmt.Errorf("failed to load lab env file %s: %w", labEnv, err)
 				}
 				kubeconfig = env.Kubeconfig
+				if syncNS == "" {
+					syncNS = env.SyncerNamespace
+				}
+			}
+			if syncNS == "" {
+				syncNS = names.Namespace
 			}
 			if kubeconfig == "" {
 				return errors.New("no --kubeconfig (and $KUBECONFIG is empty, and no --lab-env)")
@@ -58,13 +73,26 @@ nodes' keys trees (area foreign): key files named ks-<run>-foreign.pem, symlinks
 				ctx, cancel = contextWithTimeout(ctx, timeout)
 			}
 			defer cancel()
-			removed, err := leftovers.Sweep(ctx, cs, leftovers.Options{RunID: runID, DryRun: dryRun})
+			fallback := []string{syncNS}
+			for _, n := range []string{corev1.NamespaceDefault, cluster.DefaultNamespace} {
+				if !slices.Contains(fallback, n) {
+					fallback = append(fallback, n)
+				}
+			}
+			r, err := leftovers.SweepReport(ctx, cs, leftovers.Options{RunID: runID, DryRun: dryRun, Fallback: fallback})
+			removed := r.Removed
 			verb := "removed"
 			if dryRun {
 				verb = "would remove"
 			}
 			for _, o := range removed {
 				fmt.Fprintf(s.Out, "%s %s\n", verb, o)
+			}
+			for _, n := range r.Notes {
+				fmt.Fprintf(s.ErrOut, "note: %s\n", n)
+			}
+			for _, sk := range r.Skipped {
+				fmt.Fprintf(s.ErrOut, "skipped %s\n", sk)
 			}
 			scope := "every run"
 			if runID != "" {
@@ -77,6 +105,7 @@ nodes' keys trees (area foreign): key files named ks-<run>-foreign.pem, symlinks
 	f := cmd.Flags()
 	f.StringVar(&kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster (default $KUBECONFIG)")
 	f.StringVar(&labEnv, "lab-env", "", "take the kubeconfig from this lab env file when --kubeconfig is not set")
+	f.StringVar(&syncNS, "namespace", "", "the synchronizer's namespace, looked in when this identity may not list everywhere (default: --lab-env's SYNCER_NAMESPACE, else "+names.Namespace+")")
 	f.StringVar(&runID, "run-id", "", "remove only what this run created (default: every keysync run's leftovers)")
 	f.BoolVar(&dryRun, "dry-run", false, "list what would be removed, remove nothing")
 	f.DurationVar(&timeout, "timeout", 2*time.Minute, "give up after this long")

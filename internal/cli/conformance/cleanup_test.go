@@ -4,7 +4,9 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,6 +30,8 @@ func TestCleanupCommand(t *testing.T) {
 		// A killed run's agent namespace, and the customer's own.
 		{ObjectMeta: metav1.ObjectMeta{Name: "keysync-suites", Labels: lbl("dead1")}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "prod"}},
+		// A run that is still going: its agent namespace holds its live Lease.
+		{ObjectMeta: metav1.ObjectMeta{Name: "busy"}},
 	} {
 		if _, err := cs.CoreV1().Namespaces().Create(ctx, n, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -38,10 +42,16 @@ func TestCleanupCommand(t *testing.T) {
 		{ObjectMeta: metav1.ObjectMeta{Namespace: names.Namespace, Name: "ks-dead2-key", Labels: lbl("dead2")}},
 		{ObjectMeta: metav1.ObjectMeta{Namespace: names.Namespace, Name: names.KPConfigSecret}},
 		{ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: "prod-key"}},
+		{ObjectMeta: metav1.ObjectMeta{Namespace: names.Namespace, Name: "ks-live1-key", Labels: lbl("live1")}},
 	} {
 		if _, err := cs.CoreV1().Secrets(s.Namespace).Create(ctx, s, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
+	}
+	holder, secs, renewed := "live1@h/1/x", int32(3600), metav1.NewMicroTime(time.Now())
+	if _, err := cs.CoordinationV1().Leases("busy").Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "keysync-node-agent", Labels: lbl("live1")},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, RenewTime: &renewed}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
 	}
 	exists := func(ns, name string) bool {
 		t.Helper()
@@ -78,10 +88,11 @@ func TestCleanupCommand(t *testing.T) {
 				{names.Namespace, "ks-dead2-key"}: true, {names.Namespace, names.KPConfigSecret}: true},
 		},
 		{
-			name: "every run; unlabelled objects stay", args: []string{"--kubeconfig", kc},
+			name: "every run; unlabelled objects and a live run's stay", args: []string{"--kubeconfig", kc},
 			wantOut: []string{"removed Secret image-key-synchronizer/ks-dead2-key"},
+			wantErr: `skipped Secret image-key-synchronizer/ks-live1-key: run "live1" is live: its Lease busy/keysync-node-agent was renewed`,
 			after: map[[2]string]bool{{names.Namespace, "ks-dead2-key"}: false, {names.Namespace, names.KPConfigSecret}: true,
-				{"prod", "prod-key"}: true, {"", "prod"}: true, {"", names.Namespace}: true},
+				{"prod", "prod-key"}: true, {"", "prod"}: true, {"", names.Namespace}: true, {names.Namespace, "ks-live1-key"}: true},
 		},
 		{
 			name: "nothing left", args: []string{"--kubeconfig", kc},

@@ -80,13 +80,21 @@ is not. They need the agent image: --agent-image, or NODE_AGENT_IMAGE of --lab-e
 // doctor looks at every node, also those the synchronizer misses) and returns the inspector
 // and the function that removes the DaemonSet and its namespace and waits, up to
 // cleanupTimeout, until they are gone. When the agent does not get ready it returns the error
-// and that function too (the namespace may be terminating): call it whenever it is not nil.
+// and that function too (the namespace may be terminating): call it whenever it is not nil. It
+// is nil when the namespace could not be claimed (cluster.ClaimError: another doctor or run
+// holds it, cluster.ErrBusy): nothing was created then.
 func StartAgentInspector(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, image string, readyTimeout, cleanupTimeout time.Duration) (doctor.NodeInspector, func(context.Context) error, error) {
 	runID := "doctor-" + time.Now().UTC().Format("150405")
 	d, err := cluster.Deploy(ctx, cluster.Options{Client: cs, Config: cfg, Image: image, Namespace: AgentNamespace,
 		KeysRoot: names.KeysRoot, CRIOConfigDir: agent.DefaultCRIOConfigDir, ReadyTimeout: readyTimeout,
 		CmdTimeout: time.Minute, Labels: map[string]string{names.LabelManagedBy: names.ManagedBy, names.LabelRunID: runID}})
-	if err != nil {
+	var claimErr *cluster.ClaimError
+	switch {
+	case errors.As(err, &claimErr):
+		// Not claimed (another doctor or run holds the namespace's Lease: ErrBusy): nothing of
+		// this doctor's is there to wait for, and what is there is another run's.
+		return nil, nil, err
+	case err != nil:
 		// Deploy removed what it had created; wait until it is gone.
 		return nil, func(ctx context.Context) error { return WaitAgentGone(ctx, cs, cleanupTimeout) }, err
 	}

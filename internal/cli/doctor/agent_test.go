@@ -2,14 +2,24 @@ package doctor_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 
 	doctorcmd "github.com/keysync-dev/keysync/internal/cli/doctor"
 	"github.com/keysync-dev/keysync/internal/doctor"
+	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/suites/nodedriver"
+	"github.com/keysync-dev/keysync/suites/nodedriver/cluster"
 )
 
 // agentAnswering is an agent transport that answers audit and crio-keys-path from fixed text
@@ -68,5 +78,29 @@ func TestAgentInspector(t *testing.T) {
 	old := doctorcmd.AgentInspector{Agent: agentAnswering("", "", &dir)}
 	if _, err := old.DecryptionKeysPath(t.Context(), "n1"); err == nil || !strings.Contains(err.Error(), nodedriver.ErrUnsupported.Error()) {
 		t.Errorf("an agent without crio-keys-path: err = %v, want unsupported", err)
+	}
+}
+
+// A second doctor while another doctor (or run) holds the agent namespace's Lease: Deploy
+// refuses with cluster.ErrBusy before it creates anything, and StartAgentInspector returns
+// no cleanup (nothing of its own to wait for; the namespace is the live doctor's).
+func TestStartAgentInspectorBusy(t *testing.T) {
+	holder, secs := "doctor-1@h/1/x", int32(60)
+	renewed := metav1.NewMicroTime(time.Now())
+	cs := fake.NewClientset(
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: doctorcmd.AgentNamespace,
+			Labels: map[string]string{names.LabelManagedBy: names.ManagedBy, names.LabelRunID: "doctor-1"}}},
+		&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: cluster.LeaseName, Namespace: doctorcmd.AgentNamespace,
+			Labels: map[string]string{names.LabelManagedBy: names.ManagedBy, names.LabelRunID: "doctor-1"}},
+			Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder, LeaseDurationSeconds: &secs, RenewTime: &renewed}})
+	insp, cleanup, err := doctorcmd.StartAgentInspector(t.Context(), &rest.Config{Host: "https://127.0.0.1:1"}, cs, "img", time.Second, time.Second)
+	if !errors.Is(err, cluster.ErrBusy) {
+		t.Fatalf("err = %v, want ErrBusy", err)
+	}
+	if insp != nil || cleanup != nil {
+		t.Errorf("inspector %v, cleanup set: %v; want neither (nothing was created)", insp, cleanup != nil)
+	}
+	if _, err := cs.CoreV1().Namespaces().Get(t.Context(), doctorcmd.AgentNamespace, metav1.GetOptions{}); err != nil {
+		t.Errorf("the live doctor's namespace: %v", err)
 	}
 }

@@ -257,6 +257,14 @@ func DaemonSet(o Options) *appsv1.DaemonSet {
 	}
 }
 
+// ClaimError is Deploy's error when it could not claim the agent's namespace (ErrBusy among
+// others): Deploy created nothing then, or removed the namespace it had just created, and
+// there is nothing of this run's to wait for.
+type ClaimError struct{ Err error }
+
+func (e *ClaimError) Error() string { return e.Err.Error() }
+func (e *ClaimError) Unwrap() error { return e.Err }
+
 // Deploy claims the agent's namespace (claim: ErrBusy while another run uses it), applies the
 // agent DaemonSet (replacing one a killed run left) and waits until every Ready node it is
 // scheduled to has a ready agent pod of this template. NotReady nodes are left out (and
@@ -269,7 +277,7 @@ func Deploy(ctx context.Context, opts Options) (_ *Driver, err error) {
 	d.Agent = &nodedriver.Agent{Transport: &PodExec{Pod: d.agentPod, Exec: d.streamExec, ExecStdin: d.streamExecStdin,
 		KeysRoot: opts.KeysRoot, CRISocket: opts.CRISocket, Timeout: opts.CmdTimeout, Logger: opts.Logger}}
 	if err := d.claim(ctx); err != nil {
-		return nil, err
+		return nil, &ClaimError{Err: err}
 	}
 	defer func() {
 		if err != nil {

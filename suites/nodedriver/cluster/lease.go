@@ -141,10 +141,27 @@ func (d *Driver) acquireLease(ctx context.Context) error {
 	return fmt.Errorf("%w (%s): Lease %s changed under every attempt to take it", ErrBusy, d.opts.Namespace, where)
 }
 
-// renewLease renews the Lease once, unless another holder has it (errLeaseLost).
+// renewLease renews the Lease once, unless another holder has it (errLeaseLost). A Lease
+// that disappeared (deleted under the run: `keysync conformance cleanup`, an admin) is made
+// again with this run as its holder, so that no second run starts meanwhile; one that another
+// run made first is lost.
 func (d *Driver) renewLease(ctx context.Context) error {
 	leases := d.opts.Client.CoordinationV1().Leases(d.opts.Namespace)
 	cur, err := leases.Get(ctx, LeaseName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: LeaseName, Namespace: d.opts.Namespace, Labels: d.leaseLabels()},
+			Spec: d.leaseSpec(time.Now(), nil, 0)}
+		created, err := leases.Create(ctx, l, metav1.CreateOptions{})
+		switch {
+		case apierrors.IsAlreadyExists(err):
+			return errLeaseLost
+		case err != nil:
+			return fmt.Errorf("failed to re-create Lease %s/%s (it disappeared): %w", d.opts.Namespace, LeaseName, err)
+		}
+		d.opts.Logger.WarnContext(ctx, "the Lease disappeared during the run: made again", "lease", d.opts.Namespace+"/"+LeaseName)
+		d.leaseUID = created.UID
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("failed to get Lease %s/%s: %w", d.opts.Namespace, LeaseName, err)
 	}

@@ -17,8 +17,9 @@ import (
 // identity may), this run holds its Lease (ErrBusy while another live run does: nothing is
 // touched then), and a namespace an earlier keysync run created (labelled
 // managed-by=keysync-suites, its run killed: its Lease expired) is adopted, so that Close
-// removes it like one created now. A namespace someone else made (the shipped one) is never
-// removed.
+// removes it like one created now. A namespace someone else made (the shipped one, labelled
+// ShippedLabel=ShippedName, even with the managed-by label) is never adopted nor removed, nor
+// is one this identity may not update (Forbidden: used as it is).
 func (d *Driver) claim(ctx context.Context) error {
 	created, byKeysync, err := d.ensureNamespace(ctx)
 	if err != nil {
@@ -47,6 +48,13 @@ func (d *Driver) claim(ctx context.Context) error {
 			cur.Labels[k] = v
 		}
 		_, err = nss.Update(ctx, cur, metav1.UpdateOptions{})
+	}
+	if apierrors.IsForbidden(err) {
+		// This identity may not change namespaces (the runner's role): it could not have
+		// created this one either. Use it as it is, and leave it.
+		d.opts.Logger.InfoContext(ctx, "using the node agent's namespace as it is (this identity may not adopt it)",
+			"namespace", d.opts.Namespace)
+		return nil
 	}
 	if err != nil {
 		held, _ := d.stillHeld(context.WithoutCancel(ctx))
@@ -85,7 +93,7 @@ func (d *Driver) ensureNamespace(ctx context.Context) (created, byKeysync bool, 
 			return false, false, fmt.Errorf("namespace %s enforces Pod Security level %q: the node agent's hostPath volumes need %q (label %s=%s%s)",
 				d.opts.Namespace, level, PSALevel, labelPSA, PSALevel, d.manifestHint())
 		}
-		return false, cur.Labels[labelManaged] == managedBy, nil
+		return false, madeByKeysync(cur.Labels), nil
 	}
 	labels := map[string]string{}
 	for k, v := range d.opts.Labels {
@@ -103,6 +111,20 @@ func (d *Driver) ensureNamespace(ctx context.Context) (created, byKeysync bool, 
 		return false, false, fmt.Errorf("failed to create namespace %s: %w", d.opts.Namespace, err)
 	}
 	return true, true, nil
+}
+
+// ShippedLabel and ShippedName mark what suites/deploy/runner-rbac.yaml ships (its
+// keysync-suites namespace among them): a run never adopts or deletes such a namespace, even
+// when it also carries the managed-by label.
+const (
+	ShippedLabel = labelName
+	ShippedName  = "keysync-conformance-runner"
+)
+
+// madeByKeysync reports whether a namespace's labels say a keysync run created it (and not
+// the shipped manifest).
+func madeByKeysync(labels map[string]string) bool {
+	return labels[labelManaged] == managedBy && labels[ShippedLabel] != ShippedName
 }
 
 // manifestHint says where the runner's namespace comes from (the default namespace only).

@@ -61,6 +61,7 @@ func TestClaim(t *testing.T) {
 		name          string
 		objects       []runtime.Object
 		forbidCreate  bool
+		forbidUpdate  bool
 		wantErr       string // "" for none
 		wantBusy      bool
 		wantCreatedNS bool   // Close removes the namespace
@@ -69,6 +70,13 @@ func TestClaim(t *testing.T) {
 	}{
 		{name: "shipped namespace: used, never removed", objects: []runtime.Object{namespace(shipped)},
 			wantHolder: "r2"},
+		{name: "shipped namespace with the managed-by label: used, never adopted nor removed",
+			objects: []runtime.Object{namespace(map[string]string{labelPSA: PSALevel, ShippedLabel: ShippedName, labelManaged: managedBy}),
+				lease("r1@h/1/x", "r1", 2*DefaultLeaseDuration)},
+			wantHolder: "r2"},
+		{name: "left by a killed run, may not update namespaces: used as it is, not removed",
+			objects: []runtime.Object{namespace(leftByR1), lease("r1@h/1/x", "r1", 2*DefaultLeaseDuration)}, forbidUpdate: true,
+			wantNSRunID: "r1", wantHolder: "r2"},
 		{name: "none, may create: created with the run's labels", wantCreatedNS: true, wantNSRunID: "r2", wantHolder: "r2"},
 		{name: "none, may not create: says to apply the manifest", forbidCreate: true,
 			wantErr: "apply suites/deploy/runner-rbac.yaml"},
@@ -89,6 +97,11 @@ func TestClaim(t *testing.T) {
 			cs := fake.NewClientset(tt.objects...)
 			if tt.forbidCreate {
 				cs.PrependReactor("create", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
+					return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, DefaultNamespace, errors.New("RBAC"))
+				})
+			}
+			if tt.forbidUpdate {
+				cs.PrependReactor("update", "namespaces", func(k8stesting.Action) (bool, runtime.Object, error) {
 					return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "namespaces"}, DefaultNamespace, errors.New("RBAC"))
 				})
 			}
@@ -186,5 +199,48 @@ func TestClose(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A Lease deleted during the run is made again at the next renewal, held by this run (so
+// that a second run finds it live); one another run made first in the meantime is lost.
+func TestRenewRecreatesDeletedLease(t *testing.T) {
+	ctx := context.Background()
+	for _, raced := range []bool{false, true} {
+		cs := fake.NewClientset(namespace(map[string]string{labelPSA: PSALevel}))
+		d := testDriver(cs, Options{})
+		if err := d.claim(ctx); err != nil {
+			t.Fatal(err)
+		}
+		d.stopRenew()
+		d.stopRenew = nil
+		if err := cs.CoordinationV1().Leases(DefaultNamespace).Delete(ctx, LeaseName, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if raced {
+			cs.PrependReactor("create", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+				return true, nil, apierrors.NewAlreadyExists(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, LeaseName)
+			})
+			if err := d.renewLease(ctx); !errors.Is(err, errLeaseLost) {
+				t.Errorf("renew when another run re-made the Lease first: %v, want errLeaseLost", err)
+			}
+			continue
+		}
+		if err := d.renewLease(ctx); err != nil {
+			t.Fatalf("renew after the Lease was deleted: %v", err)
+		}
+		l, err := cs.CoordinationV1().Leases(DefaultNamespace).Get(ctx, LeaseName, metav1.GetOptions{})
+		if err != nil || *l.Spec.HolderIdentity != d.holder || l.Labels[runIDLabel] != "r2" || l.Labels[labelManaged] != managedBy {
+			t.Fatalf("Lease after renewal: %v, %v; want re-made, held by %s with the run's labels", l, err, d.holder)
+		}
+		if holder, _, _ := liveHolder(l, time.Now()); holder != d.holder {
+			t.Errorf("re-made Lease not live: holder %q", holder)
+		}
+		if err := testDriver(cs, Options{Labels: map[string]string{runIDLabel: "r3"}}).claim(ctx); !errors.Is(err, ErrBusy) {
+			t.Errorf("a second run's claim: %v, want ErrBusy", err)
+		}
+		if held, err := d.stillHeld(ctx); err != nil || held == nil {
+			t.Errorf("stillHeld after the Lease was re-made: %v, %v; want held", held, err)
+		}
 	}
 }
