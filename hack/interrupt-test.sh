@@ -107,9 +107,13 @@ kill_case() {
   if [ "$how" = KILL ]; then
     if [ "$entry" = cli ]; then bin/keysync conformance cleanup --run-id "$RUN_ID" >>"$log" 2>&1; else bin/keysync conformance cleanup >>"$log" 2>&1; fi
   fi
-  # Namespaces take a moment to finish terminating.
+  # Namespaces take a moment to finish terminating. Without --run-id the cleanup verb leaves
+  # a run whose Lease is still live alone (a killed run's expires within 60s): repeat it.
   deadline=$((SECONDS + 120))
-  while [ -n "$(labelled)" ] && [ $SECONDS -lt $deadline ]; do sleep 2; done
+  while [ -n "$(labelled)" ] && [ $SECONDS -lt $deadline ]; do
+    if [ "$how" = KILL ] && [ "$entry" != cli ]; then bin/keysync conformance cleanup >>"$log" 2>&1 || true; fi
+    sleep 2
+  done
   left=$(labelled)
   if [ -n "$left" ]; then
     log "  FAIL: left behind: $(echo "$left" | tr '\n' ' ') (see $log)"; fail=$((fail + 1))
