@@ -89,15 +89,19 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 			if err != nil {
 				return "", err
 			}
+			binds := []string{seedPath + ":/seed.json:ro", ca.Dir + ":/tls:ro"}
 			if ok {
-				// A mockkp from before the public names has no TLS listener: make it anew.
+				// Never made anew under a running cluster: its Secrets are encrypted with the
+				// KMS root key in this mockkp's state. One from another checkout (its seed and
+				// CA) or from before the public names (no TLS listener) means a new lab.
+				if err := checkOwnBinds(ctx, MockKPContainer, binds); err != nil {
+					return "", err
+				}
 				if serves, err := mockkpServesPublicNames(ctx); err != nil {
 					return "", err
 				} else if !serves {
-					if _, err := docker(ctx, nil, "rm", "-f", MockKPContainer); err != nil {
-						return "", err
-					}
-					ok = false
+					return "", fmt.Errorf("%w: container %s was made before the lab served IAM's and Key Protect's public names (make lab-down, then make lab-up)",
+						ErrForeignContainer, MockKPContainer)
 				}
 			}
 			if !ok {
@@ -129,7 +133,7 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 				}
 				svc := service{Name: MockKPContainer, Image: tag,
 					Ports: map[string]string{"8080/tcp": MockKPHostAddr, "8081/tcp": MockKPAdminAddr},
-					Binds: []string{seedPath + ":/seed.json:ro", ca.Dir + ":/tls:ro"},
+					Binds: binds,
 					Cmd:   append([]string{"--addr", ":8080", "--admin-addr", ":8081", "--seed", "/seed.json"}, mockkpTLSArgs()...),
 					Ready: "/healthz"}
 				if err := svc.start(ctx, l.Opts.Logger); err != nil {
@@ -138,11 +142,10 @@ func MockKPStep(p Parts) func(*Lab) lab.Step {
 			} else if _, err := docker(ctx, nil, "start", MockKPContainer); err != nil {
 				return "", err
 			} else if newCA {
-				// mockkp reads its certificate once, at start.
-				if _, err := docker(ctx, nil, "restart", MockKPContainer); err != nil {
-					return "", err
-				}
-				note = "restarted for a new lab CA"
+				// mockkp reads its certificate once, at start, and a restart would lose its
+				// keys (state in memory): a new CA under a running mockkp means a new lab.
+				return "", fmt.Errorf("%w: the lab CA in %s was made anew while %s runs with the old one (make lab-down, then make lab-up)",
+					ErrForeignContainer, ca.Dir, MockKPContainer)
 			}
 			seed, err := mockkp.LoadSeed(seedPath)
 			var id labconfig.MockKPIdentity

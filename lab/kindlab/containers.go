@@ -3,6 +3,7 @@ package kindlab
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -10,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
@@ -142,4 +144,33 @@ func waitAnswer(ctx context.Context, url string, timeout time.Duration) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// ErrForeignContainer says a lab container was made by another lab (another checkout's out
+// dir, or an older keysync): reusing it would mix two labs' credentials, seeds or CAs.
+var ErrForeignContainer = errors.New("the lab's container belongs to another lab")
+
+// checkOwnBinds fails with ErrForeignContainer when the existing container name does not mount
+// binds ("source:destination[:ro]") from the same sources: a container another checkout made
+// reads its files from that checkout's out dir.
+func checkOwnBinds(ctx context.Context, name string, binds []string) error {
+	out, err := docker(ctx, nil, "inspect", "-f", "{{range .Mounts}}{{.Source}}|{{.Destination}}\n{{end}}", name)
+	if err != nil {
+		return err
+	}
+	have := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if src, dst, ok := strings.Cut(strings.TrimSpace(line), "|"); ok {
+			have[dst] = src
+		}
+	}
+	for _, b := range binds {
+		src, rest, _ := strings.Cut(b, ":")
+		dst, _, _ := strings.Cut(rest, ":")
+		if have[dst] != src {
+			return fmt.Errorf("%w: container %s mounts %q at %s, this lab's is %s (make lab-down removes the cluster, registry and mockkp; then make lab-up)",
+				ErrForeignContainer, name, have[dst], dst, src)
+		}
+	}
+	return nil
 }

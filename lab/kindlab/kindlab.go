@@ -306,6 +306,15 @@ func (l *Lab) startRegistry(ctx context.Context) (string, error) {
 	// /v2/ answers 401 without credentials: any status counts as ready.
 	svc := service{Name: RegistryContainer, Image: tag, Ports: map[string]string{"5000/tcp": RegistryHostAddr}, Ready: "/v2/",
 		Binds: []string{l.RegistryAuthDir() + ":/auth:ro"}, Aliases: []string{RegistryAlias, RegistryPrivateAlias}}
+	// A registry another checkout made reads another htpasswd: this lab's password would
+	// never work.
+	if ok, err := containerExists(ctx, RegistryContainer); err != nil {
+		return "", err
+	} else if ok {
+		if err := checkOwnBinds(ctx, RegistryContainer, svc.Binds); err != nil {
+			return "", err
+		}
+	}
 	if err := svc.start(ctx, l.Opts.Logger); err != nil {
 		return "", fmt.Errorf("failed to start the registry: %w", err)
 	}
