@@ -16,7 +16,6 @@ import (
 	"github.com/keysync-dev/keysync/internal/doctor"
 	dt "github.com/keysync-dev/keysync/internal/doctor/doctortest"
 	"github.com/keysync-dev/keysync/internal/kpkey"
-	"github.com/keysync-dev/keysync/internal/kubetest"
 	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/mockkp/mockkptest"
 )
@@ -47,13 +46,7 @@ type tc struct {
 }
 
 func TestChecks(t *testing.T) {
-	ctx := t.Context()
-	srv := kubetest.StartT(t)
-	cs, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dt.CreateNodes(ctx, t, cs)
+	_, cs := dt.Cluster(t)
 	kp := mockkptest.Start(t)
 	const wrongKey = "wrong-apikey-MUST-NOT-LEAK-0000"
 

@@ -22,19 +22,13 @@ import (
 	doctorcmd "github.com/keysync-dev/keysync/internal/cli/doctor"
 	"github.com/keysync-dev/keysync/internal/doctor"
 	dt "github.com/keysync-dev/keysync/internal/doctor/doctortest"
-	"github.com/keysync-dev/keysync/internal/kubetest"
 	"github.com/keysync-dev/keysync/internal/names"
 	"github.com/keysync-dev/keysync/lab"
 )
 
 func TestDoctorCommand(t *testing.T) {
 	ctx := t.Context()
-	srv := kubetest.StartT(t)
-	cs, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dt.CreateNodes(ctx, t, cs)
+	srv, cs := dt.Cluster(t)
 	dt.Deploy(ctx, t, cs, "healthy", dt.Config())
 	dt.Deploy(ctx, t, cs, "broken", dt.Config())
 	if err := cs.RbacV1().Roles("broken").Delete(ctx, names.Addon, metav1.DeleteOptions{}); err != nil {
@@ -221,12 +215,7 @@ current-context: c
 
 func TestDoctorCommandCleanupTimeout(t *testing.T) {
 	ctx := t.Context()
-	srv := kubetest.StartT(t)
-	cs, err := srv.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dt.CreateNodes(ctx, t, cs)
+	srv, cs := dt.Cluster(t)
 	dt.Deploy(ctx, t, cs, "healthy", dt.Config())
 	labEnv := filepath.Join(t.TempDir(), "cluster.env")
 	if err := lab.WriteEnv(labEnv, lab.Env{Lab: lab.KindCluster, Kubeconfig: srv.KubeconfigPath, Nodes: []string{"n1"},

@@ -22,6 +22,7 @@ import (
 
 	"github.com/keysync-dev/keysync/internal/doctor"
 	"github.com/keysync-dev/keysync/internal/kpkey"
+	"github.com/keysync-dev/keysync/internal/kubetest"
 	"github.com/keysync-dev/keysync/internal/names"
 )
 
@@ -40,6 +41,19 @@ var PodLabels = map[string]string{"app.kubernetes.io/name": names.Addon}
 // Config is a healthy keyprotect-config (https; never contacted unless a test says so).
 func Config() kpkey.Config {
 	return kpkey.Config{URL: "https://kms.example", InstanceID: "11111111-2222-4333-8444-555555555555", APIKey: APIKey}
+}
+
+// Cluster starts a bare kube-apiserver (internal/kubetest) with Nodes created, and returns it
+// with a client.
+func Cluster(t testing.TB) (*kubetest.Server, kubernetes.Interface) {
+	t.Helper()
+	srv := kubetest.StartT(t)
+	cs, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	CreateNodes(t.Context(), t, cs)
+	return srv, cs
 }
 
 // CreateNodes creates Nodes, Ready, with 2 CPUs, 4Gi of memory and 110 pods allocatable.
