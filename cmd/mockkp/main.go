@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -132,6 +133,13 @@ func run(ctx context.Context, o options, stderr io.Writer) error {
 	}
 	if o.tlsAddr != "" && o.tlsCert == "" {
 		return errors.New("--tls-addr needs --tls-cert and --tls-key")
+	}
+	if o.tlsCert != "" {
+		// Before listening: a lab waiting for the ready file must not see a mockkp that
+		// then fails on its certificate.
+		if _, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey); err != nil {
+			return fmt.Errorf("invalid --tls-cert/--tls-key: %w", err)
+		}
 	}
 	mo := mockkp.Options{StatePath: o.state, TokenTTL: o.tokenTTL, Logger: log}
 	for _, v := range o.rateLimit {

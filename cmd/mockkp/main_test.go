@@ -124,6 +124,7 @@ func TestRunRejectsBadFlags(t *testing.T) {
 	}{
 		{"tls cert without key", []string{"--tls-cert", "x.crt"}, "go together"},
 		{"tls addr without cert", []string{"--tls-addr", "127.0.0.1:0"}, "--tls-addr needs --tls-cert"},
+		{"tls cert that is not there", []string{"--tls-addr", "127.0.0.1:0", "--tls-cert", "/nonexistent.crt", "--tls-key", "/nonexistent.key"}, "invalid --tls-cert/--tls-key"},
 		{"bad seed", []string{"--seed", badSeed}, "invalid seed file"},
 		{"missing seed", []string{"--seed", filepath.Join(dir, "none.json")}, "failed to read seed file"},
 		{"bad log format", []string{"--log-format", "xml"}, "--log-format"},
