@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -412,15 +414,23 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// tree lists the keys tree: relative path → content.
+// tree lists the keys tree: relative path → content. The syncer runs meanwhile, so a file
+// it removes between the listing and the read is simply not in the snapshot; any other
+// error (the tree itself missing included) fails the test.
 func tree(t testing.TB, dir string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil && p != dir && errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil || d.IsDir() {
 			return err
 		}
 		data, err := os.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
