@@ -164,8 +164,11 @@ const asidePrefix = ".keysync-plant-aside-"
 // which what replaced it is removed instead: p is renamed to a private name in its directory
 // first (atomically taking whatever is there at that moment), and what was moved is looked at
 // there. A symlink ours accepts is removed; anything else goes back to p with a hard link, which
-// never replaces what may have landed at p since (then it stays at the private name, and the
-// error names it). removed says whether a symlink was removed; nothing at p is not an error.
+// never replaces what may have landed at p since. When something did land there meanwhile, what
+// was moved aside is an older version of it (only the synchronizer writes at p) and is removed
+// too: a stale key must not stay in the tree under a private name. Only when p stays empty and
+// the link still fails is the private name left, and the error names it. removed says whether
+// a symlink was removed; nothing at p is not an error.
 func removeSymlink(ctx context.Context, ops Ops, node, p string, ours func(target string) bool) (removed bool, err error) {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -187,7 +190,11 @@ func removeSymlink(ctx context.Context, ops Ops, node, p string, ours func(targe
 	}
 	// Not ours (the synchronizer replaced the link just now), or unknown: put it back.
 	if err := ops.Link(ctx, node, aside, p); err != nil {
-		return false, fmt.Errorf("failed to put back %s, moved aside to %s (it is still there): %w", p, aside, err)
+		now, serr := ops.Stat(ctx, node, p)
+		if serr != nil || now.Kind == KindNone {
+			return false, fmt.Errorf("failed to put back %s, moved aside to %s (it is still there): %w", p, aside, err)
+		}
+		// Superseded while it was aside: the newer file at p stays, the older copy goes.
 	}
 	if err := ops.Remove(ctx, node, aside); err != nil {
 		return false, fmt.Errorf("failed to remove %s, a second link of %s: %w", aside, p, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -258,6 +259,7 @@ func TestParseStat(t *testing.T) {
 type racingOps struct {
 	Ops
 	beforeRename, beforeLink func(to string) error
+	failLink                 bool // Link fails as a node would that cannot link (EPERM)
 }
 
 func (o racingOps) Rename(ctx context.Context, node, from, to string) error {
@@ -274,6 +276,9 @@ func (o racingOps) Link(ctx context.Context, node, from, to string) error {
 		if err := o.beforeLink(to); err != nil {
 			return err
 		}
+	}
+	if o.failLink {
+		return fmt.Errorf("link %s %s: %w", from, to, fs.ErrPermission)
 	}
 	return o.Ops.Link(ctx, node, from, to)
 }
@@ -322,11 +327,25 @@ func TestUndoSymlinkRace(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := pl.Undo(ctx, rec); err == nil || !strings.Contains(err.Error(), asidePrefix) {
-				t.Errorf("Undo = %v, want an error naming the file moved aside", err)
+			if err := pl.Undo(ctx, rec); err != nil {
+				t.Fatal(err)
 			}
 			if got, err := os.ReadFile(p); err != nil || string(got) != "new key" {
 				t.Errorf("after Undo %s holds %q, %v; want the newest key", p, got, err)
+			}
+			// The older version moved aside is not left in the tree under a private name.
+			assertOnly(t, root, "key.pem")
+		})
+		t.Run(access+"/put back fails with nothing at the path", func(t *testing.T) {
+			root := t.TempDir()
+			p := filepath.Join(root, "key.pem")
+			pl := New(racingOps{Ops: ops(t, root), beforeRename: replaceWith("old key"), failLink: true})
+			rec, err := pl.Symlink(ctx, "node-1", "../target.pem", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := pl.Undo(ctx, rec); err == nil || !strings.Contains(err.Error(), asidePrefix) {
+				t.Errorf("Undo = %v, want an error naming the file moved aside", err)
 			}
 		})
 		t.Run(access+"/still a symlink", func(t *testing.T) {
