@@ -36,6 +36,8 @@ type tcase struct {
 	wants  []want
 	// secrets must appear in no output (dt.APIKey always).
 	secrets []string
+	// results: check ID → how many results it must give (checks not named: any number).
+	results map[string]int
 }
 
 // tc is what a case's break_ gets.
@@ -238,6 +240,24 @@ func TestChecks(t *testing.T) {
 				{check: "secret-events", subject: "Secret gone", status: doctor.Warn, found: "UnwrapFailed ×1 on node(s) n1, last"},
 				{check: "secret-events", subject: "Secret gone", status: doctor.Warn, found: "unwrap with apikey [REDACTED] failed (the Secret has since been deleted or replaced)"},
 			}},
+		{name: "failure Events on many deleted Secrets: one line for them",
+			break_: func(ctx context.Context, t *testing.T, c *tc) {
+				s, err := c.cs.CoreV1().Secrets(c.ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: c.ns},
+					Type: names.SecretTypeKey, Data: map[string][]byte{"k.pem": []byte("not a key")}}, metav1.CreateOptions{})
+				must(t, err)
+				dt.Event(ctx, t, c.cs, c.ns, "Secret", "bad", string(s.UID), "KeyRejected", "n1", "data key k.pem: not a private key")
+				for _, n := range []string{"gone1", "gone2", "gone3"} {
+					dt.Event(ctx, t, c.cs, c.ns, "Secret", n, "uid-of-"+n, "KeyRejected", "n1", "not a private key")
+				}
+				dt.Event(ctx, t, c.cs, c.ns, "Secret", "gone4", "uid-of-gone4", "UnwrapFailed", "n2", "unwrap with apikey "+dt.APIKey+" failed")
+				dt.Event(ctx, t, c.cs, c.ns, "Secret", "gone4", "uid-of-gone4", "UnwrapFailed", "n1", "unwrap with apikey "+dt.APIKey+" failed")
+			},
+			wants: []want{
+				{check: "secret-events", subject: "Secret bad", found: "KeyRejected ×1 on node(s) n1, last"},
+				{check: "secret-events", subject: "4 deleted Secrets", status: doctor.Warn,
+					found: "failure Events on 4 Secret(s) since deleted or replaced: KeyRejected ×3, UnwrapFailed ×2 (kubectl -n {ns} get events"},
+			},
+			results: map[string]int{"secret-events": 2}},
 		{name: "pulls failing for a missing decryption key: pods that exist",
 			break_: func(ctx context.Context, t *testing.T, c *tc) {
 				appPod(ctx, t, c, "app", "n1", "rpc error: code = Unknown desc = decrypting layer sha256:0123: "+missingKey)
@@ -267,6 +287,19 @@ func TestChecks(t *testing.T) {
 				{check: "decrypt-failures", subject: "node n2", status: doctor.Warn,
 					found: `image localhost:5000/enc/app:1: pulls failed with "missing private key needed for decryption" (2 pod(s), since deleted or replaced: {ns}/gone, {ns}/gone2)`},
 			}},
+		{name: "missing-key Events of many deleted pods: one line for them",
+			break_: func(ctx context.Context, t *testing.T, c *tc) {
+				pullEvent(ctx, t, c, "gone1", "", "n1", missingKey)
+				pullEvent(ctx, t, c, "gone2", "", "n2", missingKey)
+				pullEvent(ctx, t, c, "gone3", "", "n1", "none of the private keys could be used for decryption")
+				pullEvent(ctx, t, c, "gone4", "", "n2", "none of the private keys could be used for decryption")
+				pullEvent(ctx, t, c, "gone5", "", "n2", missingKey)
+			},
+			wants: []want{
+				{check: "decrypt-failures", subject: "5 deleted pods", status: doctor.Warn,
+					found: "pulls failed for a missing or wrong key in 5 pod(s) since deleted or replaced: by node n2 ×3, n1 ×2; by image " + appImage + " ×5"},
+			},
+			results: map[string]int{"decrypt-failures": 1}},
 		{name: "missing-key Events of a replaced pod: a warning",
 			break_: func(ctx context.Context, t *testing.T, c *tc) {
 				appPod(ctx, t, c, "app", "n1", "")
@@ -336,6 +369,17 @@ func TestChecks(t *testing.T) {
 			}
 			t.Logf("doctor output:\n%s", text.String())
 			assertReport(t, rep, ns, c.wants)
+			for check, want := range c.results {
+				got := 0
+				for _, r := range rep.Results {
+					if r.Check == check {
+						got++
+					}
+				}
+				if got != want {
+					t.Errorf("%s gave %d result(s), want %d", check, got, want)
+				}
+			}
 			for _, s := range append(c.secrets, dt.APIKey) {
 				if strings.Contains(text.String(), s) || strings.Contains(js.String(), s) {
 					t.Errorf("the output contains the API key %q", s)

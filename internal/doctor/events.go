@@ -98,7 +98,8 @@ func checkSecretEvents(ctx context.Context, e *Env) []Result {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var out []Result
+	var out, gone []Result
+	goneSecrets, goneReasons := map[string]bool{}, map[string]int{}
 	for _, k := range keys {
 		g := groups[k]
 		sort.Strings(g.nodes)
@@ -110,12 +111,43 @@ func checkSecretEvents(ctx context.Context, e *Env) []Result {
 			e.now().Sub(g.last).Truncate(time.Second), clip(g.message))
 		subject := "Secret " + g.secret
 		if !secretExists(ctx, e, e.Namespace, g.secret, g.uid) {
-			out = append(out, warn(subject, found+" (the Secret has since been deleted or replaced)", ""))
+			gone = append(gone, warn(subject, found+" (the Secret has since been deleted or replaced)", ""))
+			goneSecrets[g.secret] = true
+			goneReasons[g.reason] += g.count
 			continue
 		}
 		out = append(out, fail(subject, found, eventFix(g.reason, e.Namespace, g.secret)))
 	}
-	return out
+	if len(gone) <= maxGoneShown {
+		return append(out, gone...)
+	}
+	// Many (a test run's deliberate bad Secrets, since deleted): one line, not one each.
+	return append(out, warn(fmt.Sprintf("%d deleted Secrets", len(goneSecrets)),
+		fmt.Sprintf("failure Events on %d Secret(s) since deleted or replaced: %s (kubectl -n %s get events --field-selector involvedObject.kind=Secret)",
+			len(goneSecrets), countsLine(goneReasons), e.Namespace), ""))
+}
+
+// maxGoneShown: up to this many warnings about deleted objects are shown one by one; more
+// (what a test run leaves in the Event window) are summed up in one.
+const maxGoneShown = 3
+
+// countsLine lists name ×count, largest first (then by name).
+func countsLine(counts map[string]int) string {
+	ks := make([]string, 0, len(counts))
+	for k := range counts {
+		ks = append(ks, k)
+	}
+	sort.Slice(ks, func(i, j int) bool {
+		if counts[ks[i]] != counts[ks[j]] {
+			return counts[ks[i]] > counts[ks[j]]
+		}
+		return ks[i] < ks[j]
+	})
+	parts := make([]string, len(ks))
+	for i, k := range ks {
+		parts[i] = fmt.Sprintf("%s ×%d", k, counts[k])
+	}
+	return strings.Join(parts, ", ")
 }
 
 func isFailureReason(reason string) bool {
@@ -233,7 +265,8 @@ func checkDecryptFailures(ctx context.Context, e *Env) []Result {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var out []Result
+	var out, gone []Result
+	gonePods, goneNodes, goneImages := map[string]bool{}, map[string]int{}, map[string]int{}
 	for _, k := range keys {
 		g := groups[k]
 		sort.Strings(g.pods)
@@ -242,8 +275,13 @@ func checkDecryptFailures(ctx context.Context, e *Env) []Result {
 			shown = append(append([]string{}, shown[:5]...), fmt.Sprintf("and %d more", len(g.pods)-5))
 		}
 		if g.gone {
-			out = append(out, warn("node "+g.node, fmt.Sprintf("image %s: pulls failed with %q (%d pod(s), since deleted or replaced: %s)",
+			gone = append(gone, warn("node "+g.node, fmt.Sprintf("image %s: pulls failed with %q (%d pod(s), since deleted or replaced: %s)",
 				g.image, g.kind, len(g.pods), strings.Join(shown, ", ")), ""))
+			for _, p := range g.pods {
+				gonePods[p] = true
+			}
+			goneNodes[g.node] += len(g.pods)
+			goneImages[g.image] += len(g.pods)
 			continue
 		}
 		found := fmt.Sprintf("image %s: pulls fail with %q (%d pod(s): %s)", g.image, g.kind, len(g.pods), strings.Join(shown, ", "))
@@ -253,7 +291,12 @@ func checkDecryptFailures(ctx context.Context, e *Env) []Result {
 		}
 		out = append(out, fail("node "+g.node, found, fix))
 	}
-	return out
+	if len(gone) <= maxGoneShown {
+		return append(out, gone...)
+	}
+	return append(out, warn(fmt.Sprintf("%d deleted pods", len(gonePods)),
+		fmt.Sprintf("pulls failed for a missing or wrong key in %d pod(s) since deleted or replaced: by node %s; by image %s",
+			len(gonePods), countsLine(goneNodes), countsLine(goneImages)), ""))
 }
 
 func decryptKind(msg string) string {
