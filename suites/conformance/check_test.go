@@ -67,7 +67,7 @@ func TestRunProfiles(t *testing.T) {
 		t.Run(string(tt.profile), func(t *testing.T) {
 			var progress strings.Builder
 			c := &Context{Profile: tt.profile}
-			cases := Run(context.Background(), c, []Feature{f}, RunOptions{Progress: &progress})
+			cases, _ := Run(context.Background(), c, []Feature{f}, RunOptions{Progress: &progress})
 			var got []string
 			for _, rc := range cases {
 				got = append(got, string(rc.Status))

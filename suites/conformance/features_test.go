@@ -35,7 +35,7 @@ func TestFeaturesSkipWithoutCapability(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := &Context{Lab: tt.env, RunID: "test", Client: fake.NewClientset()}
-			cases := Run(context.Background(), c, tt.features, RunOptions{})
+			cases, _ := Run(context.Background(), c, tt.features, RunOptions{})
 			setups, seen := 0, map[string]bool{}
 			for _, rc := range cases {
 				if rc.Status != report.Skipped {
@@ -62,10 +62,19 @@ func TestFeaturesSkipWithoutCapability(t *testing.T) {
 // The Key Protect features fail (not skip) on a lab that claims mockkp but lacks its settings.
 func TestKPFeatureFailsWithoutSettings(t *testing.T) {
 	c := &Context{Lab: lab.Env{Lab: lab.KindKind, Capabilities: []lab.Capability{lab.CapCluster, lab.CapMockKP}}, RunID: "test", Client: fake.NewClientset()}
-	for _, rc := range Run(context.Background(), c, []Feature{featureKPKey()}, RunOptions{}) {
-		if rc.Name == "setup" && (rc.Status != report.Failed || !strings.Contains(rc.Message, "KP_ROOT_KEY_ID")) {
+	cases, _ := Run(context.Background(), c, []Feature{featureKPKey()}, RunOptions{})
+	setups := 0
+	for _, rc := range cases {
+		if rc.Name != "setup" {
+			continue
+		}
+		setups++
+		if rc.Status != report.Failed || !strings.Contains(rc.Message, "KP_ROOT_KEY_ID") {
 			t.Errorf("setup: %s %q, want failed naming the missing keys", rc.Status, rc.Message)
 		}
+	}
+	if setups != 1 {
+		t.Errorf("%d setup case(s) in %v, want the failed setup", setups, cases)
 	}
 }
 

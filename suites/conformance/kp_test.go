@@ -103,7 +103,8 @@ func TestKPNeverChangesLiveConfig(t *testing.T) {
 			kpF, badF := featureKPKey(), featureBadInput()
 			kpF.Name, badF.Name = "kp", "bad"
 			got := map[string]report.Case{}
-			for _, rc := range Run(context.Background(), c, []Feature{kpF, badF}, RunOptions{}) {
+			cases, _ := Run(context.Background(), c, []Feature{kpF, badF}, RunOptions{})
+			for _, rc := range cases {
 				got[rc.Suite+"/"+rc.Name] = rc
 			}
 			for k, want := range tt.want {

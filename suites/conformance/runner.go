@@ -28,9 +28,9 @@ type RunOptions struct {
 // Run executes features outside `go test` (for `keysync conformance`) with the same bodies,
 // one at a time, and returns one report case per step. A fatal setup skips the feature's
 // assessments; a stopped required assessment skips the ones that depend on it (check.go);
-// cleanups run in every case.
-func Run(ctx context.Context, c *Context, fs []Feature, o RunOptions) []report.Case {
-	var cases []report.Case
+// cleanups run in every case. Features the options leave out are not checks of this run: no
+// case, only their names in notSelected.
+func Run(ctx context.Context, c *Context, fs []Feature, o RunOptions) (cases []report.Case, notSelected []string) {
 	emit := func(rc report.Case) {
 		cases = append(cases, rc)
 		if o.Progress != nil {
@@ -46,30 +46,33 @@ func Run(ctx context.Context, c *Context, fs []Feature, o RunOptions) []report.C
 	}
 	for _, f := range fs {
 		if reason, ok := selected(f, o); !ok {
-			emit(report.Case{Suite: f.Name, Name: "feature", Area: string(f.Area), Status: report.Skipped, Message: reason})
+			notSelected = append(notSelected, f.Name)
+			if o.Progress != nil {
+				fmt.Fprintf(o.Progress, "--- NOT SELECTED: %s (%s)\n", f.Name, reason)
+			}
 			continue
 		}
 		runFeature(ctx, c, f, emit)
 	}
-	return cases
+	return cases, notSelected
 }
 
 func selected(f Feature, o RunOptions) (string, bool) {
 	for k, vs := range o.Labels {
 		if v := f.Label(k); v == "" || !contains(vs, v) {
-			return fmt.Sprintf("skipped: labels %s=%v not matched (feature has %s=%q)", k, vs, k, v), false
+			return fmt.Sprintf("labels %s=%v not matched (feature has %s=%q)", k, vs, k, v), false
 		}
 	}
 	for k, vs := range o.SkipLabels {
 		if v := f.Label(k); v != "" && contains(vs, v) {
-			return fmt.Sprintf("skipped: label %s=%s is skipped", k, v), false
+			return fmt.Sprintf("label %s=%s is skipped", k, v), false
 		}
 	}
 	if o.Feature != nil && !o.Feature.MatchString(f.Name) {
-		return "skipped: feature name does not match --feature", false
+		return "feature name does not match --feature", false
 	}
 	if o.SkipFeatures != nil && o.SkipFeatures.MatchString(f.Name) {
-		return "skipped: feature name matches --skip-features", false
+		return "feature name matches --skip-features", false
 	}
 	return "", true
 }

@@ -42,8 +42,15 @@ func TestRun(t *testing.T) {
 			Assess: []Step{{Name: "f1", Fn: func(_ context.Context, _ T, _ *Context) {}}}},
 	}
 	var progress strings.Builder
-	cases := Run(context.Background(), &Context{}, fs, RunOptions{
+	cases, notSelected := Run(context.Background(), &Context{}, fs, RunOptions{
 		SkipLabels: map[string][]string{LabelArea: {"bad-input"}}, Progress: &progress})
+	// A feature the options leave out is no check of the run: named, never counted.
+	if len(notSelected) != 1 || notSelected[0] != "filtered" {
+		t.Errorf("not selected %q, want [filtered]", notSelected)
+	}
+	if !strings.Contains(progress.String(), "--- NOT SELECTED: filtered (label area=bad-input is skipped)") {
+		t.Errorf("progress does not name the feature left out: %s", progress.String())
+	}
 	got := map[string]report.Status{}
 	for _, c := range cases {
 		got[c.Suite+"/"+c.Name] = c.Status
@@ -53,7 +60,6 @@ func TestRun(t *testing.T) {
 		"fatal assess/b1": report.Failed, "fatal assess/b2": report.Skipped,
 		"fatal setup/setup": report.Failed, "fatal setup/c1": report.Skipped,
 		"errorf and panic/d1": report.Failed, "errorf and panic/d2": report.Failed,
-		"filtered/feature": report.Skipped,
 		"cleanup fails/f1": report.Passed, "cleanup fails/cleanup": report.Failed,
 	}
 	for k, v := range want {
@@ -72,7 +78,7 @@ func TestRun(t *testing.T) {
 		t.Errorf("progress lacks the failure: %s", progress.String())
 	}
 	// Passing setups are not checks and are not counted.
-	if p, f, s := report.Counts(cases); p != 2 || f != 5 || s != 4 {
+	if p, f, s := report.Counts(cases); p != 2 || f != 5 || s != 3 {
 		t.Errorf("counts %d/%d/%d", p, f, s)
 	}
 }

@@ -141,8 +141,9 @@ func runE(cmd *cobra.Command, s *cli.Streams, fp *flagpole) error {
 	meta := c.Meta("keysync conformance", start)
 	fmt.Fprintf(s.ErrOut, "running conformance against the %s lab (synchronizer %s, profile %s, driver %s, run ID %s)\n",
 		c.Lab.Lab, meta.SynchronizerOrUnknown(), meta.Profile, c.Driver.Name(), c.RunID)
-	cases := conformance.Run(runCtx, c, conformance.Features(), conformance.RunOptions{
+	cases, notSelected := conformance.Run(runCtx, c, conformance.Features(), conformance.RunOptions{
 		Labels: labels, SkipLabels: skipLabels, Feature: feature, SkipFeatures: skipFeatures, Progress: s.ErrOut})
+	meta.NotSelected = notSelected
 	cctx, cancel := contextWithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	if leaked, err := c.DeleteLeftovers(cctx, c.RunID); err != nil || len(leaked) > 0 {
@@ -205,6 +206,9 @@ func finish(s *cli.Streams, out outputs, m report.Meta, cases []report.Case, too
 		}
 	}
 	fmt.Fprintf(s.Out, "synchronizer: %s; profile: %s\n", m.SynchronizerOrUnknown(), orDefault(m.Profile, string(conformance.DefaultProfile)))
+	if line := m.NotSelectedLine(); line != "" {
+		fmt.Fprintln(s.Out, line)
+	}
 	fmt.Fprintln(s.Out, report.ProfileSummary(cases))
 	line := report.Summary(cases)
 	if took > 0 {
@@ -263,7 +267,8 @@ func newReportCommand(s *cli.Streams) *cobra.Command {
 		Long: `Reads 'go test -json ./suites' output and counts the conformance checks only (the leaves of
 TestConformance: one feature's assessment against the lab; a feature skipped as a whole, or
 whose setup failed, counts once), never other tests; skipped checks count as skipped with their
-reason. Prints the per-profile line, then "N passed, N failed, N skipped" (", N warned").
+reason. Features the run's selection left out (--labels, --skip-features, ...) are no checks of
+the run: counted nowhere, named on the "not selected" line. Prints the per-profile line, then "N passed, N failed, N skipped" (", N warned").
 --profile judges the run again under the other profile (report.Rejudge): the profiles run the
 same checks, so one run yields both verdicts.`,
 		Args: cobra.NoArgs,
@@ -286,6 +291,7 @@ same checks, so one run yields both verdicts.`,
 			}
 			m := res.Meta
 			m.Title = "go test ./suites"
+			m.NotSelected = res.NotSelected
 			cases := res.Cases
 			if profile != "" {
 				if cases, err = report.Rejudge(cases, profile); err != nil {

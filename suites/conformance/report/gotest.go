@@ -35,7 +35,15 @@ type GoTestResult struct {
 	Meta Meta
 	// Ignored counts leaf tests left out by GoTestOptions.Top.
 	Ignored int
+	// NotSelected names the features (or assessments) e2e-framework's selection flags left
+	// out (--labels, --skip-labels, --feature, --skip-features, --assess): not checks of
+	// the run, so no case.
+	NotSelected []string
 }
+
+// notSelectedRE matches e2e-framework's skip messages for features and assessments its
+// selection flags leave out (pkg/env/env.go, v0.7.0), capturing the name.
+var notSelectedRE = regexp.MustCompile(`Skipping (?:feature|assessment):? "([^"]*)": (?:unmatched labels|matched label provided in --skip-|name not matched|name matched)`)
 
 // FromGoTestJSON converts `go test -json` output into cases (ParseGoTestJSON keeping every
 // test).
@@ -153,6 +161,12 @@ func ParseGoTestJSON(r io.Reader, o GoTestOptions) (GoTestResult, error) {
 				res.Cases = append(res.Cases, pc)
 			}
 			continue
+		}
+		if st == Skipped && o.Top != "" {
+			if m := notSelectedRE.FindStringSubmatch(rc.out.String()); m != nil {
+				res.NotSelected = append(res.NotSelected, m[1])
+				continue
+			}
 		}
 		c := leafCase(rc.pkg, rc.test, st, dur, rc.out.String(), o.Top != "")
 		info, ok := checkInfo(rc.out.String())

@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -78,7 +79,7 @@ func WriteJUnit(w io.Writer, m Meta, cases []Case) error {
 	doc := junitSuites{Name: name, Properties: props(
 		"synchronizer", m.SynchronizerOrUnknown(), "lab", m.Lab, "profile", m.Profile,
 		"required", tallyText(by[ProfileRequired]), "recommended", tallyText(by[ProfileRecommended]),
-		"summary", ProfileSummary(cases))}
+		"summary", ProfileSummary(cases), "not-selected", notSelectedCount(m))}
 	index := map[string]int{}
 	var total time.Duration
 	for _, c := range cases {
@@ -142,4 +143,12 @@ func joinNonEmpty(parts ...string) string {
 		}
 	}
 	return strings.Join(out, "\n\n")
+}
+
+// notSelectedCount is the number of features the selection left out ("" when none).
+func notSelectedCount(m Meta) string {
+	if len(m.NotSelected) == 0 {
+		return ""
+	}
+	return strconv.Itoa(len(m.NotSelected))
 }

@@ -133,6 +133,16 @@ func TestParseGoTestJSONChecks(t *testing.T) {
 	ev("output", "TestConformance/addon/the_addon's_resources", "    e2e.go:1: "+CheckMarker+string(setup)+"\n", 0)
 	ev("output", "TestConformance/addon/the_addon's_resources", "    e2e.go:2: needs a lab with capability cluster\n", 0)
 	ev("skip", "TestConformance/addon/the_addon's_resources", "", 0)
+	// Left out by the run's selection flags (e2e-framework's own skip messages): no checks.
+	ev("run", "TestConformance/rotation/rotation_replaces", "", 0)
+	ev("output", "TestConformance/rotation/rotation_replaces", `    env.go:231: Skipping feature "rotation replaces": unmatched labels "[area=rotation]"`+"\n", 0)
+	ev("skip", "TestConformance/rotation/rotation_replaces", "", 0)
+	ev("run", "TestConformance/hygiene/no_temp_files", "", 0)
+	ev("output", "TestConformance/hygiene/no_temp_files", `    env.go:231: Skipping feature "no temp files": matched label provided in --skip-lables "area=hygiene"`+"\n", 0)
+	ev("skip", "TestConformance/hygiene/no_temp_files", "", 0)
+	ev("run", "TestConformance/plain/by_name", "", 0)
+	ev("output", "TestConformance/plain/by_name", `    env.go:231: Skipping feature "by name": name not matched`+"\n", 0)
+	ev("skip", "TestConformance/plain/by_name", "", 0)
 	ev("run", "TestHelperUnit", "", 0)
 	ev("pass", "TestHelperUnit", "", 0)
 	ev("fail", "", "", 3)
@@ -140,6 +150,9 @@ func TestParseGoTestJSONChecks(t *testing.T) {
 	res, err := ParseGoTestJSON(strings.NewReader(in.String()), GoTestOptions{Top: "TestConformance"})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := strings.Join(res.NotSelected, "|"); got != "rotation replaces|no temp files|by name" {
+		t.Errorf("not selected %q, want the three features the selection left out", got)
 	}
 	if res.Ignored != 1 {
 		t.Errorf("ignored %d non-conformance tests, want 1 (the unit test)", res.Ignored)

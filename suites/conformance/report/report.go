@@ -96,6 +96,17 @@ type Meta struct {
 	Profile string
 	// Started is when the run started (zero: not printed).
 	Started time.Time
+	// NotSelected names the features the run's selection (--labels, --skip-labels, --feature,
+	// --skip-features) left out: not checks of this run, in no count.
+	NotSelected []string
+}
+
+// NotSelectedLine says how many features the selection left out ("" when none).
+func (m Meta) NotSelectedLine() string {
+	if len(m.NotSelected) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("not selected: %d feature(s) left out by the run's selection (--labels, --skip-labels, --feature, --skip-features), in no count", len(m.NotSelected))
 }
 
 // SynchronizerOrUnknown returns m.Synchronizer, or "unknown".
