@@ -8,7 +8,8 @@
 #   - the env file names that directory as the synchronizer under test, with kp-public-names;
 #   - the running DaemonSet is the author's (no --allow-insecure-kp) with the lab's hostAliases;
 #   - the Key Protect features (area kp) judge it through the public names and the
-#     runbook-only keyprotect-config, every check run (none skipped) and passed;
+#     runbook-only keyprotect-config, every check run (none skipped) and passed, and mockkp
+#     saw its token and unwrap requests arrive at those names over TLS;
 #   - the JUnit and HTML reports name the directory.
 # Usage: hack/byo-kind-test.sh [LAB_ENV]   (default _out/lab.env; the lab stays up, running
 # the directory's synchronizer: make lab-up again deploys the reference)
@@ -75,9 +76,16 @@ check "the lab's hostAliases map IAM's and Key Protect's names in its pods" \
   "$(k -n "$ns" get daemonset addon-image-key-synchronizer -o jsonpath='{.spec.template.spec.hostAliases}')"
 
 echo "--- make conformance SUITE_ARGS='--labels area=kp'"
+since=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 rc=0
 make conformance LAB_ENV="$lab_env" SUITE_ARGS="--labels area=kp" || rc=$?
 check "the Key Protect features pass against it (make conformance exit 0)" test "$rc" -eq 0
+# mockkp logs every request with the name the client used and the listener (tls=true: :443).
+kplog=$(docker logs --since "$since" keysync-mockkp 2>&1)
+check "it got its IAM token at IAM's public name (the client's default), over TLS" \
+  grep -Eq 'host=iam\.cloud\.ibm\.com tls=true path=/oidc/token .*status=200' <<<"$kplog"
+check "it unwrapped at Key Protect's public name, over TLS" \
+  grep -Eq 'host=us-south\.kms\.cloud\.ibm\.com tls=true path=/api/v2/keys/[^ ]+/actions/unwrap op=unwrap status=200' <<<"$kplog"
 check "every Key Protect check ran (none skipped) and some did" \
   bash -c 'grep -q "<testcase" _out/junit.xml && ! grep -q "<skipped" _out/junit.xml'
 check "the JUnit names the synchronizer judged" grep -qF "$dir" _out/junit.xml

@@ -208,7 +208,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	var fault FaultKind
 	defer func() {
 		attrs := []slog.Attr{
-			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			// host and tls tell which name and listener a client used (a lab maps IAM's
+			// and Key Protect's public names to the TLS listener).
+			slog.String("method", r.Method), slog.String("host", r.Host), slog.Bool("tls", r.TLS != nil), slog.String("path", r.URL.Path),
 			slog.String("op", rt.op), slog.Int("status", rec.status),
 			slog.Duration("duration", time.Since(start)),
 			slog.String("correlation_id", r.Header.Get("correlation-id")),

@@ -431,6 +431,9 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if strings.Count(logs, `"msg":"request"`) < 4 || !strings.Contains(logs, `"op":"unwrap"`) {
 		t.Fatalf("request logs missing: %s", logs)
 	}
+	if !strings.Contains(logs, `"host":"127.0.0.1:`) || !strings.Contains(logs, `"tls":false`) {
+		t.Errorf("request logs do not say which host and listener were used: %s", logs)
+	}
 	for name, secret := range map[string]string{
 		"api key": env.APIKey, "plaintext": string(plain), "ciphertext": string(ct),
 		"token signature": token[strings.LastIndex(token, ".")+1:],
