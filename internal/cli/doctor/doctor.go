@@ -63,7 +63,9 @@ Secrets, pulls failing with "missing private key needed for decryption", and on 
 keys tree and CRI-O's decryption_keys_path.
 
 One line per result: ✓ ok, ! warning, ✗ failed, - skipped; each says what was found and what
-to do. -o json prints one document (schema ` + doctor.Schema + `).
+to do. -o json prints one document (schema ` + doctor.Schema + `). Failure Events of Secrets
+and pods since deleted or replaced (a test run's, an old rollout's) are warnings, not failures;
+more than 3 are summed up in one line per check.
 
 Exit codes: 0 clean (warnings and skipped checks allowed), 1 a check failed or doctor could
 not remove what it started on the nodes, 2 doctor could not run (bad flags, unreadable
