@@ -254,7 +254,7 @@ func TestChecks(t *testing.T) {
 			},
 			wants: []want{
 				{check: "secret-events", subject: "Secret bad", found: "KeyRejected ×1 on node(s) n1, last"},
-				{check: "secret-events", subject: "4 deleted Secrets", status: doctor.Warn,
+				{check: "secret-events", subject: "4 deleted or replaced Secret(s)", status: doctor.Warn,
 					found: "failure Events on 4 Secret(s) since deleted or replaced: KeyRejected ×3, UnwrapFailed ×2 (kubectl -n {ns} get events"},
 			},
 			results: map[string]int{"secret-events": 2}},
@@ -294,9 +294,11 @@ func TestChecks(t *testing.T) {
 				pullEvent(ctx, t, c, "gone3", "", "n1", "none of the private keys could be used for decryption")
 				pullEvent(ctx, t, c, "gone4", "", "n2", "none of the private keys could be used for decryption")
 				pullEvent(ctx, t, c, "gone5", "", "n2", missingKey)
+				// gone1 also failed with the wrong key: still one pod.
+				pullEvent(ctx, t, c, "gone1", "", "n1", "none of the private keys could be used for decryption")
 			},
 			wants: []want{
-				{check: "decrypt-failures", subject: "5 deleted pods", status: doctor.Warn,
+				{check: "decrypt-failures", subject: "5 deleted or replaced pod(s)", status: doctor.Warn,
 					found: "pulls failed for a missing or wrong key in 5 pod(s) since deleted or replaced: by node n2 ×3, n1 ×2; by image " + appImage + " ×5"},
 			},
 			results: map[string]int{"decrypt-failures": 1}},

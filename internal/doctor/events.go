@@ -122,7 +122,7 @@ func checkSecretEvents(ctx context.Context, e *Env) []Result {
 		return append(out, gone...)
 	}
 	// Many (a test run's deliberate bad Secrets, since deleted): one line, not one each.
-	return append(out, warn(fmt.Sprintf("%d deleted Secrets", len(goneSecrets)),
+	return append(out, warn(fmt.Sprintf("%d deleted or replaced Secret(s)", len(goneSecrets)),
 		fmt.Sprintf("failure Events on %d Secret(s) since deleted or replaced: %s (kubectl -n %s get events --field-selector involvedObject.kind=Secret)",
 			len(goneSecrets), countsLine(goneReasons), e.Namespace), ""))
 }
@@ -266,7 +266,15 @@ func checkDecryptFailures(ctx context.Context, e *Env) []Result {
 	}
 	sort.Strings(keys)
 	var out, gone []Result
-	gonePods, goneNodes, goneImages := map[string]bool{}, map[string]int{}, map[string]int{}
+	// Each pod counts once overall, once per node and once per image (a pod may be in two
+	// groups: two images, or a missing and a wrong key).
+	gonePods, goneNodes, goneImages := map[string]bool{}, map[string]map[string]bool{}, map[string]map[string]bool{}
+	addTo := func(m map[string]map[string]bool, k, pod string) {
+		if m[k] == nil {
+			m[k] = map[string]bool{}
+		}
+		m[k][pod] = true
+	}
 	for _, k := range keys {
 		g := groups[k]
 		sort.Strings(g.pods)
@@ -279,9 +287,9 @@ func checkDecryptFailures(ctx context.Context, e *Env) []Result {
 				g.image, g.kind, len(g.pods), strings.Join(shown, ", ")), ""))
 			for _, p := range g.pods {
 				gonePods[p] = true
+				addTo(goneNodes, g.node, p)
+				addTo(goneImages, g.image, p)
 			}
-			goneNodes[g.node] += len(g.pods)
-			goneImages[g.image] += len(g.pods)
 			continue
 		}
 		found := fmt.Sprintf("image %s: pulls fail with %q (%d pod(s): %s)", g.image, g.kind, len(g.pods), strings.Join(shown, ", "))
@@ -294,9 +302,18 @@ func checkDecryptFailures(ctx context.Context, e *Env) []Result {
 	if len(gone) <= maxGoneShown {
 		return append(out, gone...)
 	}
-	return append(out, warn(fmt.Sprintf("%d deleted pods", len(gonePods)),
+	return append(out, warn(fmt.Sprintf("%d deleted or replaced pod(s)", len(gonePods)),
 		fmt.Sprintf("pulls failed for a missing or wrong key in %d pod(s) since deleted or replaced: by node %s; by image %s",
-			len(gonePods), countsLine(goneNodes), countsLine(goneImages)), ""))
+			len(gonePods), countsLine(sizes(goneNodes)), countsLine(sizes(goneImages))), ""))
+}
+
+// sizes maps each key to the size of its set.
+func sizes(m map[string]map[string]bool) map[string]int {
+	out := make(map[string]int, len(m))
+	for k, set := range m {
+		out[k] = len(set)
+	}
+	return out
 }
 
 func decryptKind(msg string) string {

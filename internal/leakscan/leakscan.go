@@ -141,7 +141,9 @@ func (n *Needles) Reader(r io.Reader) (form string, offset int64, ok bool, err e
 
 // Scan walks roots (files or directories; symlinks are not followed) and returns every
 // regular file holding a chunk of the key, except the files and directories in skip (where
-// the key itself is kept), and how many files it read.
+// the key itself is kept), and how many files it read. A file or directory below a root that
+// vanishes before it is read (a running lab's temp files) held nothing that is still there:
+// it is passed over; a root that does not exist is an error.
 func (n *Needles) Scan(roots []string, skip ...string) ([]Finding, int, error) {
 	skipped := map[string]bool{}
 	for _, s := range skip {
@@ -155,6 +157,9 @@ func (n *Needles) Scan(roots []string, skip ...string) ([]Finding, int, error) {
 	for _, root := range roots {
 		err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
+				if p != root && errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
 				errs = append(errs, err)
 				return nil
 			}
@@ -167,12 +172,15 @@ func (n *Needles) Scan(roots []string, skip ...string) ([]Finding, int, error) {
 			if !d.Type().IsRegular() {
 				return nil
 			}
-			files++
 			f, err := os.Open(p)
 			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
 				errs = append(errs, err)
 				return nil
 			}
+			files++
 			defer f.Close()
 			form, off, ok, err := n.Reader(f)
 			if err != nil {

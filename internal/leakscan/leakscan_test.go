@@ -101,6 +101,22 @@ func TestScanFindsTheKey(t *testing.T) {
 	}
 }
 
+// A root that does not exist is an error (a scan of nothing must not pass as clean).
+func TestScanMissingRoot(t *testing.T) {
+	key, err := NewRSAKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := NewNeedles(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(t.TempDir(), "no-such-dir")
+	if _, files, err := n.Scan([]string{missing}); err == nil || files != 0 {
+		t.Errorf("Scan(%s) = %d files, %v; want an error", missing, files, err)
+	}
+}
+
 func TestNewNeedlesRejectsNonKeys(t *testing.T) {
 	tests := []struct {
 		name string

@@ -230,24 +230,30 @@ func (c *Context) symlinkState(ctx context.Context, node string, l plant.Planted
 
 // wroteThrough describes a symlink target that no longer holds what was planted. The target is
 // read again after a moment: a synchronizer writing through the link truncates the target
-// before it writes, and the first look may fall in between.
+// before it writes, and the first look may fall in between. A run that is ending does not
+// wait or look again, and says so.
 func (c *Context) wroteThrough(ctx context.Context, node string, link, target plant.Planted, digestA, digestB string) error {
-	what := "other bytes"
+	what := notLookedAgain
 	select {
 	case <-ctx.Done():
-		// The run is ending: the look below fails and the bytes stay unnamed.
 	case <-time.After(500 * time.Millisecond):
-	}
-	if info, err := c.Planter.Stat(ctx, node, target.Path); err == nil {
-		switch info.SHA256 {
-		case digestB:
-			what = "the rotated key"
-		case digestA:
-			what = "the Secret's key from before the rotation (written on a resync)"
-		case plant.Digest(nil):
-			what = "nothing (truncated)"
+		what = "bytes that could not be read again"
+		if info, err := c.Planter.Stat(ctx, node, target.Path); err == nil {
+			switch info.SHA256 {
+			case digestB:
+				what = "the rotated key"
+			case digestA:
+				what = "the Secret's key from before the rotation (written on a resync)"
+			case plant.Digest(nil):
+				what = "nothing (truncated)"
+			default:
+				what = "other bytes"
+			}
 		}
 	}
 	return fmt.Errorf("node %s: the synchronizer wrote through the symlink planted at %s: its target %s, outside the keys tree, now holds %s "+
 		"(a synchronizer must never follow a symlink: rename a staged file over it)", node, link.Path, target.Path, what)
 }
+
+// notLookedAgain is what wroteThrough says of the target's bytes when the run is ending.
+const notLookedAgain = "other bytes than planted (not looked at again: the run is ending)"

@@ -12,7 +12,7 @@ import (
 
 // TestWroteThrough: the failure message of a synchronizer that wrote through a planted symlink
 // names the link, the target and what the target holds now; a run that is ending gets the
-// message at once, without naming the bytes it could not look at again.
+// message without a second look, and says so.
 func TestWroteThrough(t *testing.T) {
 	t.Parallel()
 	keyA, keyB := "-----BEGIN PRIVATE KEY-----\nA\n", "-----BEGIN PRIVATE KEY-----\nB\n"
@@ -26,7 +26,7 @@ func TestWroteThrough(t *testing.T) {
 		{name: "the key before the rotation", now: keyA, want: "now holds the Secret's key from before the rotation"},
 		{name: "truncated", now: "", want: "now holds nothing (truncated)"},
 		{name: "other bytes", now: "something else", want: "now holds other bytes"},
-		{name: "run ending", now: keyB, cancelled: true, want: "now holds "},
+		{name: "run ending", now: keyB, cancelled: true, want: "now holds " + notLookedAgain},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -219,6 +219,9 @@ func finish(s *cli.Streams, out outputs, m report.Meta, cases []report.Case, too
 		return &cli.ExitError{Code: 1, Err: fmt.Errorf("%d conformance steps failed", failed)}
 	}
 	if len(cases) == 0 {
+		if m.NotSelectedLine() != "" {
+			return &cli.ExitError{Code: 1, Err: errors.New("no conformance results: the run's selection flags left out every feature")}
+		}
 		return &cli.ExitError{Code: 1, Err: errors.New("no conformance results")}
 	}
 	return nil
@@ -267,8 +270,10 @@ func newReportCommand(s *cli.Streams) *cobra.Command {
 		Long: `Reads 'go test -json ./suites' output and counts the conformance checks only (the leaves of
 TestConformance: one feature's assessment against the lab; a feature skipped as a whole, or
 whose setup failed, counts once), never other tests; skipped checks count as skipped with their
-reason. Features the run's selection left out (--labels, --skip-features, ...) are no checks of
-the run: counted nowhere, named on the "not selected" line. Prints the per-profile line, then "N passed, N failed, N skipped" (", N warned").
+reason. Features and checks the run's selection flags left out (--labels, --skip-features,
+--assess, ...) are no checks of the run: counted nowhere but on the "not selected" line (JUnit
+property not-selected), named in the HTML report. A run whose selection left out everything
+has no results and exits 1. Prints the per-profile line, then "N passed, N failed, N skipped" (", N warned").
 --profile judges the run again under the other profile (report.Rejudge): the profiles run the
 same checks, so one run yields both verdicts.`,
 		Args: cobra.NoArgs,
@@ -291,7 +296,7 @@ same checks, so one run yields both verdicts.`,
 			}
 			m := res.Meta
 			m.Title = "go test ./suites"
-			m.NotSelected = res.NotSelected
+			m.NotSelected, m.NotSelectedChecks = res.NotSelected, res.NotSelectedChecks
 			cases := res.Cases
 			if profile != "" {
 				if cases, err = report.Rejudge(cases, profile); err != nil {

@@ -35,15 +35,17 @@ type GoTestResult struct {
 	Meta Meta
 	// Ignored counts leaf tests left out by GoTestOptions.Top.
 	Ignored int
-	// NotSelected names the features (or assessments) e2e-framework's selection flags left
-	// out (--labels, --skip-labels, --feature, --skip-features, --assess): not checks of
-	// the run, so no case.
-	NotSelected []string
+	// NotSelected names the features e2e-framework's selection flags left out (--labels,
+	// --skip-labels, --feature, --skip-features), NotSelectedChecks the assessments they
+	// left out of features that ran (--assess, --skip-assessment) as "feature / assessment":
+	// not checks of the run, so no case.
+	NotSelected       []string
+	NotSelectedChecks []string
 }
 
 // notSelectedRE matches e2e-framework's skip messages for features and assessments its
-// selection flags leave out (pkg/env/env.go, v0.7.0), capturing the name.
-var notSelectedRE = regexp.MustCompile(`Skipping (?:feature|assessment):? "([^"]*)": (?:unmatched labels|matched label provided in --skip-|name not matched|name matched)`)
+// selection flags leave out (pkg/env/env.go, v0.7.0), capturing the kind and the name.
+var notSelectedRE = regexp.MustCompile(`Skipping (feature|assessment):? "([^"]*)": (?:unmatched labels|matched label provided in --skip-|name not matched|name matched)`)
 
 // FromGoTestJSON converts `go test -json` output into cases (ParseGoTestJSON keeping every
 // test).
@@ -164,7 +166,17 @@ func ParseGoTestJSON(r io.Reader, o GoTestOptions) (GoTestResult, error) {
 		}
 		if st == Skipped && o.Top != "" {
 			if m := notSelectedRE.FindStringSubmatch(rc.out.String()); m != nil {
-				res.NotSelected = append(res.NotSelected, m[1])
+				if m[1] == "feature" {
+					res.NotSelected = append(res.NotSelected, m[2])
+					continue
+				}
+				// An assessment: Top/<area>/<feature>/<assessment>, the feature's spaces
+				// written as underscores by go test.
+				feature := "?"
+				if parts := strings.SplitN(rc.test, "/", 4); len(parts) == 4 {
+					feature = strings.ReplaceAll(parts[2], "_", " ")
+				}
+				res.NotSelectedChecks = append(res.NotSelectedChecks, feature+" / "+m[2])
 				continue
 			}
 		}

@@ -129,8 +129,8 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem;margin:.5r
 {{- if .Generated}}<dt>Generated</dt><dd>{{.Generated}}</dd>{{end}}
 </dl>
 <p class="summary" id="summary">{{.ProfileSummary}}<br>{{.Summary}}</p>
-{{- if .NotSelected}}
-<details id="not-selected"><summary>{{.NotSelectedLine}}</summary><ul>{{range .NotSelected}}<li>{{.}}</li>{{end}}</ul></details>{{end}}
+{{- with .NotSelectedLine}}
+<details id="not-selected"><summary>{{.}}</summary><ul>{{range $.NotSelected}}<li>{{.}}</li>{{end}}{{range $.NotSelectedChecks}}<li>{{.}}</li>{{end}}</ul></details>{{end}}
 <table id="tallies"><tr><th>profile</th><th>passed</th><th>warned</th><th>failed</th><th>skipped</th></tr>
 {{- range .Tallies}}<tr><td><span class="badge {{.Profile}}">{{.Profile}}</span></td><td>{{.Passed}}</td><td>{{.Warned}}</td><td>{{.Failed}}</td><td>{{.Skipped}}</td></tr>{{end}}
 </table>

@@ -79,7 +79,7 @@ func WriteJUnit(w io.Writer, m Meta, cases []Case) error {
 	doc := junitSuites{Name: name, Properties: props(
 		"synchronizer", m.SynchronizerOrUnknown(), "lab", m.Lab, "profile", m.Profile,
 		"required", tallyText(by[ProfileRequired]), "recommended", tallyText(by[ProfileRecommended]),
-		"summary", ProfileSummary(cases), "not-selected", notSelectedCount(m))}
+		"summary", ProfileSummary(cases), "not-selected", notSelectedCount(m), "not-selected-line", m.NotSelectedLine())}
 	index := map[string]int{}
 	var total time.Duration
 	for _, c := range cases {
@@ -145,10 +145,11 @@ func joinNonEmpty(parts ...string) string {
 	return strings.Join(out, "\n\n")
 }
 
-// notSelectedCount is the number of features the selection left out ("" when none).
+// notSelectedCount is the number of features and checks the selection left out ("" when
+// none).
 func notSelectedCount(m Meta) string {
-	if len(m.NotSelected) == 0 {
-		return ""
+	if n := len(m.NotSelected) + len(m.NotSelectedChecks); n > 0 {
+		return strconv.Itoa(n)
 	}
-	return strconv.Itoa(len(m.NotSelected))
+	return ""
 }

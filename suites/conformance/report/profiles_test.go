@@ -143,6 +143,12 @@ func TestParseGoTestJSONChecks(t *testing.T) {
 	ev("run", "TestConformance/plain/by_name", "", 0)
 	ev("output", "TestConformance/plain/by_name", `    env.go:231: Skipping feature "by name": name not matched`+"\n", 0)
 	ev("skip", "TestConformance/plain/by_name", "", 0)
+	ev("run", "TestConformance/plain/skipped_by_name", "", 0)
+	ev("output", "TestConformance/plain/skipped_by_name", `    env.go:231: Skipping feature: "skipped by name": name matched`+"\n", 0)
+	ev("skip", "TestConformance/plain/skipped_by_name", "", 0)
+	ev("run", "TestConformance/plain/a_feature/one_check", "", 0)
+	ev("output", "TestConformance/plain/a_feature/one_check", `    env.go:518: Skipping assessment "one check": name not matched`+"\n", 0)
+	ev("skip", "TestConformance/plain/a_feature/one_check", "", 0)
 	ev("run", "TestHelperUnit", "", 0)
 	ev("pass", "TestHelperUnit", "", 0)
 	ev("fail", "", "", 3)
@@ -151,8 +157,33 @@ func TestParseGoTestJSONChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.Join(res.NotSelected, "|"); got != "rotation replaces|no temp files|by name" {
-		t.Errorf("not selected %q, want the three features the selection left out", got)
+	if got := strings.Join(res.NotSelected, "|"); got != "rotation replaces|no temp files|by name|skipped by name" {
+		t.Errorf("not selected %q, want the four features the selection left out", got)
+	}
+	if got := strings.Join(res.NotSelectedChecks, "|"); got != "a feature / one check" {
+		t.Errorf("checks not selected %q, want the assessment --assess left out", got)
+	}
+	m := Meta{NotSelected: res.NotSelected, NotSelectedChecks: res.NotSelectedChecks}
+	if got, want := m.NotSelectedLine(), "not selected: 4 feature(s) and 1 check(s) left out by the run's selection flags, in no count"; got != want {
+		t.Errorf("line %q, want %q", got, want)
+	}
+	var junit, html strings.Builder
+	if err := WriteJUnit(&junit, m, res.Cases); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteHTML(&html, m, res.Cases, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(junit.String(), `<property name="not-selected" value="5">`) {
+		t.Errorf("JUnit lacks the not-selected count: %s", junit.String())
+	}
+	for _, name := range []string{"<li>rotation replaces</li>", "<li>skipped by name</li>", "<li>a feature / one check</li>"} {
+		if !strings.Contains(html.String(), name) {
+			t.Errorf("HTML report does not list %s", name)
+		}
+	}
+	if (Meta{}).NotSelectedLine() != "" {
+		t.Errorf("a run without selection has a not-selected line")
 	}
 	if res.Ignored != 1 {
 		t.Errorf("ignored %d non-conformance tests, want 1 (the unit test)", res.Ignored)

@@ -96,17 +96,24 @@ type Meta struct {
 	Profile string
 	// Started is when the run started (zero: not printed).
 	Started time.Time
-	// NotSelected names the features the run's selection (--labels, --skip-labels, --feature,
-	// --skip-features) left out: not checks of this run, in no count.
-	NotSelected []string
+	// NotSelected names the features the run's selection flags (--labels, --skip-labels,
+	// --feature, --skip-features) left out, and NotSelectedChecks the single checks they left
+	// out of features that ran ("feature / assessment"; --assess, --skip-assessment): not
+	// checks of this run, in no count.
+	NotSelected       []string
+	NotSelectedChecks []string
 }
 
-// NotSelectedLine says how many features the selection left out ("" when none).
+// NotSelectedLine says how many features and checks the selection left out ("" when none).
 func (m Meta) NotSelectedLine() string {
-	if len(m.NotSelected) == 0 {
+	if len(m.NotSelected) == 0 && len(m.NotSelectedChecks) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("not selected: %d feature(s) left out by the run's selection (--labels, --skip-labels, --feature, --skip-features), in no count", len(m.NotSelected))
+	what := fmt.Sprintf("%d feature(s)", len(m.NotSelected))
+	if len(m.NotSelectedChecks) > 0 {
+		what += fmt.Sprintf(" and %d check(s)", len(m.NotSelectedChecks))
+	}
+	return "not selected: " + what + " left out by the run's selection flags, in no count"
 }
 
 // SynchronizerOrUnknown returns m.Synchronizer, or "unknown".

@@ -166,8 +166,8 @@ const asidePrefix = ".keysync-plant-aside-"
 // there. A symlink ours accepts is removed; anything else goes back to p with a hard link, which
 // never replaces what may have landed at p since. When something did land there meanwhile, what
 // was moved aside is an older version of it (only the synchronizer writes at p) and is removed
-// too: a stale key must not stay in the tree under a private name. Only when p stays empty and
-// the link still fails is the private name left, and the error names it. removed says whether
+// too: a stale key must not stay in the tree under a private name. Only when the link fails and
+// p is empty (or cannot be looked at) is the private name left, and the error names it. removed says whether
 // a symlink was removed; nothing at p is not an error.
 func removeSymlink(ctx context.Context, ops Ops, node, p string, ours func(target string) bool) (removed bool, err error) {
 	var b [8]byte
