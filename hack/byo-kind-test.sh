@@ -71,6 +71,19 @@ args=$(k -n "$ns" get daemonset addon-image-key-synchronizer -o jsonpath='{.spec
 check "the running DaemonSet is the directory's (no --allow-insecure-kp, the author's CA mount)" \
   bash -c '[[ $1 != *--allow-insecure-kp* ]] && [[ $2 == *my-lab-ca* ]]' _ "$args" \
   "$(k -n "$ns" get daemonset addon-image-key-synchronizer -o jsonpath='{.spec.template.spec.volumes}')"
+# lab up waits for the rollout; the old pods may take a moment more to be gone.
+pods_are_authors() {
+  local vols i
+  for i in $(seq 60); do
+    vols=$(k -n "$ns" get pods -l app.kubernetes.io/name=addon-image-key-synchronizer \
+      -o jsonpath='{range .items[*]}{.spec.volumes[*].name}{"\n"}{end}')
+    if [ -n "$vols" ] && ! grep -qv my-lab-ca <<<"$vols"; then return 0; fi
+    sleep 1
+  done
+  echo "pods' volumes: $vols" >&2
+  return 1
+}
+check "every synchronizer pod running is the directory's (the old pods are gone)" pods_are_authors
 check "the lab's hostAliases map IAM's and Key Protect's names in its pods" \
   bash -c '[[ $1 == *iam.cloud.ibm.com*us-south.kms.cloud.ibm.com* ]]' _ \
   "$(k -n "$ns" get daemonset addon-image-key-synchronizer -o jsonpath='{.spec.template.spec.hostAliases}')"

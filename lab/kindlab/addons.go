@@ -266,7 +266,10 @@ func SyncerStep(p Parts) func(*Lab) lab.Step {
 	}
 }
 
-// WaitSyncerStep waits until the synchronizer DaemonSet has one ready pod per node.
+// WaitSyncerStep waits until the synchronizer's DaemonSets are rolled out: every one's
+// current spec observed and its pods updated, ready and available on every node it
+// schedules to, one of them on every node. Applying a changed synchronizer over a running one
+// leaves the old pods ready for a while; they are not the synchronizer under test.
 func WaitSyncerStep(p Parts, timeout time.Duration) func(*Lab) lab.Step {
 	return func(l *Lab) lab.Step {
 		return lab.Step{Name: "Waiting for one synchronizer pod per node", Run: func(ctx context.Context) (string, error) {
@@ -275,24 +278,62 @@ func WaitSyncerStep(p Parts, timeout time.Duration) func(*Lab) lab.Step {
 			var last string
 			for {
 				cmd := exec.CommandContext(ctx, p.Kubectl, "--kubeconfig", l.KubeconfigPath(), "-n", SyncerNamespace,
-					"get", "daemonsets", "-o", "jsonpath={range .items[*]}{.status.numberReady} {.status.desiredNumberScheduled}{\"\\n\"}{end}")
+					"get", "daemonsets", "-o", "jsonpath="+daemonSetStatusJSONPath)
 				var out bytes.Buffer
 				cmd.Stdout = &out
 				if err := cmd.Run(); err == nil {
-					last = strings.TrimSpace(out.String())
-					ready, desired, _ := strings.Cut(last, " ")
-					r, _ := strconv.Atoi(ready)
-					d, _ := strconv.Atoi(desired)
-					if r == len(l.Env.Nodes) && d == len(l.Env.Nodes) {
-						return fmt.Sprintf("%d/%d", r, d), nil
+					done, state := rolledOut(out.String(), len(l.Env.Nodes))
+					if done {
+						return state, nil
 					}
+					last = state
 				}
 				select {
 				case <-ctx.Done():
-					return "", fmt.Errorf("synchronizer pods not ready on %d nodes within %s (ready desired: %q)", len(l.Env.Nodes), timeout, last)
+					return "", fmt.Errorf("synchronizer not rolled out on %d nodes within %s: %s", len(l.Env.Nodes), timeout, last)
 				case <-time.After(time.Second):
 				}
 			}
 		}}
 	}
+}
+
+// daemonSetStatusJSONPath prints one line per DaemonSet, fields separated by "|" (a status
+// field not set yet prints empty): name, generation, observed generation, desired, updated,
+// ready, available.
+const daemonSetStatusJSONPath = `{range .items[*]}{.metadata.name}|{.metadata.generation}|{.status.observedGeneration}|` +
+	`{.status.desiredNumberScheduled}|{.status.updatedNumberScheduled}|{.status.numberReady}|{.status.numberAvailable}{"\n"}{end}`
+
+// rolledOut reads daemonSetStatusJSONPath's output: done when there is a DaemonSet, each one
+// has observed its generation and has all its desired pods updated, ready and available, and
+// one of them runs on all nodes. state describes it ("name ready/desired" each, or what is
+// missing).
+func rolledOut(status string, nodes int) (done bool, state string) {
+	var parts []string
+	allDone, onEveryNode := true, false
+	for _, line := range strings.Split(strings.TrimSpace(status), "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		f := strings.Split(strings.TrimSpace(line), "|")
+		n := make([]int, 6)
+		for i := range n {
+			if i+1 < len(f) {
+				n[i], _ = strconv.Atoi(f[i+1]) // a status field not set yet reads as 0
+			}
+		}
+		gen, observed, desired, updated, ready, available := n[0], n[1], n[2], n[3], n[4], n[5]
+		ok := observed >= gen && gen > 0 && desired > 0 && updated == desired && ready == desired && available == desired
+		allDone = allDone && ok
+		onEveryNode = onEveryNode || (ok && desired == nodes)
+		desc := fmt.Sprintf("%s %d/%d", f[0], ready, desired)
+		if updated != desired || observed < gen {
+			desc += fmt.Sprintf(" (%d/%d updated, generation %d/%d observed)", updated, desired, observed, gen)
+		}
+		parts = append(parts, desc)
+	}
+	if len(parts) == 0 {
+		return false, "no DaemonSet in " + SyncerNamespace
+	}
+	return allDone && onEveryNode, strings.Join(parts, ", ")
 }
