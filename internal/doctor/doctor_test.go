@@ -226,14 +226,10 @@ func TestChecks(t *testing.T) {
 			}},
 		{name: "failure Events on Secrets",
 			break_: func(ctx context.Context, t *testing.T, c *tc) {
-				s, err := c.cs.CoreV1().Secrets(c.ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: c.ns},
-					Type: names.SecretTypeKey, Data: map[string][]byte{"k.pem": []byte("not a key")}}, metav1.CreateOptions{})
-				must(t, err)
-				dt.Event(ctx, t, c.cs, c.ns, "Secret", "bad", string(s.UID), "KeyRejected", "n1", "data key k.pem: not a private key")
-				dt.Event(ctx, t, c.cs, c.ns, "Secret", "bad", string(s.UID), "KeyRejected", "n2", "data key k.pem: not a private key")
+				uid := badSecret(ctx, t, c, "n1", "n2")
 				// A synchronizer that logs its API key in an Event: doctor must not repeat it.
 				dt.Event(ctx, t, c.cs, c.ns, "Secret", "gone", "uid-of-a-deleted-secret", "UnwrapFailed", "n1", "unwrap with apikey "+dt.APIKey+" failed")
-				dt.Event(ctx, t, c.cs, c.ns, "Secret", "bad", string(s.UID), "KeySynced", "n1", "fine")
+				dt.Event(ctx, t, c.cs, c.ns, "Secret", "bad", uid, "KeySynced", "n1", "fine")
 			},
 			wants: []want{
 				{check: "secret-events", subject: "Secret bad", found: "KeyRejected ×2 on node(s) n1, n2, last", fix: "replace it with a PEM private key"},
@@ -242,10 +238,7 @@ func TestChecks(t *testing.T) {
 			}},
 		{name: "failure Events on many deleted Secrets: one line for them",
 			break_: func(ctx context.Context, t *testing.T, c *tc) {
-				s, err := c.cs.CoreV1().Secrets(c.ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: c.ns},
-					Type: names.SecretTypeKey, Data: map[string][]byte{"k.pem": []byte("not a key")}}, metav1.CreateOptions{})
-				must(t, err)
-				dt.Event(ctx, t, c.cs, c.ns, "Secret", "bad", string(s.UID), "KeyRejected", "n1", "data key k.pem: not a private key")
+				badSecret(ctx, t, c, "n1")
 				for _, n := range []string{"gone1", "gone2", "gone3"} {
 					dt.Event(ctx, t, c.cs, c.ns, "Secret", n, "uid-of-"+n, "KeyRejected", "n1", "not a private key")
 				}
@@ -467,6 +460,19 @@ func pullEvent(ctx context.Context, t *testing.T, c *tc, name, uid, node, why st
 	ev := dt.Event(ctx, t, c.cs, c.ns, "Pod", name, uid, "Failed", node,
 		`Failed to pull image "`+appImage+`": rpc error: code = Unknown desc = decrypting layer sha256:0123: `+why)
 	t.Cleanup(func() { _ = c.cs.CoreV1().Events(c.ns).Delete(context.Background(), ev.Name, metav1.DeleteOptions{}) })
+}
+
+// badSecret creates the key Secret "bad" holding no key, with a KeyRejected Event from each
+// node, and returns its UID.
+func badSecret(ctx context.Context, t *testing.T, c *tc, nodes ...string) string {
+	t.Helper()
+	s, err := c.cs.CoreV1().Secrets(c.ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: c.ns},
+		Type: names.SecretTypeKey, Data: map[string][]byte{"k.pem": []byte("not a key")}}, metav1.CreateOptions{})
+	must(t, err)
+	for _, n := range nodes {
+		dt.Event(ctx, t, c.cs, c.ns, "Secret", "bad", string(s.UID), "KeyRejected", n, "data key k.pem: not a private key")
+	}
+	return string(s.UID)
 }
 
 func must(t *testing.T, err error) {

@@ -16,14 +16,7 @@ import (
 // roots, and names the file; it finds nothing in the run's usual output nor in another key of
 // the same kind (the run's own keys).
 func TestScanFindsTheKey(t *testing.T) {
-	key, err := NewRSAKey(2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := NewNeedles(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, n := newKey(t)
 	block, _ := pem.Decode(key)
 	der := block.Bytes
 	mid := func(b []byte) []byte { return b[len(b)/2 : len(b)/2+ChunkLen] }
@@ -103,14 +96,7 @@ func TestScanFindsTheKey(t *testing.T) {
 
 // A root that does not exist is an error (a scan of nothing must not pass as clean).
 func TestScanMissingRoot(t *testing.T) {
-	key, err := NewRSAKey(2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := NewNeedles(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, n := newKey(t)
 	missing := filepath.Join(t.TempDir(), "no-such-dir")
 	if _, files, err := n.Scan([]string{missing}); err == nil || files != 0 {
 		t.Errorf("Scan(%s) = %d files, %v; want an error", missing, files, err)
@@ -132,6 +118,20 @@ func TestNewNeedlesRejectsNonKeys(t *testing.T) {
 			t.Errorf("%s: no error", tt.name)
 		}
 	}
+}
+
+// newKey makes a fresh RSA-2048 key and its needles.
+func newKey(t *testing.T) ([]byte, *Needles) {
+	t.Helper()
+	key, err := NewRSAKey(2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := NewNeedles(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, n
 }
 
 func mustJSON(t *testing.T, v any) []byte {
